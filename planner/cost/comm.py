@@ -1,0 +1,71 @@
+"""Communication time: tensor-parallel all-reduce and pipeline-parallel sends over the real link.
+
+Which link carries the traffic:
+- inside a node: the GPU's interconnect (NVLink, or PCIe peer-to-peer), unless the group is larger than the
+  link joins (NVLink bridges join pairs) or PCIe peer-to-peer is off, in which case data bounces through host
+  memory: each transfer crosses the host link twice, halving bandwidth and doubling latency;
+- across nodes: the network (`group_link`).
+"""
+
+from __future__ import annotations
+
+from planner.specs.deployment import Deployment
+from planner.specs.hardware import Cluster, LinkSpec
+
+
+def _intra_node_link(cluster: Cluster, group_size: int) -> tuple[float, float]:
+    """(bytes/s per GPU per direction, latency s) of the link joining `group_size` GPUs inside a node."""
+    link: LinkSpec = cluster.gpu.interconnect
+    if link.max_peers is not None and group_size > link.max_peers:
+        link = cluster.gpu.host_link
+        return _through_host(link)
+    if link.kind.is_pcie and not link.p2p:
+        return _through_host(link)
+    return link.bw_bytes_s, link.latency_s
+
+
+def _through_host(link: LinkSpec) -> tuple[float, float]:
+    """Without peer-to-peer a GPU-to-GPU copy goes device -> host memory -> device: half the bandwidth, twice
+    the latency of the host link."""
+    return link.bw_bytes_s / 2, 2 * link.latency_s
+
+
+def group_link(cluster: Cluster, group_size: int, spans_nodes: bool) -> tuple[float, float]:
+    """(bytes/s, latency s) of the slowest hop of a ring over `group_size` GPUs.
+
+    Across nodes NCCL runs one ring per NIC, so a multi-node all-reduce reaches a bus bandwidth close to the
+    node's aggregate network bandwidth (e.g. 8 x 200 Gb/s HDR gives about 200 GB/s on DGX A100), capped by the
+    intra-node link.
+    """
+    bw_s, latency_s = _intra_node_link(cluster, min(group_size, cluster.gpus_per_node))
+    if spans_nodes:
+        bw_s = min(bw_s, cluster.network.node_bw_bytes_s)
+        latency_s = max(latency_s, cluster.network.kind.latency_s)
+    return bw_s, latency_s
+
+
+def allreduce_time_s(message_bytes: float, n: int, bw_s: float, latency_s: float, bw_eff: float) -> float:
+    """Ring all-reduce of `message_bytes` over n GPUs (Patarasuk and Yuan 2009; NCCL's bus-bandwidth model):
+    each GPU sends and receives 2 (n - 1) / n of the message (reduce-scatter then all-gather), in 2 (n - 1)
+    steps that each pay the link latency. `bw_eff` is the measured share of line rate NCCL reaches."""
+    if n <= 1:
+        return 0.0
+    return 2 * (n - 1) / n * message_bytes / (bw_s * bw_eff) + 2 * (n - 1) * latency_s
+
+
+def p2p_time_s(message_bytes: float, bw_s: float, latency_s: float, bw_eff: float) -> float:
+    """One point-to-point send: latency plus bytes over the attained bandwidth."""
+    return message_bytes / (bw_s * bw_eff) + latency_s
+
+
+def tp_link(deployment: Deployment) -> tuple[float, float]:
+    return group_link(deployment.cluster, deployment.tp_size, deployment.tp_spans_nodes)
+
+
+def pp_link(deployment: Deployment) -> tuple[float, float]:
+    """The link between consecutive pipeline stages: the network once the instance spans nodes (the slowest
+    boundary sets the pipeline's pace), else the intra-node link."""
+    cluster = deployment.cluster
+    if deployment.pp_spans_nodes:
+        return cluster.network.node_bw_bytes_s, cluster.network.kind.latency_s
+    return _intra_node_link(cluster, 2)

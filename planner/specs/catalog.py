@@ -1,0 +1,169 @@
+"""Loading the YAML catalogs (`hardware/`, `models/`) and resolving names against them.
+
+The catalog is loaded explicitly (`load_catalog()`), cached per root, never at import. In a wheel the catalogs
+sit in `planner/_catalog/`; in a source checkout they are the repository's top-level folders.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from planner.errors import PlannerError
+from planner.specs.engine import CalibrationProfile, EngineSpec
+from planner.specs.hardware import Frozen, GpuSpec
+from planner.specs.model import ModelSpec, model_from_hf_config
+
+
+class ModelEntry(Frozen):
+    """One `models/*.yaml` file: tdplan's fields plus the Hugging Face config keys under `config`."""
+
+    id: str
+    name: str
+    aliases: tuple[str, ...] = ()
+    hf_repo: str
+    source: str
+    published_params_b: float = Field(gt=0)
+    published_params_source: str
+    config: dict[str, Any]
+
+    def to_spec(self) -> ModelSpec:
+        return model_from_hf_config(
+            self.config,
+            id=self.id,
+            name=self.name,
+            aliases=self.aliases,
+            source=self.source,
+            hf_repo=self.hf_repo,
+            published_params_b=self.published_params_b,
+        )
+
+
+def default_root() -> Path:
+    """Folder holding `hardware/` and `models/`: inside the installed package, else the source checkout."""
+    packaged = Path(__file__).resolve().parents[1] / "_catalog"
+    if (packaged / "hardware").is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2]
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(" ", "-")
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise PlannerError(f"malformed YAML in {path}{where}: fix the file or remove it") from None
+
+
+def _validate(cls: type[Frozen], data: Any, path: Path) -> Any:
+    if not isinstance(data, dict):
+        raise PlannerError(f"{path} does not hold a mapping: each catalog file describes one entry")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise PlannerError(f"{path}: field '{field}': {first['msg']} ({len(err.errors())} problem(s))") from None
+
+
+class Catalog(Frozen):
+    """Every GPU, model and engine profile known, keyed by id."""
+
+    root: Path
+    gpus: dict[str, GpuSpec]
+    models: dict[str, ModelSpec]
+    engines: dict[str, EngineSpec]
+    calibrations: dict[str, CalibrationProfile]
+
+    def gpu(self, name: str) -> GpuSpec:
+        """Look a GPU up by id or alias, case-insensitively."""
+        return self._resolve(name, self.gpus, "GPU", "tdplan hardware list")
+
+    def engine(self, name: str) -> EngineSpec:
+        return self._resolve(name, self.engines, "engine", "the engines")
+
+    def calibration(self, engine_id: str) -> CalibrationProfile:
+        if engine_id not in self.calibrations:
+            raise PlannerError(f"engine '{engine_id}' has no calibration: run `tdplan calibrate`")
+        return self.calibrations[engine_id]
+
+    def model(self, name: str) -> ModelSpec:
+        """Look a model up by id or alias, or load a Hugging Face config.json (or a folder holding one)."""
+        path = Path(name).expanduser()
+        if name.endswith(".json") or path.is_dir() or (path.exists() and path.is_file()):
+            return load_hf_model(path)
+        return self._resolve(name, self.models, "model", "tdplan models list")
+
+    def _resolve(self, name: str, table: Mapping[str, Any], what: str, listing: str) -> Any:
+        key = _normalise(name)
+        names: dict[str, str] = {}
+        for entry_id, entry in table.items():
+            for alias in (entry_id, *getattr(entry, "aliases", ())):
+                names[_normalise(alias)] = entry_id
+        if key in names:
+            return table[names[key]]
+        close = difflib.get_close_matches(key, list(names), n=4, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else f"see `{listing}`"
+        raise PlannerError(f"unknown {what} '{name}' ({hint})")
+
+
+def load_hf_model(path: Path) -> ModelSpec:
+    """Read a Hugging Face config.json (or the config.json inside a folder) into a ModelSpec."""
+    file = path / "config.json" if path.is_dir() else path
+    if not file.is_file():
+        raise PlannerError(f"no config.json at {path}: point --model at a config.json or a folder holding one")
+    try:
+        config = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise PlannerError(f"malformed JSON in {file} (line {err.lineno}): {err.msg}") from None
+    if not isinstance(config, dict):
+        raise PlannerError(f"{file} does not hold a JSON object: it is not a Hugging Face config.json")
+    if "text_config" in config and "hidden_size" not in config:
+        config = {**config["text_config"], "model_type": config["text_config"].get("model_type", "")}
+    name = file.parent.name if file.name == "config.json" else file.stem
+    return model_from_hf_config(config, id=name, name=name, source=str(file))
+
+
+@functools.cache
+def _load(root: Path) -> Catalog:
+    hardware, models = root / "hardware", root / "models"
+    if not hardware.is_dir() or not models.is_dir():
+        raise PlannerError(f"no catalog at {root}: expected hardware/ and models/ folders there")
+    gpus = {}
+    for path in sorted((hardware / "gpus").glob("*.yaml")):
+        gpu = _validate(GpuSpec, _read_yaml(path), path)
+        if gpu.id != path.stem:
+            raise PlannerError(f"{path}: id '{gpu.id}' differs from the file name: name the file {gpu.id}.yaml")
+        gpus[gpu.id] = gpu
+    engines = {}
+    for path in sorted((hardware / "engines").glob("*.yaml")):
+        engine = _validate(EngineSpec, _read_yaml(path), path)
+        engines[engine.id] = engine
+    calibrations = {}
+    for path in sorted((hardware / "calibration").glob("*.yaml")):
+        profile = _validate(CalibrationProfile, _read_yaml(path), path)
+        calibrations[profile.engine] = profile
+    model_specs = {}
+    for path in sorted(models.glob("*.yaml")):
+        entry = _validate(ModelEntry, _read_yaml(path), path)
+        if entry.id != path.stem:
+            raise PlannerError(f"{path}: id '{entry.id}' differs from the file name: name the file {entry.id}.yaml")
+        model_specs[entry.id] = entry.to_spec()
+    return Catalog(root=root, gpus=gpus, models=model_specs, engines=engines, calibrations=calibrations)
+
+
+def load_catalog(root: Path | str | None = None) -> Catalog:
+    """Load (once per root) the GPU, engine and model catalogs under `root` (default: the shipped ones)."""
+    return _load(Path(root).resolve() if root is not None else default_root())

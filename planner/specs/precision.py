@@ -1,0 +1,56 @@
+"""Numeric formats for weights, activations and the KV cache.
+
+A closed set, so an enum that carries its data: bytes per element and which tensor-core rate a GEMM runs at.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Dtype(str, Enum):
+    """Storage format of weights or KV cache. Values are the CLI spellings."""
+
+    fp16 = "fp16"
+    bf16 = "bf16"
+    fp8 = "fp8"
+    int8 = "int8"
+    int4 = "int4"
+
+    @property
+    def bytes_per_element(self) -> float:
+        """Bytes per stored element, scales included.
+
+        int4 weight-only (GPTQ/AWQ, group size 128): 0.5 byte per weight plus one fp16 scale and one packed
+        zero point per group: (2 + 0.5) / 128 = 0.0195 byte per weight. fp8/int8 use per-channel scales, which
+        are negligible next to the weights.
+        """
+        return _BYTES[self]
+
+    @property
+    def is_float16(self) -> bool:
+        return self in (Dtype.fp16, Dtype.bf16)
+
+
+_BYTES: dict[Dtype, float] = {
+    Dtype.fp16: 2.0,
+    Dtype.bf16: 2.0,
+    Dtype.fp8: 1.0,
+    Dtype.int8: 1.0,
+    Dtype.int4: 0.5 + 2.5 / 128,
+}
+
+WEIGHT_DTYPES: tuple[Dtype, ...] = (Dtype.bf16, Dtype.fp16, Dtype.fp8, Dtype.int8, Dtype.int4)
+KV_DTYPES: tuple[Dtype, ...] = (Dtype.bf16, Dtype.fp16, Dtype.fp8, Dtype.int8)
+
+
+def parse_dtype(text: str, allowed: tuple[Dtype, ...], what: str) -> Dtype:
+    """Read a dtype name (case-insensitive); a name outside `allowed` raises PlannerError naming the choices."""
+    from planner.errors import PlannerError
+
+    key = text.strip().lower().replace("float16", "fp16").replace("bfloat16", "bf16")
+    for dtype in allowed:
+        if dtype.value == key:
+            return dtype
+    choices = ", ".join(d.value for d in allowed)
+    raise PlannerError(f"unknown {what} '{text}': choose one of {choices}")
