@@ -1,0 +1,253 @@
+"""`planner.estimate()`: one configuration, no search.
+
+Resolves names against the catalog, picks the smallest TP that fits when none is given, costs memory and
+iterations, and runs the colocated continuous-batching model under the requested scenario.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict
+
+from planner.cost.iteration import iteration_cost
+from planner.cost.memory import MemoryBreakdown, memory_breakdown
+from planner.cost.ops import BatchShape
+from planner.errors import PlannerError
+from planner.specs.catalog import Catalog, load_catalog
+from planner.specs.deployment import Deployment
+from planner.specs.engine import EngineSpec
+from planner.specs.hardware import DEFAULT_NETWORK, Cluster, GpuPool, NetworkSpec
+from planner.specs.model import ModelSpec
+from planner.specs.precision import KV_DTYPES, WEIGHT_DTYPES, Dtype, parse_dtype
+from planner.strategies import colocated
+
+
+class Scenario(str, Enum):
+    offline = "offline"  # every request queued at once
+    concurrency = "concurrency"  # closed loop of C clients
+    rate = "rate"  # Poisson arrivals
+
+
+class Estimate(BaseModel):
+    """Predicted performance of one configuration. Times in seconds, throughputs summed over replicas."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    model_name: str
+    gpu: str
+    gpu_name: str
+    num_gpus: int
+    num_nodes: int
+    network: str
+    tp: int
+    pp: int
+    replicas: int
+    dtype: str
+    kv_dtype: str
+    engine: str
+    calibration: str  # "<engine>/<family>": the calibration entry used
+    input_len: int
+    output_len: int
+    scenario: Scenario
+    concurrency: float | None
+    rate_req_s: float | None
+    num_requests: int | None
+    output_throughput_tok_s: float
+    request_throughput_req_s: float
+    ttft_s: float | None  # None when the arrival rate exceeds capacity (unstable queue)
+    tpot_s: float
+    batch_size: float
+    kv_capacity_tokens: int
+    prefill_time_s: float
+    decode_step_time_s: float
+    memory_gib: dict[str, float]
+    bottleneck: str
+    stable: bool
+    notes: list[str]
+
+
+def default_engine(catalog: Catalog) -> EngineSpec:
+    """The engine whose calibration rests on the most measurements."""
+    def evidence(engine_id: str) -> int:
+        profile = catalog.calibrations.get(engine_id)
+        return sum(c.fitted_rows for c in profile.families.values()) if profile else -1
+
+    return catalog.engines[max(sorted(catalog.engines), key=evidence)]
+
+
+def build_deployment(
+    catalog: Catalog, model: ModelSpec, cluster: Cluster, tp: int, pp: int, dtype: Dtype, kv_dtype: Dtype,
+    engine: EngineSpec,
+) -> Deployment:
+    """Attach the engine's calibration for the GPU's family to a configuration."""
+    calibration, family = catalog.calibration(engine.id).for_architecture(cluster.gpu.architecture)
+    return Deployment(
+        model=model, cluster=cluster, tp_size=tp, pp_size=pp, dtype=dtype, kv_dtype=kv_dtype, engine=engine,
+        calibration=calibration, calibration_family=family,
+    )
+
+
+def _smallest_fitting_tp(
+    catalog: Catalog, model: ModelSpec, cluster: Cluster, pp: int, dtype: Dtype, kv_dtype: Dtype,
+    engine: EngineSpec, tokens_per_request: int,
+) -> int:
+    limit = min(cluster.gpus_in_node, cluster.num_gpus // pp) if pp <= cluster.num_gpus else 0
+    tried = []
+    for tp in (1, 2, 4, 8, 16, 32, 64):
+        if tp > limit or model.num_attention_heads % tp:
+            continue
+        tried.append(tp)
+        deployment = build_deployment(catalog, model, cluster, tp, pp, dtype, kv_dtype, engine)
+        try:
+            if memory_breakdown(deployment).kv_capacity_tokens >= tokens_per_request:
+                return tp
+        except PlannerError:
+            continue
+    largest = max(tried, default=1)
+    deployment = build_deployment(catalog, model, cluster, largest, pp, dtype, kv_dtype, engine)
+    memory_breakdown(deployment)  # raises with the memory needed when even the largest TP does not fit
+    raise PlannerError(
+        f"{model.name} fits on {cluster.gpu.name} at TP {largest} x PP {pp} but its KV cache cannot hold one "
+        f"request of {tokens_per_request} tokens: shorten the request, raise --pp or use more GPUs"
+    )
+
+
+def _positive(value: float | None, what: str) -> None:
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise PlannerError(f"{what} must be a positive number, got {value}")
+
+
+def estimate(
+    model: str | ModelSpec,
+    gpus: str | Cluster,
+    tp: int | None = None,
+    pp: int | None = None,
+    dtype: str | Dtype = Dtype.bf16,
+    input_len: int = 1024,
+    output_len: int = 256,
+    concurrency: float | None = None,
+    rate: float | None = None,
+    *,
+    kv_dtype: str | Dtype | None = None,
+    engine: str | None = None,
+    network: str | None = None,
+    gpus_per_node: int | None = None,
+    num_requests: int = 1000,
+    catalog: Catalog | None = None,
+) -> Estimate:
+    """Predict throughput, latency and memory of one configuration.
+
+    model: catalog id/alias, a config.json path, or a ModelSpec. gpus: `8xL20`-style text or a Cluster.
+    No concurrency or rate: offline (all `num_requests` queued). concurrency: closed loop of C clients.
+    rate: Poisson arrivals at `rate` requests/s. Both are split evenly over the data-parallel replicas.
+    """
+    catalog = catalog or load_catalog()
+    notes: list[str] = []
+    for value, what in ((input_len, "--input-len"), (output_len, "--output-len"), (concurrency, "--concurrency"),
+                        (rate, "--rate"), (tp, "--tp"), (pp, "--pp"), (num_requests, "--num-requests"),
+                        (gpus_per_node, "--gpus-per-node")):
+        _positive(value, what)
+    if concurrency is not None and rate is not None:
+        raise PlannerError("give --concurrency or --rate, not both")
+    if isinstance(model, str):
+        spec = catalog.model(model)
+        if spec.id != model.strip().lower():
+            notes.append(f"model '{model}' resolved to {spec.name} ({spec.id})")
+    else:
+        spec = model
+    if isinstance(gpus, str):
+        pool = GpuPool.parse(gpus)
+        gpu = catalog.gpu(pool.gpu_name)
+        cluster = Cluster(
+            gpu=gpu, num_gpus=pool.count, gpus_per_node=gpus_per_node or gpu.gpus_per_node,
+            network=NetworkSpec.parse(network) if network else DEFAULT_NETWORK,
+        )
+    else:
+        cluster = gpus
+    weight_dtype = dtype if isinstance(dtype, Dtype) else parse_dtype(dtype, WEIGHT_DTYPES, "--dtype")
+    if kv_dtype is None:
+        kv = weight_dtype if weight_dtype.is_float16 else Dtype.fp16
+    else:
+        kv = kv_dtype if isinstance(kv_dtype, Dtype) else parse_dtype(kv_dtype, KV_DTYPES, "--kv-dtype")
+    engine_spec = catalog.engine(engine) if engine else default_engine(catalog)
+    if engine is None:
+        notes.append(f"engine profile: {engine_spec.name} (the one with the most calibration evidence)")
+    tokens_per_request = input_len + output_len
+    if tokens_per_request > spec.max_position_embeddings:
+        notes.append(f"input + output = {tokens_per_request} tokens exceeds the model's context of "
+                     f"{spec.max_position_embeddings}")
+    pp = pp or 1
+    if tp is None:
+        tp = _smallest_fitting_tp(catalog, spec, cluster, pp, weight_dtype, kv, engine_spec, tokens_per_request)
+        notes.append(f"TP {tp} chosen: the smallest TP within a node at which the model fits (PP {pp})")
+    deployment = build_deployment(catalog, spec, cluster, tp, pp, weight_dtype, kv, engine_spec)
+    memory = memory_breakdown(deployment)
+    if memory.kv_capacity_tokens < tokens_per_request:
+        raise PlannerError(
+            f"one request of {tokens_per_request} tokens needs more KV cache than the "
+            f"{memory.kv_capacity_tokens} tokens TP {tp} x PP {pp} holds: raise --tp/--pp or shorten it"
+        )
+    if cluster.num_gpus % deployment.gpus_per_replica:
+        notes.append(f"{cluster.num_gpus % deployment.gpus_per_replica} GPU(s) left idle: "
+                     f"{cluster.num_gpus} is not a multiple of TP x PP = {deployment.gpus_per_replica}")
+    return _serve(deployment, memory, input_len, output_len, concurrency, rate, num_requests, notes)
+
+
+def _serve(deployment: Deployment, memory: MemoryBreakdown, input_len: int, output_len: int,
+           concurrency: float | None, rate: float | None, num_requests: int, notes: list[str]) -> Estimate:
+    replicas = deployment.replicas
+    max_batch = colocated.max_decode_batch(deployment, input_len, output_len, memory.kv_capacity_tokens)
+    if rate is not None:
+        scenario = Scenario.rate
+        point = colocated.poisson(deployment, input_len, output_len, max_batch, rate / replicas)
+        if not point.stable:
+            notes.append(f"--rate {rate:g} req/s exceeds the capacity of "
+                         f"{point.request_rate_req_s * replicas:.3g} req/s: the queue grows without bound")
+    elif concurrency is not None:
+        scenario = Scenario.concurrency
+        point = colocated.closed_loop(deployment, input_len, output_len, max_batch, concurrency / replicas)
+    else:
+        scenario = Scenario.offline
+        point = colocated.offline(deployment, input_len, output_len, max_batch, math.ceil(num_requests / replicas))
+    prefill = iteration_cost(deployment, BatchShape.prefill(input_len))
+    decode_part = (output_len - 1) * point.decode_step.time_s
+    prefill_part = point.batch_size * point.prefill_time_s
+    bottleneck = point.decode_step.bound if decode_part >= prefill_part else prefill.bound
+    cluster = deployment.cluster
+    return Estimate(
+        model=deployment.model.id,
+        model_name=deployment.model.name,
+        gpu=cluster.gpu.id,
+        gpu_name=cluster.gpu.name,
+        num_gpus=cluster.num_gpus,
+        num_nodes=cluster.num_nodes,
+        network=cluster.network.label,
+        tp=deployment.tp_size,
+        pp=deployment.pp_size,
+        replicas=replicas,
+        dtype=deployment.dtype.value,
+        kv_dtype=deployment.kv_dtype.value,
+        engine=deployment.engine.id,
+        calibration=f"{deployment.engine.id}/{deployment.calibration_family}",
+        input_len=input_len,
+        output_len=output_len,
+        scenario=scenario,
+        concurrency=concurrency,
+        rate_req_s=rate,
+        num_requests=num_requests if scenario is Scenario.offline else None,
+        output_throughput_tok_s=point.request_rate_req_s * output_len * replicas,
+        request_throughput_req_s=point.request_rate_req_s * replicas,
+        ttft_s=point.ttft_s if point.stable else None,
+        tpot_s=point.tpot_s,
+        batch_size=point.batch_size,
+        kv_capacity_tokens=memory.kv_capacity_tokens,
+        prefill_time_s=prefill.time_s,
+        decode_step_time_s=point.decode_step.time_s,
+        memory_gib=memory.as_gib(),
+        bottleneck=bottleneck.value,
+        stable=point.stable,
+        notes=notes,
+    )
