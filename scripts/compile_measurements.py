@@ -33,16 +33,8 @@ MEASUREMENT_COLUMNS = [
     "unit", "assumptions",
 ]  # fmt: skip
 MICRO_COLUMNS = [
-    "id",
-    "source",
-    "source_locator",
-    "gpu",
-    "metric",
-    "value",
-    "unit",
-    "conditions",
-    "assumptions",
-]
+    "id", "source", "source_locator", "gpu", "metric", "value", "unit", "conditions", "assumptions",
+]  # fmt: skip
 
 Row = dict[str, str]
 

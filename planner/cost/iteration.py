@@ -14,6 +14,7 @@ iteration = stage time (PP 1), plus iteration_overhead_s (scheduling, sampling, 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from planner.cost.comm import allreduce_time_s, p2p_time_s, pp_link, tp_link
 from planner.cost.memory import layers_per_stage
@@ -21,10 +22,10 @@ from planner.cost.ops import BatchShape, Op, head_ops, layer_ops, stage_send_op
 from planner.cost.roofline import Bound, roofline_time_s
 from planner.specs.deployment import Deployment
 from planner.specs.engine import Calibration
-from planner.specs.hardware import Frozen
 
 
-class IterationCost(Frozen):
+@dataclass(frozen=True, slots=True)
+class IterationCost:
     """Seconds of one iteration (or one stage of it), attributed to what bounds each part."""
 
     compute_s: float = 0.0

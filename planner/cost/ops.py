@@ -13,19 +13,17 @@ fewer KV heads than GPUs each GPU keeps one head (replicated), as vLLM and Tenso
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
-from pydantic import Field
+from dataclasses import dataclass, fields
 
 from planner.specs.deployment import Deployment
-from planner.specs.hardware import Frozen
 
 ACT_BYTES = 2.0  # activations are 16-bit in every supported precision mode
 LOGIT_BYTES = 4.0  # logits are materialised in fp32 for sampling
 EMBED_BYTES = 2.0  # embedding and LM head stay 16-bit when the body is quantised (vLLM, TensorRT-LLM defaults)
 
 
-class BatchShape(Frozen):
+@dataclass(frozen=True, slots=True)
+class BatchShape:
     """What one iteration computes, as sufficient statistics.
 
     prefill_tokens: new prompt tokens in the iteration (all prefill sequences together).
@@ -35,15 +33,15 @@ class BatchShape(Frozen):
     prefill_context_tokens: tokens already cached for the prefill sequences (non-zero for later chunks).
     decode_seqs: sequences generating one token each.
     decode_context_tokens: KV-cache tokens the decode sequences attend to, summed.
-    Counts may be fractional: steady-state means.
+    Counts may be fractional: steady-state means. A plain dataclass: the model builds thousands per fit.
     """
 
-    prefill_tokens: float = Field(default=0.0, ge=0)
-    prefill_seqs: float = Field(default=0.0, ge=0)
-    prefill_attn_pairs: float = Field(default=0.0, ge=0)
-    prefill_context_tokens: float = Field(default=0.0, ge=0)
-    decode_seqs: float = Field(default=0.0, ge=0)
-    decode_context_tokens: float = Field(default=0.0, ge=0)
+    prefill_tokens: float = 0.0
+    prefill_seqs: float = 0.0
+    prefill_attn_pairs: float = 0.0
+    prefill_context_tokens: float = 0.0
+    decode_seqs: float = 0.0
+    decode_context_tokens: float = 0.0
 
     @classmethod
     def prefill(cls, prompt_len: float, num_seqs: float = 1.0, cached_len: float = 0.0) -> BatchShape:
@@ -62,9 +60,7 @@ class BatchShape(Frozen):
         return cls(decode_seqs=num_seqs, decode_context_tokens=num_seqs * mean_context_len)
 
     def __add__(self, other: BatchShape) -> BatchShape:
-        return BatchShape(
-            **{name: getattr(self, name) + getattr(other, name) for name in BatchShape.model_fields}
-        )
+        return BatchShape(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(BatchShape)))
 
     @property
     def tokens(self) -> float:
@@ -76,7 +72,7 @@ class BatchShape(Frozen):
         return self.prefill_seqs + self.decode_seqs
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Op:
     """One kernel (or a fused group) on one GPU: FLOPs and bytes moved, repeated `count` times per iteration.
 

@@ -22,14 +22,15 @@ batch is pp x (stage time of B / pp + send), and a prompt occupies each stage on
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 from planner.cost.iteration import IterationCost, iteration_cost, send_cost, stage_cost
 from planner.cost.ops import BatchShape
 from planner.specs.deployment import Deployment
-from planner.specs.hardware import Frozen
 
 
-class ServingPoint(Frozen):
+@dataclass(frozen=True, slots=True)
+class ServingPoint:
     """Steady state of one instance at a mean in-flight batch."""
 
     batch_size: float  # mean requests in flight (decode batch)
@@ -123,7 +124,7 @@ def offline(deployment: Deployment, input_len: int, output_len: int, max_batch: 
     over N requests is (N - B)^2 / (2 N X)."""
     point = steady_state(deployment, input_len, output_len, min(max_batch, num_requests))
     waiting = max(0.0, num_requests - point.batch_size) ** 2 / (2 * num_requests * point.request_rate_req_s)
-    return point.model_copy(update={"ttft_s": point.ttft_s + waiting})
+    return replace(point, ttft_s=point.ttft_s + waiting)
 
 
 def closed_loop(deployment: Deployment, input_len: int, output_len: int, max_batch: float,
@@ -132,7 +133,7 @@ def closed_loop(deployment: Deployment, input_len: int, output_len: int, max_bat
     batch limit wait in the queue: (C - B) / X on average (Little's law on the queue)."""
     point = steady_state(deployment, input_len, output_len, min(max_batch, concurrency))
     waiting = max(0.0, concurrency - point.batch_size) / point.request_rate_req_s
-    return point.model_copy(update={"ttft_s": point.ttft_s + waiting})
+    return replace(point, ttft_s=point.ttft_s + waiting)
 
 
 def poisson(deployment: Deployment, input_len: int, output_len: int, max_batch: float,
@@ -146,7 +147,7 @@ def poisson(deployment: Deployment, input_len: int, output_len: int, max_batch: 
     capacity with `stable` False."""
     full = steady_state(deployment, input_len, output_len, max_batch)
     if rate_req_s >= full.request_rate_req_s:
-        return full.model_copy(update={"stable": False})
+        return replace(full, stable=False)
     mean_context = input_len + output_len / 2
 
     def at(batch: float) -> ServingPoint:
@@ -165,7 +166,7 @@ def poisson(deployment: Deployment, input_len: int, output_len: int, max_batch: 
 
     low, high = 0.0, max_batch
     if excess(high) > 0:
-        return full.model_copy(update={"stable": False})
+        return replace(full, stable=False)
     for _ in range(50):  # bisection on B = rate x E2E(B)
         mid = (low + high) / 2
         low, high = (mid, high) if excess(mid) > 0 else (low, mid)
