@@ -83,7 +83,8 @@ def op_cost(deployment: Deployment, op: Op) -> IterationCost:
         flops_s = gpu.gemm_flops_s(deployment.dtype) * gemm_efficiency(cal, op.rows)
     else:
         flops_s = gpu.attention_flops_s() * cal.compute_eff
-    t, bound = roofline_time_s(op.flops, op.bytes, flops_s, gpu.memory_bw_bytes_s * cal.memory_bw_eff)
+    bw_eff = cal.attention_bw_eff if op.kind == "attention" else cal.memory_bw_eff
+    t, bound = roofline_time_s(op.flops, op.bytes, flops_s, gpu.memory_bw_bytes_s * bw_eff)
     if bound is Bound.compute:
         return IterationCost(compute_s=t * op.count)
     return IterationCost(memory_s=t * op.count)

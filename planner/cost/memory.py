@@ -93,7 +93,10 @@ def memory_breakdown(deployment: Deployment) -> MemoryBreakdown:
         kv = total * engine.memory_utilization - weights - activations - reserve
     usable = weights + activations + reserve + max(kv, 0.0)
     if kv < kv_per_token:
-        needed = (weights + activations + reserve + kv_per_token) / engine.memory_utilization
+        if engine.kv_fraction_of_free:  # the fraction applies to what is left, not to the whole GPU
+            needed = weights + activations + reserve + kv_per_token / engine.memory_utilization
+        else:
+            needed = (weights + activations + reserve + kv_per_token) / engine.memory_utilization
         raise PlannerError(
             f"{deployment.model.name} does not fit on {gpu.name} at TP {deployment.tp_size} x PP "
             f"{deployment.pp_size} in {deployment.dtype.value}: each GPU needs {needed / GIB:.1f} GiB "

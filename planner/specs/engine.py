@@ -35,7 +35,8 @@ class Calibration(Frozen):
     compute_eff: share of the dense tensor peak a large GEMM reaches.
     gemm_tokens_scale: GEMM rows (tokens) at which compute efficiency reaches 1 - 1/e of compute_eff; small
         batches leave tensor cores idle: eff(m) = compute_eff * (1 - exp(-m / gemm_tokens_scale)).
-    memory_bw_eff: share of the datasheet memory bandwidth that streaming weights and KV reaches.
+    memory_bw_eff: share of the datasheet memory bandwidth that streaming weights and activations reaches.
+    attention_bw_eff: share of the datasheet bandwidth that attention kernels reach reading a paged KV cache.
     comm_bw_eff: share of the link bandwidth a collective reaches (NCCL bus bandwidth over line rate).
     iteration_overhead_s: fixed cost of one engine iteration (scheduling, sampling, launch of the graph).
     layer_overhead_s: fixed cost per transformer layer per iteration (kernel launches, norms, small kernels).
@@ -44,6 +45,7 @@ class Calibration(Frozen):
     compute_eff: float = Field(gt=0, le=1)
     gemm_tokens_scale: float = Field(gt=0)
     memory_bw_eff: float = Field(gt=0, le=1)
+    attention_bw_eff: float = Field(gt=0, le=1)
     comm_bw_eff: float = Field(gt=0, le=1)
     iteration_overhead_s: float = Field(ge=0)
     layer_overhead_s: float = Field(ge=0)

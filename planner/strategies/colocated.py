@@ -74,11 +74,17 @@ def _prefill_share_s(deployment: Deployment, input_len: int, batch_size: float, 
     """Engine time one prompt costs the instance (see the module docstring)."""
     engine, pp = deployment.engine, deployment.pp_size
     if engine.mixed_batching:
+        # A prompt rides along the decodes of the other B - 1 requests; with none running (B <= 1) it runs
+        # alone and pays the whole iteration. Between the two, blend by the chance others are running.
+        others = min(max(batch_size - 1.0, 0.0), 1.0)
+        alone = _stage_step(deployment, BatchShape.prefill(input_len)).time_s
+        if others == 0.0:
+            return alone
         decodes = BatchShape.decode(batch_size / pp, mean_context)
         chunk = max(1.0, min(float(input_len), engine.max_num_tokens - batch_size / pp))
-        with_chunk = _stage_step(deployment, decodes + BatchShape.prefill(chunk, 1.0, 0.0)).time_s
-        marginal = with_chunk - _stage_step(deployment, decodes).time_s
-        return marginal * input_len / chunk
+        with_chunk = _stage_step(deployment, decodes + BatchShape.prefill(chunk)).time_s
+        marginal = (with_chunk - _stage_step(deployment, decodes).time_s) * input_len / chunk
+        return others * marginal + (1.0 - others) * alone
     per_batch = max(1, min(int(engine.max_num_tokens // input_len), math.ceil(batch_size)))
     return _stage_step(deployment, BatchShape.prefill(input_len, per_batch)).time_s / per_batch
 
@@ -104,7 +110,9 @@ def steady_state(deployment: Deployment, input_len: int, output_len: int, batch_
     step = decode_step(deployment, batch_size, mean_context)
     share = _prefill_share_s(deployment, input_len, batch_size, mean_context)
     busy = (output_len - 1) * step.time_s + batch_size * share
-    ttft = min(_first_token_service_s(deployment, input_len, batch_size, mean_context, step.time_s), busy)
+    ttft = _first_token_service_s(deployment, input_len, batch_size, mean_context, step.time_s)
+    if output_len == 1:
+        ttft = busy  # the first token ends the request, so it takes the whole cycle (Little's law)
     tpot = (busy - ttft) / (output_len - 1) if output_len > 1 else 0.0
     return ServingPoint(
         batch_size=batch_size,
@@ -171,3 +179,15 @@ def poisson(deployment: Deployment, input_len: int, output_len: int, max_batch: 
         mid = (low + high) / 2
         low, high = (mid, high) if excess(mid) > 0 else (low, mid)
     return at(high)
+
+
+def static_batch(deployment: Deployment, input_len: int, output_len: int, batch_size: int) -> ServingPoint:
+    """Static batching (TensorRT-LLM before in-flight batching): `batch_size` requests start together, one
+    prefill iteration for all their prompts, then output_len - 1 decode steps of the whole batch at the mean
+    context; the batch ends when its last request does."""
+    mean_context = input_len + output_len / 2
+    prefill = iteration_cost(deployment, BatchShape.prefill(input_len, batch_size)).time_s
+    step = decode_step(deployment, batch_size, mean_context)
+    total = prefill + (output_len - 1) * step.time_s
+    return ServingPoint(batch_size=batch_size, request_rate_req_s=batch_size / total, ttft_s=prefill,
+                        tpot_s=step.time_s, decode_step=step, prefill_time_s=prefill)

@@ -1,0 +1,89 @@
+"""The published measurements shipped with the package (`planner/data/*.csv`).
+
+`measurements.csv` is compiled by `scripts/compile_measurements.py` from our compilation of public sources
+(TensorRT-LLM performance docs, vLLM and Qwen benchmark reports, the TD-Pipe profiler results); every row keeps
+its source, locator and the assumptions made to express it.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from dataclasses import dataclass
+from importlib import resources
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One published number and the conditions it was measured under."""
+
+    id: str
+    source: str
+    source_locator: str
+    engine: str
+    engine_version: str
+    gpu: str
+    num_gpus: int
+    tp: int
+    pp: int
+    model: str
+    dtype: str
+    kv_dtype: str
+    input_len: int | None
+    output_len: int | None
+    dataset: str
+    scenario: str
+    concurrency: float | None
+    metric: str
+    value: float
+    unit: str
+    assumptions: str
+
+
+@dataclass(frozen=True, slots=True)
+class Microbenchmark:
+    """A kernel- or link-level measurement (GEMM TFLOPS, HBM bandwidth, NCCL bus bandwidth)."""
+
+    id: str
+    source: str
+    gpu: str
+    metric: str
+    value: float
+    unit: str
+    conditions: str
+
+
+def _int(text: str) -> int | None:
+    return int(float(text)) if text.strip() else None
+
+
+def _read(name: str) -> list[dict[str, str]]:
+    with resources.files("planner.data").joinpath(name).open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@functools.cache
+def load_measurements() -> tuple[Measurement, ...]:
+    """Every row of the shipped measurements table."""
+    rows = []
+    for raw in _read("measurements.csv"):
+        rows.append(Measurement(
+            id=raw["id"], source=raw["source"], source_locator=raw["source_locator"], engine=raw["engine"],
+            engine_version=raw["engine_version"], gpu=raw["gpu"], num_gpus=int(raw["num_gpus"]),
+            tp=int(raw["tp"] or 1), pp=int(raw["pp"] or 1), model=raw["model"], dtype=raw["dtype"],
+            kv_dtype=raw["kv_dtype"], input_len=_int(raw["input_len"]), output_len=_int(raw["output_len"]),
+            dataset=raw["dataset"], scenario=raw["scenario"],
+            concurrency=float(raw["concurrency"]) if raw["concurrency"].strip() else None,
+            metric=raw["metric"], value=float(raw["value"]), unit=raw["unit"], assumptions=raw["assumptions"],
+        ))
+    return tuple(rows)
+
+
+@functools.cache
+def load_microbenchmarks() -> tuple[Microbenchmark, ...]:
+    """Every row of the shipped microbenchmark table."""
+    return tuple(
+        Microbenchmark(id=r["id"], source=r["source"], gpu=r["gpu"], metric=r["metric"], value=float(r["value"]),
+                       unit=r["unit"], conditions=r["conditions"])
+        for r in _read("microbenchmarks.csv")
+    )
