@@ -147,7 +147,8 @@ def calibrate(
             out.print(f"{profile.engine}/{family}: {cal.fitted_rows} rows, median |error| "
                       f"{cal.fitted_median_abs_pct_error if cal.fitted_median_abs_pct_error is not None else '-'}%, "
                       f"compute_eff {cal.compute_eff:.3f}, gemm_tokens_scale {cal.gemm_tokens_scale:.0f}, "
-                      f"memory_bw_eff {cal.memory_bw_eff:.3f}, iteration_overhead {cal.iteration_overhead_s * 1e3:.2f} ms, "
+                      f"memory_bw_eff {cal.memory_bw_eff:.3f}, attention_bw_eff {cal.attention_bw_eff:.3f}, "
+                      f"iteration_overhead {cal.iteration_overhead_s * 1e3:.2f} ms, "
                       f"layer_overhead {cal.layer_overhead_s * 1e6:.1f} us")
     if write:
         for path in write_profiles(profiles, cat.root):
@@ -156,8 +157,8 @@ def calibrate(
 
 def _listing(title: str, columns: list[str], rows: list[list[str]]) -> None:
     table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column)
+    for index, column in enumerate(columns):
+        table.add_column(column, no_wrap=index == 0)  # never cut the id: it is what the user types next
     for row in rows:
         table.add_row(*row)
     out.print(table)

@@ -172,6 +172,10 @@ def estimate(
         kv = weight_dtype if weight_dtype.is_float16 else Dtype.fp16
     else:
         kv = kv_dtype if isinstance(kv_dtype, Dtype) else parse_dtype(kv_dtype, KV_DTYPES, "--kv-dtype")
+    gpu_flops = cluster.gpu.dense_tflops
+    if (weight_dtype is Dtype.fp8 and gpu_flops.fp8 is None) or (weight_dtype is Dtype.int8 and gpu_flops.int8 is None):
+        notes.append(f"{cluster.gpu.name} has no {weight_dtype.value} tensor-core rate: {weight_dtype.value} "
+                     "weights are dequantised and GEMMs run at the 16-bit rate (weight-only)")
     engine_spec = catalog.engine(engine) if engine else default_engine(catalog)
     if engine is None:
         notes.append(f"engine profile: {engine_spec.name} (the one with the most calibration evidence)")

@@ -85,11 +85,12 @@ class TestEstimate:
 
 
 class TestCatalogCommands:
-    def test_hardware_list(self) -> None:
+    def test_hardware_list_shows_every_id_whole(self) -> None:
+        """At the 80 columns the test runner's console has, every GPU id is printed uncut."""
         result = invoke("hardware", "list")
         assert result.exit_code == 0, result.output
-        for gpu_id in ("l20", "h100-sxm", "rtx-4090", "mi300x"):
-            assert gpu_id in result.output
+        ids = [path.stem for path in (ROOT / "hardware" / "gpus").glob("*.yaml")]
+        assert [gpu_id for gpu_id in ids if f" {gpu_id} " not in result.output] == []
 
     def test_hardware_show(self) -> None:
         result = invoke("hardware", "show", "h100")
@@ -97,11 +98,11 @@ class TestCatalogCommands:
         for key in ("NVIDIA H100 SXM5 80GB", "hopper", "80 GiB at 3350 GB/s", "nvlink4"):
             assert key in result.output
 
-    def test_models_list(self) -> None:
+    def test_models_list_shows_every_id_whole(self) -> None:
         result = invoke("models", "list")
         assert result.exit_code == 0, result.output
-        for model_id in ("llama-3.1-70b", "mixtral-8x7b", "qwen3-30b-a3b", "opt-125m"):
-            assert model_id in result.output
+        ids = [path.stem for path in (ROOT / "models").glob("*.yaml")]
+        assert [model_id for model_id in ids if f" {model_id} " not in result.output] == []
 
     def test_models_show(self) -> None:
         result = invoke("models", "show", "llama-70b")
@@ -129,7 +130,9 @@ CLI_ERROR_CASES: list[tuple[str, list[str], str]] = [
 
 
 class TestErrors:
-    @pytest.mark.parametrize(("case", "args", "fragment"), CLI_ERROR_CASES, ids=[c[0] for c in CLI_ERROR_CASES])
+    @pytest.mark.parametrize(
+        ("case", "args", "fragment"), CLI_ERROR_CASES, ids=[case[0] for case in CLI_ERROR_CASES]
+    )
     def test_bad_input_is_one_error_line(self, case: str, args: list[str], fragment: str) -> None:
         assert_one_error_line(invoke(*args), fragment)
 
@@ -146,8 +149,11 @@ class TestErrors:
             ("hardware/gpus/l20.yaml", "id: l20\nname: [unclosed\n", "malformed YAML"),
             ("models/llama-2-7b.yaml", "id: llama-2-7b\nname: Llama-2-7B\nparams: 7\n", "field"),
         ],
+        ids=["yaml-syntax", "schema"],
     )
-    def test_broken_catalog_file_is_named(self, catalog_copy: Path, relative: str, text: str, fragment: str) -> None:
+    def test_broken_catalog_file_is_named(
+        self, catalog_copy: Path, relative: str, text: str, fragment: str
+    ) -> None:
         broken = catalog_copy / relative
         broken.write_text(text)
         result = invoke(*estimate_args(gpus="8xL20"), "--catalog", str(catalog_copy))

@@ -96,13 +96,13 @@ class TestLinkSelection:
         assert group_link(cluster("h100-nvl", 8), 2, spans_nodes=False) == link(300e9, 3e-6)
 
     def test_nvlink_bridge_beyond_its_pair_falls_back_to_the_host_link(self) -> None:
-        """h100-nvl TP 4: the group is larger than the bridge's 2 peers, so the ring crosses the host link
-        (PCIe 5, 64 GB/s, 10 us) through host memory: 64 / 2 = 32 GB/s, 20 us."""
-        assert group_link(cluster("h100-nvl", 8), 4, spans_nodes=False) == link(32e9, 20e-6)
+        """h100-nvl TP 4: the group is larger than the bridge's 2 peers, so the ring crosses the PCIe host link
+        peer to peer (PCIe 5: 64 GB/s, 10 us)."""
+        assert group_link(cluster("h100-nvl", 8), 4, spans_nodes=False) == link(64e9, 10e-6)
 
     def test_tp_link_of_a_deployment_follows_its_gpu(self) -> None:
         deployment = make_deployment(gpu=catalog_gpu("h100-nvl"), tp_size=4, num_gpus=8)
-        assert tp_link(deployment) == link(32e9, 20e-6)
+        assert tp_link(deployment) == link(64e9, 10e-6)
         assert tp_link(make_deployment(gpu=catalog_gpu("h100-nvl"), tp_size=2)) == link(300e9, 3e-6)
 
 

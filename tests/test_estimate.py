@@ -30,6 +30,7 @@ ERROR_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("unknown GPU", {"gpus": "8xh100-sxn"}, r"unknown GPU 'h100-sxn' \(closest: h100-sxm"),
     ("unknown model", {"model": "llama-99b"}, r"unknown model 'llama-99b' \(closest: .*llama-70b"),
     ("TP not dividing heads", {"tp": 3}, r"TP 3 does not divide the 64 attention heads"),
+    # 405.9e9 parameters x 2 bytes = 756 GiB of weights on the one GPU
     ("model too large", {"model": "llama-3.1-405b", "gpus": "1xL20"}, r"needs [0-9.]+ GiB \(756\.0 GiB w"),
     ("zero input", {"input_len": 0}, r"--input-len must be a positive number, got 0"),
     ("negative output", {"output_len": -5}, r"--output-len must be a positive number, got -5"),

@@ -109,7 +109,7 @@ class TestIterationCostBound:
 
 class TestFasterHardwareIsNeverSlower:
     @pytest.mark.parametrize("layout", LAYOUTS)
-    @settings(max_examples=40, deadline=None)
+    @settings(max_examples=25, deadline=None)
     @given(batch=BATCHES, bw_gb_s=st.floats(100, 5000), factor=FACTORS)
     def test_more_memory_bandwidth(
         self, layout: str, batch: BatchShape, bw_gb_s: float, factor: float
@@ -119,7 +119,7 @@ class TestFasterHardwareIsNeverSlower:
         assert time_s(fast, batch) <= time_s(slow, batch) * (1 + 1e-12)
 
     @pytest.mark.parametrize("layout", LAYOUTS)
-    @settings(max_examples=40, deadline=None)
+    @settings(max_examples=25, deadline=None)
     @given(batch=BATCHES, tflops=st.floats(20, 2000), factor=FACTORS)
     def test_more_tflops(self, layout: str, batch: BatchShape, tflops: float, factor: float) -> None:
         def gpu(rate: float) -> GpuSpec:
@@ -140,7 +140,7 @@ class TestFasterHardwareIsNeverSlower:
 
 class TestLargerDecodeBatch:
     @pytest.mark.parametrize("layout", LAYOUTS)
-    @settings(max_examples=60, deadline=None)
+    @settings(max_examples=30, deadline=None)
     @given(batch=st.floats(1, 2048), extra=st.floats(0, 2048), context=st.floats(1, 8192))
     def test_never_makes_a_step_faster(
         self, layout: str, batch: float, extra: float, context: float

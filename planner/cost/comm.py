@@ -1,9 +1,10 @@
 """Communication time: tensor-parallel all-reduce and pipeline-parallel sends over the real link.
 
 Which link carries the traffic:
-- inside a node: the GPU's interconnect (NVLink, or PCIe peer-to-peer), unless the group is larger than the
-  link joins (NVLink bridges join pairs) or PCIe peer-to-peer is off, in which case data bounces through host
-  memory: each transfer crosses the host link twice, halving bandwidth and doubling latency;
+- inside a node: the GPU's interconnect (NVLink, or PCIe peer-to-peer); a group larger than the link joins
+  (NVLink bridges join pairs) uses the PCIe host link; where PCIe peer-to-peer is off (GeForce cards) data
+  bounces through host memory: each transfer crosses the host link twice, halving bandwidth and doubling
+  latency;
 - across nodes: the network (`group_link`).
 """
 
@@ -17,9 +18,8 @@ def _intra_node_link(cluster: Cluster, group_size: int) -> tuple[float, float]:
     """(bytes/s per GPU per direction, latency s) of the link joining `group_size` GPUs inside a node."""
     link: LinkSpec = cluster.gpu.interconnect
     if link.max_peers is not None and group_size > link.max_peers:
-        link = cluster.gpu.host_link
-        return _through_host(link)
-    if link.kind.is_pcie and not link.p2p:
+        link = cluster.gpu.host_link  # a bridge joins pairs only: the rest of the group talks over PCIe
+    if link.kind.is_pcie and not (link.p2p and cluster.gpu.interconnect.p2p):
         return _through_host(link)
     return link.bw_bytes_s, link.latency_s
 

@@ -89,10 +89,10 @@ class Catalog(Frozen):
 
     def gpu(self, name: str) -> GpuSpec:
         """Look a GPU up by id or alias, case-insensitively."""
-        return self._resolve(name, self.gpus, "GPU", "tdplan hardware list")
+        return self._resolve(name, self.gpus, "GPU", "see `tdplan hardware list`")
 
     def engine(self, name: str) -> EngineSpec:
-        return self._resolve(name, self.engines, "engine", "the engines")
+        return self._resolve(name, self.engines, "engine", f"choose one of {', '.join(sorted(self.engines))}")
 
     def calibration(self, engine_id: str) -> CalibrationProfile:
         if engine_id not in self.calibrations:
@@ -104,9 +104,9 @@ class Catalog(Frozen):
         path = Path(name).expanduser()
         if name.endswith(".json") or path.is_dir() or (path.exists() and path.is_file()):
             return load_hf_model(path)
-        return self._resolve(name, self.models, "model", "tdplan models list")
+        return self._resolve(name, self.models, "model", "see `tdplan models list`")
 
-    def _resolve(self, name: str, table: Mapping[str, Any], what: str, listing: str) -> Any:
+    def _resolve(self, name: str, table: Mapping[str, Any], what: str, otherwise: str) -> Any:
         key = _normalise(name)
         names: dict[str, str] = {}
         for entry_id, entry in table.items():
@@ -115,7 +115,7 @@ class Catalog(Frozen):
         if key in names:
             return table[names[key]]
         close = difflib.get_close_matches(key, list(names), n=4, cutoff=0.5)
-        hint = f"closest: {', '.join(close)}" if close else f"see `{listing}`"
+        hint = f"closest: {', '.join(close)}" if close else otherwise
         raise PlannerError(f"unknown {what} '{name}' ({hint})")
 
 
