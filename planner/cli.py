@@ -149,7 +149,8 @@ def calibrate(
                       f"compute_eff {cal.compute_eff:.3f}, gemm_tokens_scale {cal.gemm_tokens_scale:.0f}, "
                       f"memory_bw_eff {cal.memory_bw_eff:.3f}, attention_bw_eff {cal.attention_bw_eff:.3f}, "
                       f"iteration_overhead {cal.iteration_overhead_s * 1e3:.2f} ms, "
-                      f"layer_overhead {cal.layer_overhead_s * 1e6:.1f} us")
+                      f"layer_overhead {cal.layer_overhead_s * 1e6:.1f} us, "
+                      f"seq_layer_overhead {cal.seq_layer_overhead_s * 1e9:.1f} ns")
     if write:
         for path in write_profiles(profiles, cat.root):
             out.print(f"wrote {path}")

@@ -93,7 +93,8 @@ def op_cost(deployment: Deployment, op: Op) -> IterationCost:
 def stage_cost(deployment: Deployment, batch: BatchShape) -> IterationCost:
     """One pipeline stage (the busiest: ceil(layers / pp) layers and the LM head) processing `batch`."""
     layers = layers_per_stage(deployment)
-    cost = IterationCost(overhead_s=deployment.calibration.layer_overhead_s * layers)
+    cal = deployment.calibration
+    cost = IterationCost(overhead_s=(cal.layer_overhead_s + cal.seq_layer_overhead_s * batch.seqs) * layers)
     for op in layer_ops(deployment, batch):
         cost += op_cost(deployment, op).scaled(layers)
     for op in head_ops(deployment, batch):

@@ -40,6 +40,8 @@ class Calibration(Frozen):
     comm_bw_eff: share of the link bandwidth a collective reaches (NCCL bus bandwidth over line rate).
     iteration_overhead_s: fixed cost of one engine iteration (scheduling, sampling, launch of the graph).
     layer_overhead_s: fixed cost per transformer layer per iteration (kernel launches, norms, small kernels).
+    seq_layer_overhead_s: cost per sequence per layer per iteration (per-sequence work of paged attention:
+        block-table walks, per-sequence thread blocks, split-K reductions), beyond its bytes and FLOPs.
     """
 
     compute_eff: float = Field(gt=0, le=1)
@@ -49,6 +51,7 @@ class Calibration(Frozen):
     comm_bw_eff: float = Field(gt=0, le=1)
     iteration_overhead_s: float = Field(ge=0)
     layer_overhead_s: float = Field(ge=0)
+    seq_layer_overhead_s: float = Field(default=0.0, ge=0)
     fitted_rows: int = Field(ge=0)
     fitted_median_abs_pct_error: float | None = None
     fitted_sources: tuple[str, ...] = ()

@@ -4,7 +4,8 @@ For each engine profile, the rows of the measurements table that belong to its f
 grouped by the GPU's architecture family. Each family with at least `MIN_FAMILY_ROWS` rows gets its own fit;
 a `default` entry is fitted on all of the engine's rows pooled, and serves every family without data.
 
-Fitted per entry: compute_eff, gemm_tokens_scale, memory_bw_eff, iteration_overhead_s, layer_overhead_s, by
+Fitted per entry: compute_eff, gemm_tokens_scale, memory_bw_eff, attention_bw_eff, iteration_overhead_s,
+layer_overhead_s and seq_layer_overhead_s (see planner.specs.engine.Calibration), by
 robust least squares (scipy `least_squares`, soft-L1 loss) on log(predicted / measured). Weak priors keep
 constants the rows do not constrain near the microbenchmarks: the share of peak that large cuBLAS GEMMs reach
 and the share of datasheet bandwidth that STREAM copy reaches (Azure AI-benchmarking-guide), each weighted as
@@ -31,19 +32,20 @@ from planner.validation.predict import Prepared, predict, prepare
 MIN_FAMILY_ROWS = 8
 
 FIT_ROWS: dict[str, Callable[[Measurement], bool]] = {
-    # In-flight batching with trtllm-bench / gptManagerBenchmark without streaming (v0.11-v0.14): one
-    # methodology. v0.10 (streaming, max_utilization) and the static-batching docs (v0.5-v0.9) are validated,
-    # not fitted, as the source notes advise against mixing versions.
-    "trtllm": lambda row: row.engine_version in ("0.11.0", "0.12.0", "0.13.0", "0.14.0"),
+    # Throughput: in-flight batching with trtllm-bench / gptManagerBenchmark without streaming (v0.11-v0.14),
+    # one methodology; v0.10 (streaming, max_utilization) and the static-batching throughput of v0.5-v0.9 are
+    # validated, not fitted, as the source notes advise against mixing methodologies. Batch-1 TTFT rows
+    # (v0.5, v0.9) are fitted: they are the only rows that isolate prefill latency.
+    "trtllm": lambda row: row.engine_version in ("0.11.0", "0.12.0", "0.13.0", "0.14.0") or row.metric == "ttft_s",
     "vllm": lambda row: True,
 }
 
 PARAMS = ("compute_eff", "gemm_tokens_scale", "memory_bw_eff", "attention_bw_eff", "iteration_overhead_s",
-          "layer_overhead_s")
-LOWER = np.array([0.2, 1.0, 0.3, 0.2, 0.0, 0.0])
-UPPER = np.array([1.0, 2000.0, 1.0, 1.0, 0.05, 1e-3])
+          "layer_overhead_s", "seq_layer_overhead_s")
+LOWER = np.array([0.2, 1.0, 0.3, 0.2, 0.0, 0.0, 0.0])
+UPPER = np.array([1.0, 2000.0, 1.0, 1.0, 0.05, 1e-3, 1e-5])
 # Prior spread (one standard deviation) of each constant, in its own units.
-PRIOR_SCALE = np.array([0.1, 100.0, 0.1, 0.1, 0.005, 50e-6])
+PRIOR_SCALE = np.array([0.1, 100.0, 0.1, 0.1, 0.005, 50e-6, 1e-7])
 
 
 def microbenchmark_priors(catalog: Catalog) -> dict[str, float]:
@@ -82,7 +84,7 @@ def _fit(rows: list[Prepared], prior: np.ndarray, comm_bw_eff: float) -> tuple[n
         return np.concatenate([np.log(predicted / measured), (theta - prior) / PRIOR_SCALE * 0.05])
 
     result = least_squares(residuals, np.clip(prior, LOWER, UPPER), bounds=(LOWER, UPPER), loss="soft_l1",
-                           f_scale=0.1, x_scale=PRIOR_SCALE, diff_step=1e-3, max_nfev=80)
+                           f_scale=0.1, x_scale=PRIOR_SCALE, diff_step=1e-3, max_nfev=40)
     cal = _calibration(result.x, comm_bw_eff, fitted_rows=0)
     errors = [abs(predict(p, cal) / p.row.value - 1) * 100 for p in rows]
     return result.x, errors
@@ -91,7 +93,7 @@ def _fit(rows: list[Prepared], prior: np.ndarray, comm_bw_eff: float) -> tuple[n
 def fit_engine(catalog: Catalog, engine: str) -> CalibrationProfile:
     """Fit one engine's profile: a `default` entry on all its rows, and one per family with enough rows."""
     priors = microbenchmark_priors(catalog)
-    prior = np.array([priors["compute_eff"], 100.0, priors["memory_bw_eff"], priors["memory_bw_eff"], 0.0, 0.0])
+    prior = np.array([priors["compute_eff"], 100.0, priors["memory_bw_eff"], priors["memory_bw_eff"], 0.0, 0.0, 0.0])
     placeholder = _calibration(prior, priors["comm_bw_eff"], fitted_rows=0)
     by_family: dict[str, list[Prepared]] = defaultdict(list)
     for row in load_measurements():
