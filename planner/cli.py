@@ -146,7 +146,7 @@ def calibrate(
         for family, cal in profile.families.items():
             out.print(f"{profile.engine}/{family}: {cal.fitted_rows} rows, median |error| "
                       f"{cal.fitted_median_abs_pct_error if cal.fitted_median_abs_pct_error is not None else '-'}%, "
-                      f"compute_eff {cal.compute_eff:.3f}, gemm_tokens_scale {cal.gemm_tokens_scale:.0f}, "
+                      f"compute_eff {cal.compute_eff:.3f}, gemm_ridge_scale {cal.gemm_ridge_scale:.2f}, "
                       f"memory_bw_eff {cal.memory_bw_eff:.3f}, attention_bw_eff {cal.attention_bw_eff:.3f}, "
                       f"iteration_overhead {cal.iteration_overhead_s * 1e3:.2f} ms, "
                       f"layer_overhead {cal.layer_overhead_s * 1e6:.1f} us, "

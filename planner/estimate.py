@@ -18,7 +18,7 @@ from planner.errors import PlannerError
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.deployment import Deployment
 from planner.specs.engine import EngineSpec
-from planner.specs.hardware import DEFAULT_NETWORK, Cluster, GpuPool, NetworkSpec
+from planner.specs.hardware import DEFAULT_NETWORK, Cluster, GpuPool, GpuSpec, NetworkSpec
 from planner.specs.model import ModelSpec
 from planner.specs.precision import KV_DTYPES, WEIGHT_DTYPES, Dtype, parse_dtype
 from planner.strategies import colocated
@@ -69,13 +69,19 @@ class Estimate(BaseModel):
     notes: list[str]
 
 
-def default_engine(catalog: Catalog) -> EngineSpec:
-    """The engine whose calibration rests on the most measurements."""
-    def evidence(engine_id: str) -> int:
-        profile = catalog.calibrations.get(engine_id)
-        return sum(c.fitted_rows for c in profile.families.values()) if profile else -1
+def default_engine(catalog: Catalog, gpu: GpuSpec) -> EngineSpec:
+    """The engine profile with the most published measurements on this GPU, then on its architecture
+    family, then overall (ties broken by name)."""
+    from planner.validation.measurements import load_measurements
 
-    return catalog.engines[max(sorted(catalog.engines), key=evidence)]
+    def evidence(engine_id: str) -> tuple[int, int, int]:
+        rows = [row for row in load_measurements() if row.engine == engine_id and row.gpu in catalog.gpus]
+        same_gpu = sum(row.gpu == gpu.id for row in rows)
+        same_family = sum(catalog.gpus[row.gpu].architecture == gpu.architecture for row in rows)
+        return same_gpu, same_family, len(rows)
+
+    engines = [e for e in sorted(catalog.engines) if e in catalog.calibrations]
+    return catalog.engines[max(engines, key=evidence)]
 
 
 def build_deployment(
@@ -176,9 +182,10 @@ def estimate(
     if (weight_dtype is Dtype.fp8 and gpu_flops.fp8 is None) or (weight_dtype is Dtype.int8 and gpu_flops.int8 is None):
         notes.append(f"{cluster.gpu.name} has no {weight_dtype.value} tensor-core rate: {weight_dtype.value} "
                      "weights are dequantised and GEMMs run at the 16-bit rate (weight-only)")
-    engine_spec = catalog.engine(engine) if engine else default_engine(catalog)
+    engine_spec = catalog.engine(engine) if engine else default_engine(catalog, cluster.gpu)
     if engine is None:
-        notes.append(f"engine profile: {engine_spec.name} (the one with the most calibration evidence)")
+        notes.append(f"engine profile: {engine_spec.name}, the one with the most published measurements on "
+                     f"{cluster.gpu.name} or its family (choose with --engine)")
     tokens_per_request = input_len + output_len
     if tokens_per_request > spec.max_position_embeddings:
         notes.append(f"input + output = {tokens_per_request} tokens exceeds the model's context of "

@@ -10,11 +10,12 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ops import make_calibration, make_deployment, make_gpu, make_moe_model
+from test_ops import catalog_gpu, make_calibration, make_deployment, make_gpu, make_moe_model
 
-from planner.cost.iteration import IterationCost, gemm_efficiency, iteration_cost, op_cost
+from planner.cost.iteration import IterationCost, gemm_efficiency, iteration_cost, op_cost, ridge_rows
 from planner.cost.ops import BatchShape, Op
 from planner.cost.roofline import Bound
+from planner.specs.precision import Dtype
 from planner.specs.deployment import Deployment
 from planner.specs.hardware import GpuSpec
 
@@ -46,19 +47,27 @@ def time_s(deployment: Deployment, batch: BatchShape) -> float:
 
 class TestGemmEfficiency:
     def test_at_the_scale_rows(self) -> None:
-        """rows = gemm_tokens_scale: 0.8 x (1 - e^-1) = 0.8 x 0.6321205588 = 0.5056964470628461."""
-        calibration = make_calibration(compute_eff=0.8, gemm_tokens_scale=100)
-        assert gemm_efficiency(calibration, 100) == pytest.approx(0.5056964470628461, rel=1e-12)
+        """rows = gemm_ridge_scale x ridge rows = 0.5 x 200 = 100: 0.8 x (1 - e^-1) = 0.8 x 0.6321205588
+        = 0.5056964470628461."""
+        calibration = make_calibration(compute_eff=0.8, gemm_ridge_scale=0.5)
+        assert gemm_efficiency(calibration, 100, 200) == pytest.approx(0.5056964470628461, rel=1e-12)
 
     def test_saturates_at_compute_eff(self) -> None:
-        """50 scales: 0.7 x (1 - e^-50), equal to 0.7 in double precision."""
-        calibration = make_calibration(compute_eff=0.7, gemm_tokens_scale=64)
-        assert gemm_efficiency(calibration, 3200) == pytest.approx(0.7, rel=1e-15)
+        """50 scales (scale 0.5 x 128 = 64 rows): 0.7 x (1 - e^-50), equal to 0.7 in double precision."""
+        calibration = make_calibration(compute_eff=0.7, gemm_ridge_scale=0.5)
+        assert gemm_efficiency(calibration, 3200, 128) == pytest.approx(0.7, rel=1e-15)
 
     def test_one_row_gets_a_sliver(self) -> None:
-        """1 row at scale 64: 0.8 x (1 - e^(-1/64)) = 0.8 x (1 - 0.9844964370) = 0.8 x 0.0155035630
-        = 0.0124028504."""
-        assert gemm_efficiency(make_calibration(), 1) == pytest.approx(0.0124028504, rel=1e-9)
+        """1 row at scale 0.64 x 100 = 64 rows: 0.8 x (1 - e^(-1/64)) = 0.8 x (1 - 0.9844964370)
+        = 0.8 x 0.0155035630 = 0.0124028504."""
+        assert gemm_efficiency(make_calibration(), 1, 100) == pytest.approx(0.0124028504, rel=1e-9)
+
+    def test_ridge_rows_of_an_h100_in_bf16(self) -> None:
+        """989e12 FLOP/s x 2 bytes / (2 x 3350e9 B/s) = 295.2 rows; fp8 halves the bytes and doubles the
+        rate (1978e12), so the ridge stays at 295.2 rows."""
+        gpu = catalog_gpu("h100-sxm")
+        for dtype in (Dtype.bf16, Dtype.fp8):
+            assert ridge_rows(make_deployment(gpu=gpu, dtype=dtype)) == pytest.approx(295.22, rel=1e-3)
 
 
 class TestOpCost:
@@ -66,7 +75,8 @@ class TestOpCost:
     memory 0.9, comm 0.9)."""
 
     def test_gemm_compute_bound(self) -> None:
-        """1e12 FLOPs at 64 rows: efficiency 0.8 x (1 - 1/e) = 0.50570, so 1e12 / (1e14 x 0.50570)
+        """1e12 FLOPs at 64 rows (the scale: 0.64 x the test GPU's 100 ridge rows): efficiency
+        0.8 x (1 - 1/e) = 0.50570, so 1e12 / (1e14 x 0.50570)
         = 0.019775 s, against 1e9 bytes / 9e11 B/s = 0.00111 s; twice per iteration -> 0.039549 s of
         compute."""
         cost = op_cost(make_deployment(), Op("gemm", "gemm", 2, 1e12, 1e9, rows=64))
@@ -132,7 +142,7 @@ class TestFasterHardwareIsNeverSlower:
         """Without fixed overheads, a batch-1 decode step of the tiny model is all weight reads: doubling the
         bandwidth about halves it (so the invariants above do not hold by equality alone)."""
         batch = BatchShape.decode(1, 1000)
-        calibration = make_calibration(gemm_tokens_scale=1, iteration_overhead_s=0, layer_overhead_s=0)
+        calibration = make_calibration(gemm_ridge_scale=0.001, iteration_overhead_s=0, layer_overhead_s=0)
         slow = make_deployment(calibration=calibration)
         fast = make_deployment(gpu=make_gpu(memory_bw_gb_s=2000), calibration=calibration)
         assert time_s(fast, batch) < 0.55 * time_s(slow, batch)

@@ -65,7 +65,7 @@ TEST_GPU: dict[str, Any] = {
 
 TEST_CALIBRATION: dict[str, Any] = {
     "compute_eff": 0.8,
-    "gemm_tokens_scale": 64.0,
+    "gemm_ridge_scale": 0.64,  # 64 rows on TEST_GPU, whose ridge point is 100e12 x 2 / (2 x 1e12) = 100 rows
     "memory_bw_eff": 0.9,
     "attention_bw_eff": 0.9,
     "comm_bw_eff": 0.9,

@@ -9,7 +9,9 @@ The new environment is therefore created *without* system site packages (a neste
 `--system-site-packages` would reach the base interpreter anyway, not the venv the tests run in), the wheel is
 installed into it alone (`--no-deps --no-index`), and only then is the outer environment's site-packages
 appended to its `sys.path` by a plain `.pth` line. Directories named that way are not scanned for `.pth`
-files, so the runtime dependencies become importable while the editable hook never runs. No network needed.
+files, so the runtime dependencies become importable while the editable hook never runs. Nothing is downloaded
+when hatchling is installed (the build then runs without isolation); otherwise `build` fetches hatchling into
+an isolated build environment from the package index.
 """
 
 from __future__ import annotations
@@ -57,9 +59,9 @@ def _build_wheel(outdir: Path) -> Path:
 
 
 def _dependency_dirs() -> list[str]:
-    """Folders from which this interpreter imports the runtime dependencies (and their own dependencies, which
-    pip put beside them), never the repository itself. A venv inside the checkout (`.venv`, as CI makes) stays:
-    its site-packages holds the dependencies, and the editable hook there is a `.pth` file, not a package."""
+    """Folders from which this interpreter imports the runtime dependencies (and their own dependencies,
+    which pip put beside them), never the repository itself. A venv inside the checkout (`.venv`, as CI
+    makes) stays: its site-packages holds the dependencies, and the editable hook there is a `.pth` file."""
     dirs = [*site.getsitepackages()]
     if site.ENABLE_USER_SITE:
         dirs.append(site.getusersitepackages())

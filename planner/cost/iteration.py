@@ -2,7 +2,9 @@
 fixed overheads, with calibrated efficiencies.
 
 time(op) = max(FLOPs / (peak x eff(rows)), bytes / (bandwidth x memory_bw_eff))       (roofline.py)
-eff(rows) = compute_eff x (1 - exp(-rows / gemm_tokens_scale))
+eff(rows) = compute_eff x (1 - exp(-rows / (gemm_ridge_scale x ridge_rows)))
+ridge_rows = peak x bytes per weight / (2 x bandwidth): the rows at which a GEMM's arithmetic intensity
+    (2 FLOPs per weight byte per row) reaches the GPU's ridge point.
     A GEMM with few rows (a small decode batch) leaves most tensor-core tiles idle; efficiency rises with the
     rows and saturates. The exponential form and its two constants are fitted per engine and architecture
     family (planner.validation.calibrate); the TD-Pipe L20 forward-time profile shows the shape (about 32% of
@@ -64,9 +66,18 @@ class IterationCost:
         )
 
 
-def gemm_efficiency(calibration: Calibration, rows: float) -> float:
-    """Share of the dense peak a GEMM with `rows` rows reaches (see the module docstring)."""
-    return calibration.compute_eff * -math.expm1(-max(rows, 1e-9) / calibration.gemm_tokens_scale)
+def gemm_efficiency(calibration: Calibration, rows: float, ridge_rows: float) -> float:
+    """Share of the dense peak a GEMM with `rows` rows reaches on a GPU whose ridge point is `ridge_rows`
+    (see the module docstring)."""
+    scale = calibration.gemm_ridge_scale * ridge_rows
+    return calibration.compute_eff * -math.expm1(-max(rows, 1e-9) / scale)
+
+
+def ridge_rows(deployment: Deployment) -> float:
+    """GEMM rows at which streaming the weights and computing take equal time at datasheet rates:
+    2 x rows FLOPs per weight element / bytes per weight = peak / bandwidth."""
+    gpu, weight_bytes = deployment.cluster.gpu, deployment.dtype.bytes_per_element
+    return gpu.gemm_flops_s(deployment.dtype) * weight_bytes / (2 * gpu.memory_bw_bytes_s)
 
 
 def op_cost(deployment: Deployment, op: Op) -> IterationCost:
@@ -80,7 +91,7 @@ def op_cost(deployment: Deployment, op: Op) -> IterationCost:
         bw_s, latency_s = pp_link(deployment)
         return IterationCost(communication_s=p2p_time_s(op.bytes, bw_s, latency_s, cal.comm_bw_eff) * op.count)
     if op.kind == "gemm":
-        flops_s = gpu.gemm_flops_s(deployment.dtype) * gemm_efficiency(cal, op.rows)
+        flops_s = gpu.gemm_flops_s(deployment.dtype) * gemm_efficiency(cal, op.rows, ridge_rows(deployment))
     else:
         flops_s = gpu.attention_flops_s() * cal.compute_eff
     bw_eff = cal.attention_bw_eff if op.kind == "attention" else cal.memory_bw_eff

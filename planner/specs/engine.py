@@ -33,8 +33,11 @@ class Calibration(Frozen):
     """Measured efficiency factors for one (engine, architecture family). All dimensionless or SI.
 
     compute_eff: share of the dense tensor peak a large GEMM reaches.
-    gemm_tokens_scale: GEMM rows (tokens) at which compute efficiency reaches 1 - 1/e of compute_eff; small
-        batches leave tensor cores idle: eff(m) = compute_eff * (1 - exp(-m / gemm_tokens_scale)).
+    gemm_ridge_scale: how fast GEMM efficiency rises with its rows m (tokens), as a share of the GPU's ridge
+        point m_ridge = peak FLOP/s x bytes per weight / (2 x bandwidth), the rows at which a GEMM turns
+        compute-bound: eff(m) = compute_eff * (1 - exp(-m / (gemm_ridge_scale * m_ridge))). Small batches
+        leave tensor-core tiles idle; measuring m against the ridge point lets one constant serve GPUs of a
+        family whose peak-to-bandwidth ratios differ (L20: 138 rows in bf16, L40S: 419).
     memory_bw_eff: share of the datasheet memory bandwidth that streaming weights and activations reaches.
     attention_bw_eff: share of the datasheet bandwidth that attention kernels reach reading a paged KV cache.
     comm_bw_eff: share of the link bandwidth a collective reaches (NCCL bus bandwidth over line rate).
@@ -45,7 +48,7 @@ class Calibration(Frozen):
     """
 
     compute_eff: float = Field(gt=0, le=1)
-    gemm_tokens_scale: float = Field(gt=0)
+    gemm_ridge_scale: float = Field(gt=0)
     memory_bw_eff: float = Field(gt=0, le=1)
     attention_bw_eff: float = Field(gt=0, le=1)
     comm_bw_eff: float = Field(gt=0, le=1)

@@ -4,7 +4,7 @@ For each engine profile, the rows of the measurements table that belong to its f
 grouped by the GPU's architecture family. Each family with at least `MIN_FAMILY_ROWS` rows gets its own fit;
 a `default` entry is fitted on all of the engine's rows pooled, and serves every family without data.
 
-Fitted per entry: compute_eff, gemm_tokens_scale, memory_bw_eff, attention_bw_eff, iteration_overhead_s,
+Fitted per entry: compute_eff, gemm_ridge_scale, memory_bw_eff, attention_bw_eff, iteration_overhead_s,
 layer_overhead_s and seq_layer_overhead_s (see planner.specs.engine.Calibration), by
 robust least squares (scipy `least_squares`, soft-L1 loss) on log(predicted / measured). Weak priors keep
 constants the rows do not constrain near the microbenchmarks: the share of peak that large cuBLAS GEMMs reach
@@ -40,12 +40,12 @@ FIT_ROWS: dict[str, Callable[[Measurement], bool]] = {
     "vllm": lambda row: True,
 }
 
-PARAMS = ("compute_eff", "gemm_tokens_scale", "memory_bw_eff", "attention_bw_eff", "iteration_overhead_s",
+PARAMS = ("compute_eff", "gemm_ridge_scale", "memory_bw_eff", "attention_bw_eff", "iteration_overhead_s",
           "layer_overhead_s", "seq_layer_overhead_s")
-LOWER = np.array([0.2, 1.0, 0.3, 0.2, 0.0, 0.0, 0.0])
-UPPER = np.array([1.0, 2000.0, 1.0, 1.0, 0.05, 1e-3, 1e-5])
+LOWER = np.array([0.2, 0.01, 0.3, 0.2, 0.0, 0.0, 0.0])
+UPPER = np.array([1.0, 10.0, 1.0, 1.0, 0.05, 1e-3, 1e-5])
 # Prior spread (one standard deviation) of each constant, in its own units.
-PRIOR_SCALE = np.array([0.1, 100.0, 0.1, 0.1, 0.005, 50e-6, 1e-7])
+PRIOR_SCALE = np.array([0.1, 0.5, 0.1, 0.1, 0.005, 50e-6, 1e-7])
 
 
 def microbenchmark_priors(catalog: Catalog) -> dict[str, float]:
@@ -93,7 +93,7 @@ def _fit(rows: list[Prepared], prior: np.ndarray, comm_bw_eff: float) -> tuple[n
 def fit_engine(catalog: Catalog, engine: str) -> CalibrationProfile:
     """Fit one engine's profile: a `default` entry on all its rows, and one per family with enough rows."""
     priors = microbenchmark_priors(catalog)
-    prior = np.array([priors["compute_eff"], 100.0, priors["memory_bw_eff"], priors["memory_bw_eff"], 0.0, 0.0, 0.0])
+    prior = np.array([priors["compute_eff"], 0.5, priors["memory_bw_eff"], priors["memory_bw_eff"], 0.0, 0.0, 0.0])
     placeholder = _calibration(prior, priors["comm_bw_eff"], fitted_rows=0)
     by_family: dict[str, list[Prepared]] = defaultdict(list)
     for row in load_measurements():
