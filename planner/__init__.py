@@ -1,8 +1,8 @@
 """tdplan: analytical performance model and deployment planner for LLM inference serving.
 
-    >>> import planner
-    >>> est = planner.estimate(model="llama-70b", gpus="8xL20", input_len=1024, output_len=256)
-    >>> est.tp, round(est.output_throughput_tok_s)
+>>> import planner
+>>> est = planner.estimate(model="llama-70b", gpus="8xL20", input_len=1024, output_len=256)
+>>> est.tp, round(est.output_throughput_tok_s)
 """
 
 from planner.errors import PlannerError

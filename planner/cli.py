@@ -67,16 +67,20 @@ def estimate(
     gpus: Annotated[str, typer.Option(help="GPU count and type, e.g. 8xL20 (one node) or 32xL20.")],
     input_len: Annotated[int, typer.Option(help="Prompt tokens per request.")],
     output_len: Annotated[int, typer.Option(help="Generated tokens per request.")],
-    tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel size (default: smallest that fits).")] = None,  # noqa: UP045
+    tp: Annotated[int | None, typer.Option(help="Tensor-parallel size (default: smallest that fits).")] = None,
     pp: Annotated[Optional[int], typer.Option(help="Pipeline-parallel size (default 1).")] = None,  # noqa: UP045
     dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp8, int8 or int4 (weight-only).")] = "bf16",
-    kv_dtype: Annotated[Optional[str], typer.Option(help="KV cache: bf16, fp16, fp8 or int8 (default: 16-bit).")] = None,  # noqa: UP045
-    concurrency: Annotated[Optional[float], typer.Option(help="Closed loop: C clients, one request each.")] = None,  # noqa: UP045
+    kv_dtype: Annotated[str | None, typer.Option(help="KV cache: bf16, fp16, fp8 or int8 (default: 16-bit).")] = None,
+    concurrency: Annotated[float | None, typer.Option(help="Closed loop: C clients, one request each.")] = None,
     rate: Annotated[Optional[float], typer.Option(help="Poisson arrivals at R requests/s.")] = None,  # noqa: UP045
     num_requests: Annotated[int, typer.Option(help="Offline: requests queued at once (sets mean TTFT).")] = 1000,
-    engine: Annotated[Optional[str], typer.Option(help="Calibration profile: trtllm or vllm (default: most evidence).")] = None,  # noqa: UP045
-    network: Annotated[Optional[str], typer.Option(help="Network between nodes: 25gbe, 100gbe, 400gbe, ib-ndr, 8xib-ndr...")] = None,  # noqa: UP045
-    gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node (default: the GPU's usual 8).")] = None,  # noqa: UP045
+    engine: Annotated[
+        str | None, typer.Option(help="Calibration profile: trtllm or vllm (default: most evidence).")
+    ] = None,
+    network: Annotated[
+        str | None, typer.Option(help="Network between nodes: 25gbe, 100gbe, 400gbe, ib-ndr, 8xib-ndr...")
+    ] = None,
+    gpus_per_node: Annotated[int | None, typer.Option(help="GPUs per node (default: the GPU's usual 8).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
     catalog: CatalogRoot = None,
 ) -> None:
@@ -87,9 +91,21 @@ def estimate(
 
     with _errors():
         result = run_estimate(
-            model, gpus, tp=tp, pp=pp, dtype=dtype, input_len=input_len, output_len=output_len,
-            concurrency=concurrency, rate=rate, kv_dtype=kv_dtype, engine=engine, network=network,
-            gpus_per_node=gpus_per_node, num_requests=num_requests, catalog=load_catalog(catalog),
+            model,
+            gpus,
+            tp=tp,
+            pp=pp,
+            dtype=dtype,
+            input_len=input_len,
+            output_len=output_len,
+            concurrency=concurrency,
+            rate=rate,
+            kv_dtype=kv_dtype,
+            engine=engine,
+            network=network,
+            gpus_per_node=gpus_per_node,
+            num_requests=num_requests,
+            catalog=load_catalog(catalog),
         )
     if as_json:
         out.print_json(json.dumps(result.model_dump(mode="json")))
@@ -101,13 +117,13 @@ def estimate(
 
 @app.command()
 def validate(
-    markdown: Annotated[Optional[Path], typer.Option(help="Also write the validation page (Markdown) here.")] = None,  # noqa: UP045
+    markdown: Annotated[Path | None, typer.Option(help="Also write the validation page (Markdown) here.")] = None,
     rows: Annotated[bool, typer.Option("--rows", help="List every row with its prediction and error.")] = False,
     catalog: CatalogRoot = None,
 ) -> None:
     """Predict every published measurement tdplan can express and print the error per source and metric."""
     from planner.specs.catalog import load_catalog
-    from planner.validation.report import markdown_page, summary_rows, SUMMARY_HEADER
+    from planner.validation.report import SUMMARY_HEADER, markdown_page, summary_rows
     from planner.validation.validate import validate_all
 
     with _errors():
@@ -120,10 +136,14 @@ def validate(
     out.print(table)
     if rows:
         for result in results.predicted:
-            out.print(f"{result.row.id} {result.row.metric} measured {result.row.value:.4g} "
-                      f"predicted {result.predicted:.4g} ({result.error_pct:+.1f}%)")
-    out.print(f"{len(results.predicted)} rows predicted, {len(results.skipped)} skipped "
-              f"({', '.join(f'{n} {r}' for r, n in results.skip_reasons().items())})")
+            out.print(
+                f"{result.row.id} {result.row.metric} measured {result.row.value:.4g} "
+                f"predicted {result.predicted:.4g} ({result.error_pct:+.1f}%)"
+            )
+    out.print(
+        f"{len(results.predicted)} rows predicted, {len(results.skipped)} skipped "
+        f"({', '.join(f'{n} {r}' for r, n in results.skip_reasons().items())})"
+    )
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(markdown_page(results))
@@ -132,7 +152,9 @@ def validate(
 
 @app.command()
 def calibrate(
-    write: Annotated[bool, typer.Option(help="Write hardware/calibration/<engine>.yaml (default: only print).")] = False,
+    write: Annotated[
+        bool, typer.Option(help="Write hardware/calibration/<engine>.yaml (default: only print).")
+    ] = False,
     catalog: CatalogRoot = None,
 ) -> None:
     """Fit efficiency and overhead constants per engine and GPU family to the published measurements."""
@@ -144,13 +166,15 @@ def calibrate(
         profiles = fit_all(cat)
     for profile in profiles:
         for family, cal in profile.families.items():
-            out.print(f"{profile.engine}/{family}: {cal.fitted_rows} rows, median |error| "
-                      f"{cal.fitted_median_abs_pct_error if cal.fitted_median_abs_pct_error is not None else '-'}%, "
-                      f"compute_eff {cal.compute_eff:.3f}, gemm_ridge_scale {cal.gemm_ridge_scale:.2f}, "
-                      f"memory_bw_eff {cal.memory_bw_eff:.3f}, attention_bw_eff {cal.attention_bw_eff:.3f}, "
-                      f"iteration_overhead {cal.iteration_overhead_s * 1e3:.2f} ms, "
-                      f"layer_overhead {cal.layer_overhead_s * 1e6:.1f} us, "
-                      f"seq_layer_overhead {cal.seq_layer_overhead_s * 1e9:.1f} ns")
+            out.print(
+                f"{profile.engine}/{family}: {cal.fitted_rows} rows, median |error| "
+                f"{cal.fitted_median_abs_pct_error if cal.fitted_median_abs_pct_error is not None else '-'}%, "
+                f"compute_eff {cal.compute_eff:.3f}, gemm_ridge_scale {cal.gemm_ridge_scale:.2f}, "
+                f"memory_bw_eff {cal.memory_bw_eff:.3f}, attention_bw_eff {cal.attention_bw_eff:.3f}, "
+                f"iteration_overhead {cal.iteration_overhead_s * 1e3:.2f} ms, "
+                f"layer_overhead {cal.layer_overhead_s * 1e6:.1f} us, "
+                f"seq_layer_overhead {cal.seq_layer_overhead_s * 1e9:.1f} ns"
+            )
     if write:
         for path in write_profiles(profiles, cat.root):
             out.print(f"wrote {path}")
@@ -178,12 +202,22 @@ def hardware_list(catalog: CatalogRoot = None) -> None:
 
     with _errors():
         gpus = load_catalog(catalog).gpus.values()
-    _listing("GPUs", ["id", "name", "memory GiB", "GB/s", "bf16 TFLOPS", "fp8 TFLOPS", "link"], [
-        [g.id, g.name, f"{g.memory_gib:g}", f"{g.memory_bw_gb_s:g}", f"{g.dense_tflops.bf16:g}",
-         f"{g.dense_tflops.fp8:g}" if g.dense_tflops.fp8 else "-",
-         f"{g.interconnect.kind.value} {g.interconnect.bw_gb_s:g} GB/s"]
-        for g in gpus
-    ])
+    _listing(
+        "GPUs",
+        ["id", "name", "memory GiB", "GB/s", "bf16 TFLOPS", "fp8 TFLOPS", "link"],
+        [
+            [
+                g.id,
+                g.name,
+                f"{g.memory_gib:g}",
+                f"{g.memory_bw_gb_s:g}",
+                f"{g.dense_tflops.bf16:g}",
+                f"{g.dense_tflops.fp8:g}" if g.dense_tflops.fp8 else "-",
+                f"{g.interconnect.kind.value} {g.interconnect.bw_gb_s:g} GB/s",
+            ]
+            for g in gpus
+        ],
+    )
 
 
 @hardware_app.command("show")
@@ -203,16 +237,27 @@ def models_list(catalog: CatalogRoot = None) -> None:
 
     with _errors():
         models = load_catalog(catalog).models.values()
-    _listing("models", ["id", "name", "params (B)", "layers", "heads/kv", "aliases"], [
-        [m.id, m.name, f"{total_params(m) / 1e9:.1f}", str(m.num_hidden_layers),
-         f"{m.num_attention_heads}/{m.num_key_value_heads}", ", ".join(m.aliases[:3])]
-        for m in models
-    ])
+    _listing(
+        "models",
+        ["id", "name", "params (B)", "layers", "heads/kv", "aliases"],
+        [
+            [
+                m.id,
+                m.name,
+                f"{total_params(m) / 1e9:.1f}",
+                str(m.num_hidden_layers),
+                f"{m.num_attention_heads}/{m.num_key_value_heads}",
+                ", ".join(m.aliases[:3]),
+            ]
+            for m in models
+        ],
+    )
 
 
 @models_app.command("show")
-def models_show(name: Annotated[str, typer.Argument(help="Model id, alias or config.json.")],
-                catalog: CatalogRoot = None) -> None:
+def models_show(
+    name: Annotated[str, typer.Argument(help="Model id, alias or config.json.")], catalog: CatalogRoot = None
+) -> None:
     """Show one model's architecture and parameter count."""
     from planner.report.tables import model_rows
     from planner.specs.catalog import load_catalog

@@ -85,20 +85,39 @@ def default_engine(catalog: Catalog, gpu: GpuSpec) -> EngineSpec:
 
 
 def build_deployment(
-    catalog: Catalog, model: ModelSpec, cluster: Cluster, tp: int, pp: int, dtype: Dtype, kv_dtype: Dtype,
+    catalog: Catalog,
+    model: ModelSpec,
+    cluster: Cluster,
+    tp: int,
+    pp: int,
+    dtype: Dtype,
+    kv_dtype: Dtype,
     engine: EngineSpec,
 ) -> Deployment:
     """Attach the engine's calibration for the GPU's family to a configuration."""
     calibration, family = catalog.calibration(engine.id).for_architecture(cluster.gpu.architecture)
     return Deployment(
-        model=model, cluster=cluster, tp_size=tp, pp_size=pp, dtype=dtype, kv_dtype=kv_dtype, engine=engine,
-        calibration=calibration, calibration_family=family,
+        model=model,
+        cluster=cluster,
+        tp_size=tp,
+        pp_size=pp,
+        dtype=dtype,
+        kv_dtype=kv_dtype,
+        engine=engine,
+        calibration=calibration,
+        calibration_family=family,
     )
 
 
 def _smallest_fitting_tp(
-    catalog: Catalog, model: ModelSpec, cluster: Cluster, pp: int, dtype: Dtype, kv_dtype: Dtype,
-    engine: EngineSpec, tokens_per_request: int,
+    catalog: Catalog,
+    model: ModelSpec,
+    cluster: Cluster,
+    pp: int,
+    dtype: Dtype,
+    kv_dtype: Dtype,
+    engine: EngineSpec,
+    tokens_per_request: int,
 ) -> int:
     limit = min(cluster.gpus_in_node, cluster.num_gpus // pp) if pp <= cluster.num_gpus else 0
     tried = []
@@ -152,9 +171,16 @@ def estimate(
     """
     catalog = catalog or load_catalog()
     notes: list[str] = []
-    for value, what in ((input_len, "--input-len"), (output_len, "--output-len"), (concurrency, "--concurrency"),
-                        (rate, "--rate"), (tp, "--tp"), (pp, "--pp"), (num_requests, "--num-requests"),
-                        (gpus_per_node, "--gpus-per-node")):
+    for value, what in (
+        (input_len, "--input-len"),
+        (output_len, "--output-len"),
+        (concurrency, "--concurrency"),
+        (rate, "--rate"),
+        (tp, "--tp"),
+        (pp, "--pp"),
+        (num_requests, "--num-requests"),
+        (gpus_per_node, "--gpus-per-node"),
+    ):
         _positive(value, what)
     if concurrency is not None and rate is not None:
         raise PlannerError("give --concurrency or --rate, not both")
@@ -168,7 +194,9 @@ def estimate(
         pool = GpuPool.parse(gpus)
         gpu = catalog.gpu(pool.gpu_name)
         cluster = Cluster(
-            gpu=gpu, num_gpus=pool.count, gpus_per_node=gpus_per_node or gpu.gpus_per_node,
+            gpu=gpu,
+            num_gpus=pool.count,
+            gpus_per_node=gpus_per_node or gpu.gpus_per_node,
             network=NetworkSpec.parse(network) if network else DEFAULT_NETWORK,
         )
     else:
@@ -180,16 +208,22 @@ def estimate(
         kv = kv_dtype if isinstance(kv_dtype, Dtype) else parse_dtype(kv_dtype, KV_DTYPES, "--kv-dtype")
     gpu_flops = cluster.gpu.dense_tflops
     if (weight_dtype is Dtype.fp8 and gpu_flops.fp8 is None) or (weight_dtype is Dtype.int8 and gpu_flops.int8 is None):
-        notes.append(f"{cluster.gpu.name} has no {weight_dtype.value} tensor-core rate: {weight_dtype.value} "
-                     "weights are dequantised and GEMMs run at the 16-bit rate (weight-only)")
+        notes.append(
+            f"{cluster.gpu.name} has no {weight_dtype.value} tensor-core rate: {weight_dtype.value} "
+            "weights are dequantised and GEMMs run at the 16-bit rate (weight-only)"
+        )
     engine_spec = catalog.engine(engine) if engine else default_engine(catalog, cluster.gpu)
     if engine is None:
-        notes.append(f"engine profile: {engine_spec.name}, the one with the most published measurements on "
-                     f"{cluster.gpu.name} or its family (choose with --engine)")
+        notes.append(
+            f"engine profile: {engine_spec.name}, the one with the most published measurements on "
+            f"{cluster.gpu.name} or its family (choose with --engine)"
+        )
     tokens_per_request = input_len + output_len
     if tokens_per_request > spec.max_position_embeddings:
-        notes.append(f"input + output = {tokens_per_request} tokens exceeds the model's context of "
-                     f"{spec.max_position_embeddings}")
+        notes.append(
+            f"input + output = {tokens_per_request} tokens exceeds the model's context of "
+            f"{spec.max_position_embeddings}"
+        )
     pp = pp or 1
     if tp is None:
         tp = _smallest_fitting_tp(catalog, spec, cluster, pp, weight_dtype, kv, engine_spec, tokens_per_request)
@@ -202,21 +236,33 @@ def estimate(
             f"{memory.kv_capacity_tokens} tokens TP {tp} x PP {pp} holds: raise --tp/--pp or shorten it"
         )
     if cluster.num_gpus % deployment.gpus_per_replica:
-        notes.append(f"{cluster.num_gpus % deployment.gpus_per_replica} GPU(s) left idle: "
-                     f"{cluster.num_gpus} is not a multiple of TP x PP = {deployment.gpus_per_replica}")
+        notes.append(
+            f"{cluster.num_gpus % deployment.gpus_per_replica} GPU(s) left idle: "
+            f"{cluster.num_gpus} is not a multiple of TP x PP = {deployment.gpus_per_replica}"
+        )
     return _serve(deployment, memory, input_len, output_len, concurrency, rate, num_requests, notes)
 
 
-def _serve(deployment: Deployment, memory: MemoryBreakdown, input_len: int, output_len: int,
-           concurrency: float | None, rate: float | None, num_requests: int, notes: list[str]) -> Estimate:
+def _serve(
+    deployment: Deployment,
+    memory: MemoryBreakdown,
+    input_len: int,
+    output_len: int,
+    concurrency: float | None,
+    rate: float | None,
+    num_requests: int,
+    notes: list[str],
+) -> Estimate:
     replicas = deployment.replicas
     max_batch = colocated.max_decode_batch(deployment, input_len, output_len, memory.kv_capacity_tokens)
     if rate is not None:
         scenario = Scenario.rate
         point = colocated.poisson(deployment, input_len, output_len, max_batch, rate / replicas)
         if not point.stable:
-            notes.append(f"--rate {rate:g} req/s exceeds the capacity of "
-                         f"{point.request_rate_req_s * replicas:.3g} req/s: the queue grows without bound")
+            notes.append(
+                f"--rate {rate:g} req/s exceeds the capacity of "
+                f"{point.request_rate_req_s * replicas:.3g} req/s: the queue grows without bound"
+            )
     elif concurrency is not None:
         scenario = Scenario.concurrency
         point = colocated.closed_loop(deployment, input_len, output_len, max_batch, concurrency / replicas)

@@ -325,17 +325,13 @@ def qwen_speed_row(row: Row) -> Row:
     assumptions: list[str] = []
     if row["gpu_normalized"] == "A100-80GB (form factor not stated)":
         gpu = "a100-sxm-80gb"
-        assumptions.append(
-            "doc says 'A100 80GB' without form factor; SXM4 assumed (the common A100 80GB server part)"
-        )
+        assumptions.append("doc says 'A100 80GB' without form factor; SXM4 assumed (the common A100 80GB server part)")
     else:
         gpu, assumptions = map_gpu(row)
     model, notes = map_model(row["model"])
     dtype, dtype_notes = map_dtype(row["precision"])
     assumptions += notes + dtype_notes
-    assumptions.append(
-        f"KV dtype not stated: {kv_for(dtype)} ({engine_name} default follows the activation dtype)"
-    )
+    assumptions.append(f"KV dtype not stated: {kv_for(dtype)} ({engine_name} default follows the activation dtype)")
     if row["metric"] != "generation speed" or row["unit"] != "tokens/s":
         raise Skip(f"metric not mapped ({row['metric']})")
     if sglang:
@@ -384,8 +380,7 @@ def lambda_row(row: Row) -> Row:
     assumptions += notes + dtype_notes
     if dtype == "fp8" and gpu.startswith(("a100", "a800")):
         assumptions.append(
-            "FP8 checkpoint on Ampere: vLLM runs it FP8 weight-only (tdplan treats fp8 on Ampere "
-            "as weight-only)"
+            "FP8 checkpoint on Ampere: vLLM runs it FP8 weight-only (tdplan treats fp8 on Ampere as weight-only)"
         )
     assumptions.append(f"KV dtype not stated: {kv_for(dtype)} (vLLM default follows the activation dtype)")
     if "Tensor Parallel v.s. Data Parallel" in row["source_locator"]:
@@ -664,9 +659,7 @@ def print_summary(summary: dict[str, Counter[str]], n_rows: int) -> None:
     for family in sorted(summary):
         counts = summary[family]
         print(f"{family}: {sum(counts.values())} rows")
-        for reason, count in sorted(
-            counts.items(), key=lambda item: (not item[0].startswith("kept"), item[0])
-        ):
+        for reason, count in sorted(counts.items(), key=lambda item: (not item[0].startswith("kept"), item[0])):
             print(f"  {count:5d}  {reason}")
 
 
@@ -686,9 +679,7 @@ def main(argv: list[str] | None = None) -> None:
     write_csv(args.out_dir / "measurements.csv", MEASUREMENT_COLUMNS, tables["measurements"])
     write_csv(args.out_dir / "microbenchmarks.csv", MICRO_COLUMNS, tables["microbenchmarks"])
     print_summary(summary, len(rows))
-    print(
-        f"wrote {len(tables['measurements'])} measurements, {len(tables['microbenchmarks'])} microbenchmarks"
-    )
+    print(f"wrote {len(tables['measurements'])} measurements, {len(tables['microbenchmarks'])} microbenchmarks")
 
 
 if __name__ == "__main__":

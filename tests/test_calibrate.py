@@ -14,8 +14,15 @@ from planner.validation.measurements import load_measurements
 from planner.validation.predict import Prepared, predict, prepare
 
 TRUTH = Calibration(
-    compute_eff=0.72, gemm_ridge_scale=0.3, memory_bw_eff=0.83, attention_bw_eff=0.7, comm_bw_eff=0.9,
-    iteration_overhead_s=0.0008, layer_overhead_s=20e-6, seq_layer_overhead_s=5e-8, fitted_rows=0,
+    compute_eff=0.72,
+    gemm_ridge_scale=0.3,
+    memory_bw_eff=0.83,
+    attention_bw_eff=0.7,
+    comm_bw_eff=0.9,
+    iteration_overhead_s=0.0008,
+    layer_overhead_s=20e-6,
+    seq_layer_overhead_s=5e-8,
+    fitted_rows=0,
 )
 
 

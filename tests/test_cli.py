@@ -130,9 +130,7 @@ CLI_ERROR_CASES: list[tuple[str, list[str], str]] = [
 
 
 class TestErrors:
-    @pytest.mark.parametrize(
-        ("case", "args", "fragment"), CLI_ERROR_CASES, ids=[case[0] for case in CLI_ERROR_CASES]
-    )
+    @pytest.mark.parametrize(("case", "args", "fragment"), CLI_ERROR_CASES, ids=[case[0] for case in CLI_ERROR_CASES])
     def test_bad_input_is_one_error_line(self, case: str, args: list[str], fragment: str) -> None:
         assert_one_error_line(invoke(*args), fragment)
 
@@ -151,9 +149,7 @@ class TestErrors:
         ],
         ids=["yaml-syntax", "schema"],
     )
-    def test_broken_catalog_file_is_named(
-        self, catalog_copy: Path, relative: str, text: str, fragment: str
-    ) -> None:
+    def test_broken_catalog_file_is_named(self, catalog_copy: Path, relative: str, text: str, fragment: str) -> None:
         broken = catalog_copy / relative
         broken.write_text(text)
         result = invoke(*estimate_args(gpus="8xL20"), "--catalog", str(catalog_copy))

@@ -57,9 +57,7 @@ class TestSteadyStateTpot:
     @pytest.mark.parametrize("engine", ENGINES)
     @pytest.mark.parametrize(("input_len", "output_len"), [(128, 32), (1024, 256), (2000, 2)])
     @pytest.mark.parametrize("batch", [1, 64, 300])
-    def test_tpot_is_at_least_one_decode_step(
-        self, engine: str, input_len: int, output_len: int, batch: float
-    ) -> None:
+    def test_tpot_is_at_least_one_decode_step(self, engine: str, input_len: int, output_len: int, batch: float) -> None:
         """Every token after the first needs one decode iteration of the batch; prompts of other requests
         can only stretch that."""
         point = steady_state(make_deployment(engine=engine), input_len, output_len, batch)
@@ -114,9 +112,7 @@ class TestPoisson:
         batch = full_batch(deployment, 1024, 256)
         return deployment, batch, steady_state(deployment, 1024, 256, batch).request_rate_req_s
 
-    def test_stable_below_capacity_serves_the_offered_rate(
-        self, setting: tuple[Deployment, float, float]
-    ) -> None:
+    def test_stable_below_capacity_serves_the_offered_rate(self, setting: tuple[Deployment, float, float]) -> None:
         deployment, batch, capacity = setting
         for share in (0.1, 0.5, 0.9):
             point = poisson(deployment, 1024, 256, batch, share * capacity)

@@ -15,9 +15,9 @@ from test_ops import catalog_gpu, make_calibration, make_deployment, make_gpu, m
 from planner.cost.iteration import IterationCost, gemm_efficiency, iteration_cost, op_cost, ridge_rows
 from planner.cost.ops import BatchShape, Op
 from planner.cost.roofline import Bound
-from planner.specs.precision import Dtype
 from planner.specs.deployment import Deployment
 from planner.specs.hardware import GpuSpec
+from planner.specs.precision import Dtype
 
 # Layouts the invariants run on: dense at TP 1, dense at TP 2 x PP 2, MoE at TP 1.
 LAYOUTS = {
@@ -31,7 +31,9 @@ BATCHES = st.one_of(
     st.builds(BatchShape.prefill, st.floats(1, 8192), st.floats(1, 4)),
     st.builds(
         lambda decodes, context, chunk: BatchShape.decode(decodes, context) + BatchShape.prefill(chunk),
-        st.floats(1, 256), st.floats(1, 8192), st.floats(1, 2048),
+        st.floats(1, 256),
+        st.floats(1, 8192),
+        st.floats(1, 2048),
     ),
 )
 FACTORS = st.floats(1.0, 10.0)
@@ -121,9 +123,7 @@ class TestFasterHardwareIsNeverSlower:
     @pytest.mark.parametrize("layout", LAYOUTS)
     @settings(max_examples=25, deadline=None)
     @given(batch=BATCHES, bw_gb_s=st.floats(100, 5000), factor=FACTORS)
-    def test_more_memory_bandwidth(
-        self, layout: str, batch: BatchShape, bw_gb_s: float, factor: float
-    ) -> None:
+    def test_more_memory_bandwidth(self, layout: str, batch: BatchShape, bw_gb_s: float, factor: float) -> None:
         slow = deployment_on(layout, make_gpu(memory_bw_gb_s=bw_gb_s))
         fast = deployment_on(layout, make_gpu(memory_bw_gb_s=bw_gb_s * factor))
         assert time_s(fast, batch) <= time_s(slow, batch) * (1 + 1e-12)
@@ -152,9 +152,7 @@ class TestLargerDecodeBatch:
     @pytest.mark.parametrize("layout", LAYOUTS)
     @settings(max_examples=30, deadline=None)
     @given(batch=st.floats(1, 2048), extra=st.floats(0, 2048), context=st.floats(1, 8192))
-    def test_never_makes_a_step_faster(
-        self, layout: str, batch: float, extra: float, context: float
-    ) -> None:
+    def test_never_makes_a_step_faster(self, layout: str, batch: float, extra: float, context: float) -> None:
         deployment = deployment_on(layout, make_gpu())
         small = time_s(deployment, BatchShape.decode(batch, context))
         large = time_s(deployment, BatchShape.decode(batch + extra, context))

@@ -335,9 +335,7 @@ class TestKvBytesPerToken:
             (4, Dtype.bf16, 8, 1024),  # MHA over TP 4: 2 x 2 x 128 x 2
         ],
     )
-    def test_kv_bytes_per_token_per_layer(
-        self, tp_size: int, kv_dtype: Dtype, kv_heads: int, expected: int
-    ) -> None:
+    def test_kv_bytes_per_token_per_layer(self, tp_size: int, kv_dtype: Dtype, kv_heads: int, expected: int) -> None:
         model = make_model(num_key_value_heads=kv_heads)
         deployment = make_deployment(model=model, tp_size=tp_size, kv_dtype=kv_dtype)
         assert kv_bytes_per_token_per_layer(deployment) == expected

@@ -30,8 +30,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_DEPENDENCIES = ("numpy", "scipy", "pulp", "pydantic", "typer", "rich", "pyyaml")
-ESTIMATE = ["estimate", "--model", "llama-70b", "--gpus", "8xL20", "--input-len", "1024",
-            "--output-len", "256", "--json"]
+ESTIMATE = [
+    "estimate",
+    "--model",
+    "llama-70b",
+    "--gpus",
+    "8xL20",
+    "--input-len",
+    "1024",
+    "--output-len",
+    "256",
+    "--json",
+]
 WHEEL_FILES = (
     "planner/_catalog/hardware/gpus/l20.yaml",
     "planner/_catalog/models/llama-3.1-70b.yaml",
@@ -75,10 +85,23 @@ def _make_venv(venv: Path, wheel: Path) -> tuple[Path, Path]:
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=venv.parent)
     python = venv / "bin" / "python"
     # pip >= 22.3 installs into another interpreter's environment: no pip inside the venv, no ensurepip.
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-          "--no-index", "--force-reinstall", str(wheel)], cwd=venv.parent)
-    purelib = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                   cwd=venv.parent)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--force-reinstall",
+            str(wheel),
+        ],
+        cwd=venv.parent,
+    )
+    purelib = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], cwd=venv.parent)
     site_dir = Path(purelib.stdout.strip())
     (site_dir / "_tdplan_test_outer_deps.pth").write_text("".join(f"{d}\n" for d in _dependency_dirs()))
     return python, site_dir
@@ -99,11 +122,19 @@ def test_installed_wheel_runs_outside_the_repository(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["PYTHONNOUSERSITE"] = "1"
 
-    where = _run([str(python), "-c", (
-        "import planner, planner.validation.measurements as m; "
-        "from planner.specs.catalog import default_root; "
-        "print(planner.__file__); print(default_root()); print(len(m.load_measurements()))"
-    )], cwd=work, env=env).stdout.split()
+    where = _run(
+        [
+            str(python),
+            "-c",
+            (
+                "import planner, planner.validation.measurements as m; "
+                "from planner.specs.catalog import default_root; "
+                "print(planner.__file__); print(default_root()); print(len(m.load_measurements()))"
+            ),
+        ],
+        cwd=work,
+        env=env,
+    ).stdout.split()
     package_file, catalog_root, measurement_rows = Path(where[0]), Path(where[1]), int(where[2])
     assert package_file.is_relative_to(site_dir), f"planner imported from {package_file}, not the wheel"
     assert not package_file.resolve().is_relative_to(ROOT)

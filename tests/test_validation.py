@@ -68,13 +68,13 @@ def test_markdown_page_has_a_row_per_source(results: ValidationResults) -> None:
         ("opt-125m", "tdpipe-L20-opt-125m.csv", 10.0, 2.0),  # today 7.8%: fixed per-pass costs dominate 125M
     ],
 )
-def test_l20_forward_time_follows_the_tdpipe_profile(model: str, file: str, bound_pct: float,
-                                                      growth: float) -> None:
+def test_l20_forward_time_follows_the_tdpipe_profile(model: str, file: str, bound_pct: float, growth: float) -> None:
     """Whole-model forward time on one L20 against TD-Pipe's profiler results (1..2048 batched tokens)."""
     catalog = load_catalog()
     cluster = Cluster(gpu=catalog.gpu("l20"), num_gpus=1, gpus_per_node=8)
-    deployment = build_deployment(catalog, catalog.models[model], cluster, 1, 1, Dtype.fp16, Dtype.fp16,
-                                  catalog.engine("vllm"))
+    deployment = build_deployment(
+        catalog, catalog.models[model], cluster, 1, 1, Dtype.fp16, Dtype.fp16, catalog.engine("vllm")
+    )
     points = compare_forward_profile(deployment, load_forward_profile(TDPIPE / file))
     assert len(points) >= 2000
     assert median_abs_error_pct(points) <= bound_pct

@@ -115,28 +115,53 @@ def layer_ops(deployment: Deployment, batch: BatchShape) -> list[Op]:
     ops = [
         # q, k, v projection: 2 FLOPs per multiply-add x rows x h x (q + 2 kv) outputs; reads the weights once
         # and the input rows, writes the outputs.
-        Op("qkv_proj", "gemm", 1, 2 * rows * h * qkv_out, h * qkv_out * w + rows * (h + qkv_out) * ACT_BYTES, rows),
+        Op(
+            "qkv_proj",
+            "gemm",
+            1,
+            2 * rows * h * qkv_out,
+            h * qkv_out * w + rows * (h + qkv_out) * ACT_BYTES,
+            rows,
+        ),
         # attention output projection: (H*d / tp) x h
-        Op("o_proj", "gemm", 1, 2 * rows * q_local * h, q_local * h * w + rows * (q_local + h) * ACT_BYTES, rows),
+        Op(
+            "o_proj",
+            "gemm",
+            1,
+            2 * rows * q_local * h,
+            q_local * h * w + rows * (q_local + h) * ACT_BYTES,
+            rows,
+        ),
     ]
     if batch.prefill_tokens:
         # Prefill attention (FlashAttention): QK^T and PV are 2 matmuls of 2 FLOPs per multiply-add per head dim
-        # per causal (query, key) pair: 4 * d * pairs per query head, 4 * (H*d / tp) * pairs per GPU. Reads Q and the K/V of the chunk and its
-        # cached context once, writes K/V of the new tokens into the cache and the output.
+        # per causal (query, key) pair: 4 * d * pairs per query head, 4 * (H*d / tp) * pairs per GPU. Reads Q and
+        # the K/V of the chunk and its cached context once, writes K/V of the new tokens into the cache and the
+        # output.
         kv_read = (batch.prefill_context_tokens + batch.prefill_tokens) * kv_token_bytes
         kv_write = batch.prefill_tokens * kv_token_bytes
         q_io = 2 * batch.prefill_tokens * q_local * ACT_BYTES
         ops.append(
-            Op("prefill_attention", "attention", 1, 4 * q_local * batch.prefill_attn_pairs,
-               kv_read + kv_write + q_io)
+            Op(
+                "prefill_attention",
+                "attention",
+                1,
+                4 * q_local * batch.prefill_attn_pairs,
+                kv_read + kv_write + q_io,
+            )
         )
     if batch.decode_seqs:
         # Decode attention: every sequence reads its whole KV cache (memory bound); 4 * d FLOPs per head per
         # cached token; writes the new token's K/V.
         ops.append(
-            Op("decode_attention", "attention", 1, 4 * q_local * batch.decode_context_tokens,
-               (batch.decode_context_tokens + batch.decode_seqs) * kv_token_bytes
-               + 2 * batch.decode_seqs * q_local * ACT_BYTES)
+            Op(
+                "decode_attention",
+                "attention",
+                1,
+                4 * q_local * batch.decode_context_tokens,
+                (batch.decode_context_tokens + batch.decode_seqs) * kv_token_bytes
+                + 2 * batch.decode_seqs * q_local * ACT_BYTES,
+            )
         )
     if model.is_moe:
         e, k = model.num_experts, model.num_experts_per_tok
@@ -146,15 +171,26 @@ def layer_ops(deployment: Deployment, batch: BatchShape) -> list[Op]:
         expert_rows = rows * k / max(touched, 1.0)
         ops.append(Op("router", "gemm", 1, 2 * rows * h * e, h * e * EMBED_BYTES + rows * (h + e) * ACT_BYTES, rows))
         ops.append(
-            Op("experts", "gemm", 1, 2 * rows * k * mats * h * inter_local,
-               touched * mats * h * inter_local * w + rows * k * (2 * h + mats * inter_local) * ACT_BYTES,
-               expert_rows)
+            Op(
+                "experts",
+                "gemm",
+                1,
+                2 * rows * k * mats * h * inter_local,
+                touched * mats * h * inter_local * w + rows * k * (2 * h + mats * inter_local) * ACT_BYTES,
+                expert_rows,
+            )
         )
     else:
         # MLP: gate+up (h -> 2 I) and down (I -> h) when gated, fc1/fc2 otherwise; mats x h x I weights.
         ops.append(
-            Op("mlp", "gemm", 1, 2 * rows * mats * h * inter_local,
-               mats * h * inter_local * w + rows * (2 * h + mats * inter_local) * ACT_BYTES, rows)
+            Op(
+                "mlp",
+                "gemm",
+                1,
+                2 * rows * mats * h * inter_local,
+                mats * h * inter_local * w + rows * (2 * h + mats * inter_local) * ACT_BYTES,
+                rows,
+            )
         )
     # Norms (2 per layer: read + write h), residual adds (2: read 2 h, write h), activation/gating
     # (read 2 I, write I when gated): all memory bound.
@@ -177,8 +213,14 @@ def head_ops(deployment: Deployment, batch: BatchShape) -> list[Op]:
     seqs = batch.seqs
     return [
         Op("embedding", "elementwise", 1, 0.0, 2 * batch.tokens * h * EMBED_BYTES),
-        Op("lm_head", "gemm", 1, 2 * seqs * h * vocab / tp,
-           h * vocab / tp * EMBED_BYTES + seqs * (h * ACT_BYTES + vocab / tp * LOGIT_BYTES), seqs),
+        Op(
+            "lm_head",
+            "gemm",
+            1,
+            2 * seqs * h * vocab / tp,
+            h * vocab / tp * EMBED_BYTES + seqs * (h * ACT_BYTES + vocab / tp * LOGIT_BYTES),
+            seqs,
+        ),
     ]
 
 

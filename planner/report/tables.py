@@ -74,8 +74,10 @@ def model_rows(model: ModelSpec) -> list[tuple[str, str]]:
         ("type", model.model_type + (" (MoE)" if model.is_moe else "")),
         ("parameters", f"{total / 1e9:.2f} B (published {model.published_params_b or '-'} B)"),
         ("layers x hidden", f"{model.num_hidden_layers} x {model.hidden_size}"),
-        ("attention", f"{model.num_attention_heads} heads, {model.num_key_value_heads} KV heads, "
-                      f"head_dim {model.head_dim}"),
+        (
+            "attention",
+            f"{model.num_attention_heads} heads, {model.num_key_value_heads} KV heads, head_dim {model.head_dim}",
+        ),
         ("MLP width", str(model.intermediate_size)),
         ("vocabulary", str(model.vocab_size)),
         ("context", str(model.max_position_embeddings)),

@@ -42,7 +42,11 @@ ARCHITECTURES: dict[str, Architecture] = {
         gated_mlp=True, qkv_bias=False, dense_bias=False, layer_norm=False, qk_norm=True, moe=True
     ),
     "opt": Architecture(
-        gated_mlp=False, qkv_bias=True, dense_bias=True, layer_norm=True, learned_positions=True,
+        gated_mlp=False,
+        qkv_bias=True,
+        dense_bias=True,
+        layer_norm=True,
+        learned_positions=True,
         tied_embeddings_default=True,
     ),
 }

@@ -89,8 +89,9 @@ def _prefill_share_s(deployment: Deployment, input_len: int, batch_size: float, 
     return _stage_step(deployment, BatchShape.prefill(input_len, per_batch)).time_s / per_batch
 
 
-def _first_token_service_s(deployment: Deployment, input_len: int, batch_size: float, mean_context: float,
-                           t_decode: float) -> float:
+def _first_token_service_s(
+    deployment: Deployment, input_len: int, batch_size: float, mean_context: float, t_decode: float
+) -> float:
     """Time from admission to the first token: the prompt's own iterations, after waiting (on average) half
     of the iteration already running when other requests are in flight."""
     engine, pp = deployment.engine, deployment.pp_size
@@ -124,8 +125,9 @@ def steady_state(deployment: Deployment, input_len: int, output_len: int, batch_
     )
 
 
-def offline(deployment: Deployment, input_len: int, output_len: int, max_batch: float,
-            num_requests: int) -> ServingPoint:
+def offline(
+    deployment: Deployment, input_len: int, output_len: int, max_batch: float, num_requests: int
+) -> ServingPoint:
     """All `num_requests` queued at once: the batch runs full; a request waits for a slot first.
 
     Request i (in arrival order) is admitted once i - B earlier ones finished, at (i - B) / X, so the mean wait
@@ -135,8 +137,9 @@ def offline(deployment: Deployment, input_len: int, output_len: int, max_batch: 
     return replace(point, ttft_s=point.ttft_s + waiting)
 
 
-def closed_loop(deployment: Deployment, input_len: int, output_len: int, max_batch: float,
-                concurrency: float) -> ServingPoint:
+def closed_loop(
+    deployment: Deployment, input_len: int, output_len: int, max_batch: float, concurrency: float
+) -> ServingPoint:
     """`concurrency` clients, each sending its next request when the last one finishes. Clients beyond the
     batch limit wait in the queue: (C - B) / X on average (Little's law on the queue)."""
     point = steady_state(deployment, input_len, output_len, min(max_batch, concurrency))
@@ -144,8 +147,9 @@ def closed_loop(deployment: Deployment, input_len: int, output_len: int, max_bat
     return replace(point, ttft_s=point.ttft_s + waiting)
 
 
-def poisson(deployment: Deployment, input_len: int, output_len: int, max_batch: float,
-            rate_req_s: float) -> ServingPoint:
+def poisson(
+    deployment: Deployment, input_len: int, output_len: int, max_batch: float, rate_req_s: float
+) -> ServingPoint:
     """Poisson arrivals at `rate_req_s` (an open system).
 
     A prompt arriving while others decode stalls them (prefill-first) or slows their steps (mixed): prompts take
@@ -165,8 +169,14 @@ def poisson(deployment: Deployment, input_len: int, output_len: int, max_batch: 
         tpot = step.time_s / (1 - rho)
         service = _first_token_service_s(deployment, input_len, batch, mean_context, step.time_s)
         ttft = service + rho * share / (2 * (1 - rho))
-        return ServingPoint(batch_size=batch, request_rate_req_s=rate_req_s, ttft_s=ttft, tpot_s=tpot,
-                            decode_step=step, prefill_time_s=prefill_latency_s(deployment, input_len))
+        return ServingPoint(
+            batch_size=batch,
+            request_rate_req_s=rate_req_s,
+            ttft_s=ttft,
+            tpot_s=tpot,
+            decode_step=step,
+            prefill_time_s=prefill_latency_s(deployment, input_len),
+        )
 
     def excess(batch: float) -> float:
         point = at(batch)
@@ -189,5 +199,11 @@ def static_batch(deployment: Deployment, input_len: int, output_len: int, batch_
     prefill = iteration_cost(deployment, BatchShape.prefill(input_len, batch_size)).time_s
     step = decode_step(deployment, batch_size, mean_context)
     total = prefill + (output_len - 1) * step.time_s
-    return ServingPoint(batch_size=batch_size, request_rate_req_s=batch_size / total, ttft_s=prefill,
-                        tpot_s=step.time_s, decode_step=step, prefill_time_s=prefill)
+    return ServingPoint(
+        batch_size=batch_size,
+        request_rate_req_s=batch_size / total,
+        ttft_s=prefill,
+        tpot_s=step.time_s,
+        decode_step=step,
+        prefill_time_s=prefill,
+    )

@@ -40,8 +40,15 @@ FIT_ROWS: dict[str, Callable[[Measurement], bool]] = {
     "vllm": lambda row: True,
 }
 
-PARAMS = ("compute_eff", "gemm_ridge_scale", "memory_bw_eff", "attention_bw_eff", "iteration_overhead_s",
-          "layer_overhead_s", "seq_layer_overhead_s")
+PARAMS = (
+    "compute_eff",
+    "gemm_ridge_scale",
+    "memory_bw_eff",
+    "attention_bw_eff",
+    "iteration_overhead_s",
+    "layer_overhead_s",
+    "seq_layer_overhead_s",
+)
 LOWER = np.array([0.2, 0.01, 0.3, 0.2, 0.0, 0.0, 0.0])
 UPPER = np.array([1.0, 10.0, 1.0, 1.0, 0.05, 1e-3, 1e-5])
 # Prior spread (one standard deviation) of each constant, in its own units.
@@ -71,8 +78,7 @@ def microbenchmark_priors(catalog: Catalog) -> dict[str, float]:
 
 
 def _calibration(theta: np.ndarray, comm_bw_eff: float, **record: object) -> Calibration:
-    return Calibration(**dict(zip(PARAMS, (float(x) for x in theta), strict=True)), comm_bw_eff=comm_bw_eff,
-                       **record)
+    return Calibration(**dict(zip(PARAMS, (float(x) for x in theta), strict=True)), comm_bw_eff=comm_bw_eff, **record)
 
 
 def _fit(rows: list[Prepared], prior: np.ndarray, comm_bw_eff: float) -> tuple[np.ndarray, list[float]]:
@@ -83,8 +89,16 @@ def _fit(rows: list[Prepared], prior: np.ndarray, comm_bw_eff: float) -> tuple[n
         predicted = np.array([predict(p, cal) for p in rows])
         return np.concatenate([np.log(predicted / measured), (theta - prior) / PRIOR_SCALE * 0.05])
 
-    result = least_squares(residuals, np.clip(prior, LOWER, UPPER), bounds=(LOWER, UPPER), loss="soft_l1",
-                           f_scale=0.1, x_scale=PRIOR_SCALE, diff_step=1e-3, max_nfev=40)
+    result = least_squares(
+        residuals,
+        np.clip(prior, LOWER, UPPER),
+        bounds=(LOWER, UPPER),
+        loss="soft_l1",
+        f_scale=0.1,
+        x_scale=PRIOR_SCALE,
+        diff_step=1e-3,
+        max_nfev=40,
+    )
     cal = _calibration(result.x, comm_bw_eff, fitted_rows=0)
     errors = [abs(predict(p, cal) / p.row.value - 1) * 100 for p in rows]
     return result.x, errors
@@ -108,7 +122,9 @@ def fit_engine(catalog: Catalog, engine: str) -> CalibrationProfile:
     for family, rows in groups.items():
         theta, errors = _fit(rows, prior, priors["comm_bw_eff"])
         families[family] = _calibration(
-            theta, priors["comm_bw_eff"], fitted_rows=len(rows),
+            theta,
+            priors["comm_bw_eff"],
+            fitted_rows=len(rows),
             fitted_median_abs_pct_error=round(statistics.median(errors), 2),
             fitted_sources=tuple(sorted({p.row.source for p in rows})),
         )
@@ -116,7 +132,7 @@ def fit_engine(catalog: Catalog, engine: str) -> CalibrationProfile:
         engine=engine,
         generated_by="tdplan calibrate --write",
         fitted_on="rows of planner/data/measurements.csv selected by planner.validation.calibrate.FIT_ROWS; "
-                  "priors and comm_bw_eff from planner/data/microbenchmarks.csv",
+        "priors and comm_bw_eff from planner/data/microbenchmarks.csv",
         families=families,
     )
 

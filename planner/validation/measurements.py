@@ -67,15 +67,31 @@ def load_measurements() -> tuple[Measurement, ...]:
     """Every row of the shipped measurements table."""
     rows = []
     for raw in _read("measurements.csv"):
-        rows.append(Measurement(
-            id=raw["id"], source=raw["source"], source_locator=raw["source_locator"], engine=raw["engine"],
-            engine_version=raw["engine_version"], gpu=raw["gpu"], num_gpus=int(raw["num_gpus"]),
-            tp=int(raw["tp"] or 1), pp=int(raw["pp"] or 1), model=raw["model"], dtype=raw["dtype"],
-            kv_dtype=raw["kv_dtype"], input_len=_int(raw["input_len"]), output_len=_int(raw["output_len"]),
-            dataset=raw["dataset"], scenario=raw["scenario"],
-            concurrency=float(raw["concurrency"]) if raw["concurrency"].strip() else None,
-            metric=raw["metric"], value=float(raw["value"]), unit=raw["unit"], assumptions=raw["assumptions"],
-        ))
+        rows.append(
+            Measurement(
+                id=raw["id"],
+                source=raw["source"],
+                source_locator=raw["source_locator"],
+                engine=raw["engine"],
+                engine_version=raw["engine_version"],
+                gpu=raw["gpu"],
+                num_gpus=int(raw["num_gpus"]),
+                tp=int(raw["tp"] or 1),
+                pp=int(raw["pp"] or 1),
+                model=raw["model"],
+                dtype=raw["dtype"],
+                kv_dtype=raw["kv_dtype"],
+                input_len=_int(raw["input_len"]),
+                output_len=_int(raw["output_len"]),
+                dataset=raw["dataset"],
+                scenario=raw["scenario"],
+                concurrency=float(raw["concurrency"]) if raw["concurrency"].strip() else None,
+                metric=raw["metric"],
+                value=float(raw["value"]),
+                unit=raw["unit"],
+                assumptions=raw["assumptions"],
+            )
+        )
     return tuple(rows)
 
 
@@ -83,7 +99,14 @@ def load_measurements() -> tuple[Measurement, ...]:
 def load_microbenchmarks() -> tuple[Microbenchmark, ...]:
     """Every row of the shipped microbenchmark table."""
     return tuple(
-        Microbenchmark(id=r["id"], source=r["source"], gpu=r["gpu"], metric=r["metric"], value=float(r["value"]),
-                       unit=r["unit"], conditions=r["conditions"])
+        Microbenchmark(
+            id=r["id"],
+            source=r["source"],
+            gpu=r["gpu"],
+            metric=r["metric"],
+            value=float(r["value"]),
+            unit=r["unit"],
+            conditions=r["conditions"],
+        )
         for r in _read("microbenchmarks.csv")
     )

@@ -54,9 +54,15 @@ def prepare(row: Measurement, catalog: Catalog, calibration: Calibration) -> Pre
     cluster = Cluster(gpu=gpu, num_gpus=row.tp * row.pp, gpus_per_node=max(gpu.gpus_per_node, row.tp))
     try:
         deployment = Deployment(
-            model=catalog.models[row.model], cluster=cluster, tp_size=row.tp, pp_size=row.pp,
-            dtype=Dtype(row.dtype), kv_dtype=Dtype(row.kv_dtype), engine=catalog.engines[row.engine],
-            calibration=calibration, calibration_family=gpu.architecture.value,
+            model=catalog.models[row.model],
+            cluster=cluster,
+            tp_size=row.tp,
+            pp_size=row.pp,
+            dtype=Dtype(row.dtype),
+            kv_dtype=Dtype(row.kv_dtype),
+            engine=catalog.engines[row.engine],
+            calibration=calibration,
+            calibration_family=gpu.architecture.value,
         )
         memory = memory_breakdown(deployment)
     except PlannerError:

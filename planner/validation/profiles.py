@@ -36,8 +36,9 @@ def load_forward_profile(path: Path) -> list[tuple[int, float]]:
         return [(int(row["Total Length"]), float(row["Execute Time"]) / 1e3) for row in csv.DictReader(handle)]
 
 
-def compare_forward_profile(deployment: Deployment, profile: list[tuple[int, float]],
-                            decode_context: int = 128) -> list[ProfilePoint]:
+def compare_forward_profile(
+    deployment: Deployment, profile: list[tuple[int, float]], decode_context: int = 128
+) -> list[ProfilePoint]:
     """Predicted forward time (model layers and head, no engine overhead) at each profiled token count."""
     return [
         ProfilePoint(
