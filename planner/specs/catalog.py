@@ -11,7 +11,7 @@ import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import Field, ValidationError
@@ -44,6 +44,9 @@ class ModelEntry(Frozen):
             hf_repo=self.hf_repo,
             published_params_b=self.published_params_b,
         )
+
+
+T = TypeVar("T")
 
 
 def default_root() -> Path:
@@ -106,7 +109,7 @@ class Catalog(Frozen):
             return load_hf_model(path)
         return self._resolve(name, self.models, "model", "see `tdplan models list`")
 
-    def _resolve(self, name: str, table: Mapping[str, Any], what: str, otherwise: str) -> Any:
+    def _resolve(self, name: str, table: Mapping[str, T], what: str, otherwise: str) -> T:
         key = _normalise(name)
         names: dict[str, str] = {}
         for entry_id, entry in table.items():

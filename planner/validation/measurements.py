@@ -8,6 +8,7 @@ its source, locator and the assumptions made to express it.
 from __future__ import annotations
 
 import csv
+import io
 import functools
 from dataclasses import dataclass
 from importlib import resources
@@ -58,8 +59,8 @@ def _int(text: str) -> int | None:
 
 
 def _read(name: str) -> list[dict[str, str]]:
-    with resources.files("planner.data").joinpath(name).open(newline="") as handle:
-        return list(csv.DictReader(handle))
+    text = resources.files("planner.data").joinpath(name).read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 @functools.cache
