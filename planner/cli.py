@@ -176,6 +176,10 @@ def calibrate(
                 f"seq_layer_overhead {cal.seq_layer_overhead_s * 1e9:.1f} ns"
             )
     if write:
+        if cat.root.name == "_catalog":
+            err.print("[bold red]error:[/] the shipped catalog is inside the installed package: pass --catalog DIR "
+                      "(a copy of hardware/ and models/) to write a calibration")
+            raise typer.Exit(code=2)
         for path in write_profiles(profiles, cat.root):
             out.print(f"wrote {path}")
 

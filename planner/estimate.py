@@ -81,6 +81,9 @@ def default_engine(catalog: Catalog, gpu: GpuSpec) -> EngineSpec:
         return same_gpu, same_family, len(rows)
 
     engines = [e for e in sorted(catalog.engines) if e in catalog.calibrations]
+    if not engines:
+        raise PlannerError(f"the catalog at {catalog.root} has no calibrated engine profile: it needs "
+                           "hardware/engines/*.yaml and hardware/calibration/*.yaml (run `tdplan calibrate --write`)")
     return catalog.engines[max(engines, key=evidence)]
 
 

@@ -95,6 +95,8 @@ class Catalog(Frozen):
         return self._resolve(name, self.gpus, "GPU", "see `tdplan hardware list`")
 
     def engine(self, name: str) -> EngineSpec:
+        if not self.engines:
+            raise PlannerError(f"the catalog at {self.root} has no engine profiles (hardware/engines/*.yaml)")
         return self._resolve(name, self.engines, "engine", f"choose one of {', '.join(sorted(self.engines))}")
 
     def calibration(self, engine_id: str) -> CalibrationProfile:

@@ -128,12 +128,18 @@ def steady_state(deployment: Deployment, input_len: int, output_len: int, batch_
 def offline(
     deployment: Deployment, input_len: int, output_len: int, max_batch: float, num_requests: int
 ) -> ServingPoint:
-    """All `num_requests` queued at once: the batch runs full; a request waits for a slot first.
+    """All `num_requests` queued at once: the batch runs full; a request waits for its prompt's turn, and
+    beyond the batch for a slot first.
 
-    Request i (in arrival order) is admitted once i - B earlier ones finished, at (i - B) / X, so the mean wait
-    over N requests is (N - B)^2 / (2 N X)."""
+    The first B = min(N, batch) prompts are prefilled one after another, prompt j waiting j x t_prefill_share;
+    request i > B is admitted once i - B earlier ones finished, at (i - B) / X. Mean wait over the N requests:
+    [B (B - 1) / 2 x t_prefill_share + (N - B)^2 / (2 X)] / N."""
     point = steady_state(deployment, input_len, output_len, min(max_batch, num_requests))
-    waiting = max(0.0, num_requests - point.batch_size) ** 2 / (2 * num_requests * point.request_rate_req_s)
+    first = point.batch_size
+    share = _prefill_share_s(deployment, input_len, first, input_len + output_len / 2)
+    waiting = (
+        first * (first - 1) / 2 * share + max(0.0, num_requests - first) ** 2 / (2 * point.request_rate_req_s)
+    ) / num_requests
     return replace(point, ttft_s=point.ttft_s + waiting)
 
 
