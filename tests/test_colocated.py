@@ -96,12 +96,23 @@ class TestQueueing:
         assert closed_loop(deployment, 1024, 256, 512, 100) == steady_state(deployment, 1024, 256, 100)
 
     def test_offline_queue_wait(self) -> None:
-        """N requests at once into B slots: request i waits (i - B) / X, a mean of (N - B)^2 / (2 N X)."""
+        """N requests at once into B slots: the first B prompts wait their turn, j x share for prompt j, a
+        total of B (B - 1) / 2 x share; request i > B waits (i - B) / X for a slot, (N - B)^2 / (2 X) in all;
+        the mean divides the two by N."""
         deployment = make_deployment()
         point = offline(deployment, 1024, 256, 100, 1000)
         at_capacity = steady_state(deployment, 1024, 256, 100)
-        expected_s = 900**2 / (2 * 1000 * at_capacity.request_rate_req_s)
+        share_s = (at_capacity.batch_size / at_capacity.request_rate_req_s - 255 * at_capacity.decode_step.time_s) / 100
+        expected_s = (100 * 99 / 2 * share_s + 900**2 / (2 * at_capacity.request_rate_req_s)) / 1000
         assert point.ttft_s - at_capacity.ttft_s == pytest.approx(expected_s, rel=1e-9)
+
+    def test_all_prompts_queue_even_when_the_batch_holds_every_request(self) -> None:
+        """N = 50 <= B: no slot wait, but the 50 prompts wait for each other: 50 x 49 / 2 / 50 = 24.5 shares."""
+        deployment = make_deployment()
+        point = offline(deployment, 1024, 256, 100, 50)
+        alone = steady_state(deployment, 1024, 256, 50)
+        share_s = (alone.batch_size / alone.request_rate_req_s - 255 * alone.decode_step.time_s) / 50
+        assert point.ttft_s - alone.ttft_s == pytest.approx(24.5 * share_s, rel=1e-9)
 
 
 class TestPoisson:

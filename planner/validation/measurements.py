@@ -8,8 +8,8 @@ its source, locator and the assumptions made to express it.
 from __future__ import annotations
 
 import csv
-import io
 import functools
+import io
 from dataclasses import dataclass
 from importlib import resources
 
