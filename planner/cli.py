@@ -177,8 +177,10 @@ def calibrate(
             )
     if write:
         if cat.root.name == "_catalog":
-            err.print("[bold red]error:[/] the shipped catalog is inside the installed package: pass --catalog DIR "
-                      "(a copy of hardware/ and models/) to write a calibration")
+            err.print(
+                "[bold red]error:[/] the shipped catalog is inside the installed package: pass --catalog DIR "
+                "(a copy of hardware/ and models/) to write a calibration"
+            )
             raise typer.Exit(code=2)
         for path in write_profiles(profiles, cat.root):
             out.print(f"wrote {path}")

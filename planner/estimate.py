@@ -21,7 +21,7 @@ from planner.specs.engine import EngineSpec
 from planner.specs.hardware import DEFAULT_NETWORK, Cluster, GpuPool, GpuSpec, NetworkSpec
 from planner.specs.model import ModelSpec
 from planner.specs.precision import KV_DTYPES, WEIGHT_DTYPES, Dtype, parse_dtype
-from planner.strategies import colocated
+from planner.strategies import continuous
 
 
 class Scenario(str, Enum):
@@ -82,8 +82,10 @@ def default_engine(catalog: Catalog, gpu: GpuSpec) -> EngineSpec:
 
     engines = [e for e in sorted(catalog.engines) if e in catalog.calibrations]
     if not engines:
-        raise PlannerError(f"the catalog at {catalog.root} has no calibrated engine profile: it needs "
-                           "hardware/engines/*.yaml and hardware/calibration/*.yaml (run `tdplan calibrate --write`)")
+        raise PlannerError(
+            f"the catalog at {catalog.root} has no calibrated engine profile: it needs "
+            "hardware/engines/*.yaml and hardware/calibration/*.yaml (run `tdplan calibrate --write`)"
+        )
     return catalog.engines[max(engines, key=evidence)]
 
 
@@ -257,10 +259,10 @@ def _serve(
     notes: list[str],
 ) -> Estimate:
     replicas = deployment.replicas
-    max_batch = colocated.max_decode_batch(deployment, input_len, output_len, memory.kv_capacity_tokens)
+    max_batch = continuous.max_decode_batch(deployment, input_len, output_len, memory.kv_capacity_tokens)
     if rate is not None:
         scenario = Scenario.rate
-        point = colocated.poisson(deployment, input_len, output_len, max_batch, rate / replicas)
+        point = continuous.poisson(deployment, input_len, output_len, max_batch, rate / replicas)
         if not point.stable:
             notes.append(
                 f"--rate {rate:g} req/s exceeds the capacity of "
@@ -268,10 +270,10 @@ def _serve(
             )
     elif concurrency is not None:
         scenario = Scenario.concurrency
-        point = colocated.closed_loop(deployment, input_len, output_len, max_batch, concurrency / replicas)
+        point = continuous.closed_loop(deployment, input_len, output_len, max_batch, concurrency / replicas)
     else:
         scenario = Scenario.offline
-        point = colocated.offline(deployment, input_len, output_len, max_batch, math.ceil(num_requests / replicas))
+        point = continuous.offline(deployment, input_len, output_len, max_batch, math.ceil(num_requests / replicas))
     prefill = iteration_cost(deployment, BatchShape.prefill(input_len))
     decode_part = (output_len - 1) * point.decode_step.time_s
     prefill_part = point.batch_size * point.prefill_time_s

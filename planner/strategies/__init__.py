@@ -1,0 +1,9 @@
+"""Serving strategies, one module each, behind the interface and registry in `base`.
+
+Importing this package registers every strategy; `get_strategy(name)` returns one, `REGISTRY` lists them.
+"""
+
+from planner.strategies import colocated  # noqa: F401  (registers the strategy)
+from planner.strategies.base import REGISTRY, get_strategy
+
+__all__ = ["REGISTRY", "get_strategy"]

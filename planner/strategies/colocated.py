@@ -1,215 +1,149 @@
-"""Colocated continuous batching (Orca, vLLM, TensorRT-LLM in-flight batching) in steady state.
+"""`colocated`: vLLM-style continuous batching, prompts first (Orca; vLLM V0 default scheduler).
 
-B requests are in flight on one instance. Over the time the engine needs to finish B requests (its busy time
-per "cycle") it runs O - 1 decode steps of the whole batch and B prefills of I tokens:
+Each replica runs prefill iterations as soon as prompts wait, stalling every running decode; a batch cap
+limits the sequences in flight. With PP > 1 it is the naive pipeline, whose prompt micro-batches set the pace
+of the decode micro-batches behind them (continuous.py).
 
-    busy(B) = (O - 1) x t_decode(B) + B x t_prefill_share
-    X(B) = B / busy(B)   requests/s;   mean end-to-end latency = busy(B) by Little's law (closed loop)
-
-t_prefill_share depends on how the engine schedules prompts:
-- prefill-first (vLLM V0): prompts run in their own iterations, k = max_num_tokens // I at a time, stalling
-  every decode: share = t_iteration(k prompts) / k;
-- mixed (TensorRT-LLM in-flight batching, chunked prefill): prompt chunks ride along decode iterations, so a
-  prompt costs only its marginal compute: share = [t(decodes + chunk) - t(decodes)] x I / chunk.
-With mixed batching the per-iteration token budget also caps the decode batch: in steady state each iteration
-holds d decodes and max_num_tokens - d prompt tokens, and completions (d / O) balance admissions
-((max_num_tokens - d) / I), so d <= max_num_tokens x O / (I + O).
-
-With PP > 1 the batch is split into pp micro-batches that occupy the stages in turn; a decode step of the whole
-batch is pp x (stage time of B / pp + send), and a prompt occupies each stage once (its latency is pp stages).
+Per request, under Poisson arrivals at rate R per replica:
+- TTFT = queueing for a batch slot (M/M/c, continuous.slot_wait_s) and for the prompt server (M/D/1 at
+  utilisation rho = R x t_prompt) + its own prefill + half a decode step already running;
+- TPOT = (pure decode time + stalls) / (O - 1), where prompts of others arrive during the request's decode
+  phase as a Poisson stream: the number of stalls is Poisson with mean R x decode duration;
+- TBT p99: a stall lands in a given gap with probability R x t_step; beyond 1% of gaps the p99 gap holds one.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping
 
-from planner.cost.iteration import IterationCost, iteration_cost, send_cost, stage_cost
-from planner.cost.ops import BatchShape
+import numpy as np
+from scipy.stats import poisson
+
+from planner.cost.memory import memory_breakdown
+from planner.errors import PlannerError
 from planner.specs.deployment import Deployment
+from planner.strategies import continuous
+from planner.strategies.base import (
+    Candidate,
+    Context,
+    Infeasible,
+    Knob,
+    Latencies,
+    Memory,
+    Strategy,
+    layouts,
+    mdl_wait_s,
+    queue_waits_s,
+    register,
+)
 
 
-@dataclass(frozen=True, slots=True)
-class ServingPoint:
-    """Steady state of one instance at a mean in-flight batch."""
-
-    batch_size: float  # mean requests in flight (decode batch)
-    request_rate_req_s: float  # completions per second
-    ttft_s: float  # mean time to first token, queueing included
-    tpot_s: float  # mean time per output token after the first
-    decode_step: IterationCost  # one decode step of the whole batch
-    prefill_time_s: float  # one prompt of I tokens alone, through every stage
-    stable: bool = True
+def seeded_quantiles(n: int, seed: int) -> np.ndarray:
+    """n probabilities at fixed quantiles, in a seeded order (deterministic 'random' draws)."""
+    return np.random.default_rng(seed).permutation((np.arange(n) + 0.5) / n)
 
 
-def _stage_step(deployment: Deployment, batch: BatchShape) -> IterationCost:
-    """One micro-batch through one stage and across one boundary, plus the engine's per-iteration overhead."""
-    overhead = IterationCost(overhead_s=deployment.calibration.iteration_overhead_s)
-    return stage_cost(deployment, batch) + send_cost(deployment, batch) + overhead
-
-
-def decode_step(deployment: Deployment, batch_size: float, mean_context: float) -> IterationCost:
-    """One output token for each of `batch_size` sequences (all pp micro-batches)."""
-    pp = deployment.pp_size
-    return _stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context)).scaled(pp)
-
-
-def prefill_latency_s(deployment: Deployment, input_len: int) -> float:
-    """One prompt alone through the whole model."""
-    return iteration_cost(deployment, BatchShape.prefill(input_len)).time_s
-
-
-def max_decode_batch(deployment: Deployment, input_len: int, output_len: int, kv_capacity_tokens: int) -> float:
-    """Largest steady-state decode batch: KV memory, the engine's sequence cap, and (mixed batching) the
-    per-iteration token budget (see the module docstring)."""
-    engine = deployment.engine
-    per_seq = input_len + (output_len if engine.reserves_full_sequence else output_len / 2)
-    cap = min(float(engine.max_batch_size), kv_capacity_tokens / per_seq)
-    if engine.mixed_batching:
-        cap = min(cap, engine.max_num_tokens * output_len / (input_len + output_len) * deployment.pp_size)
-    return max(cap, 1.0)
-
-
-def _prefill_share_s(deployment: Deployment, input_len: int, batch_size: float, mean_context: float) -> float:
-    """Engine time one prompt costs the instance (see the module docstring)."""
-    engine, pp = deployment.engine, deployment.pp_size
-    if engine.mixed_batching:
-        # A prompt rides along the decodes of the other B - 1 requests; with none running (B <= 1) it runs
-        # alone and pays the whole iteration. Between the two, blend by the chance others are running.
-        others = min(max(batch_size - 1.0, 0.0), 1.0)
-        alone = _stage_step(deployment, BatchShape.prefill(input_len)).time_s
-        if others == 0.0:
-            return alone
-        decodes = BatchShape.decode(batch_size / pp, mean_context)
-        chunk = max(1.0, min(float(input_len), engine.max_num_tokens - batch_size / pp))
-        with_chunk = _stage_step(deployment, decodes + BatchShape.prefill(chunk)).time_s
-        marginal = (with_chunk - _stage_step(deployment, decodes).time_s) * input_len / chunk
-        return others * marginal + (1.0 - others) * alone
-    per_batch = max(1, min(int(engine.max_num_tokens // input_len), math.ceil(batch_size)))
-    return _stage_step(deployment, BatchShape.prefill(input_len, per_batch)).time_s / per_batch
-
-
-def _first_token_service_s(
-    deployment: Deployment, input_len: int, batch_size: float, mean_context: float, t_decode: float
-) -> float:
-    """Time from admission to the first token: the prompt's own iterations, after waiting (on average) half
-    of the iteration already running when other requests are in flight."""
-    engine, pp = deployment.engine, deployment.pp_size
-    residual = t_decode / 2 * (1 - 1 / max(batch_size, 1.0))
-    if not engine.mixed_batching or batch_size <= 1:
-        return prefill_latency_s(deployment, input_len) + residual
-    budget = max(1.0, engine.max_num_tokens - batch_size / pp)
-    chunks = math.ceil(input_len / budget)
-    chunk = input_len / chunks
-    step = _stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context) + BatchShape.prefill(chunk))
-    return chunks * step.time_s * pp + residual
-
-
-def steady_state(deployment: Deployment, input_len: int, output_len: int, batch_size: float) -> ServingPoint:
-    """The instance with `batch_size` requests always in flight (closed loop, no queue)."""
-    mean_context = input_len + output_len / 2
-    step = decode_step(deployment, batch_size, mean_context)
-    share = _prefill_share_s(deployment, input_len, batch_size, mean_context)
-    busy = (output_len - 1) * step.time_s + batch_size * share
-    ttft = _first_token_service_s(deployment, input_len, batch_size, mean_context, step.time_s)
-    if output_len == 1:
-        ttft = busy  # the first token ends the request, so it takes the whole cycle (Little's law)
-    tpot = (busy - ttft) / (output_len - 1) if output_len > 1 else 0.0
-    return ServingPoint(
-        batch_size=batch_size,
-        request_rate_req_s=batch_size / busy,
-        ttft_s=ttft,
-        tpot_s=tpot,
-        decode_step=step,
-        prefill_time_s=prefill_latency_s(deployment, input_len),
+@register
+class Colocated(Strategy):
+    name = "colocated"
+    summary = "continuous batching, prompts first; prompts stall decodes (vLLM default)"
+    reference = "Orca (OSDI'22); vLLM (SOSP'23)"
+    knobs = (
+        Knob(
+            name="max_batch",
+            default=256,
+            search=(64, 256, 1024),
+            help="cap on sequences in flight per replica: lower caps cut TPOT and KV use, higher caps raise "
+            "throughput while decode is memory-bound",
+        ),
     )
+    mixed_batching = False
 
+    def deployment(self, ctx: Context, candidate: Candidate) -> Deployment:
+        """The replica with this strategy's scheduling on the context's engine calibration."""
+        engine = ctx.engine.model_copy(
+            update={
+                "mixed_batching": self.mixed_batching,
+                "max_batch_size": int(candidate.knobs.get("max_batch", ctx.engine.max_batch_size)),
+                **self.engine_overrides(candidate),
+            }
+        )
+        return ctx.deployment(candidate.tp, candidate.pp, engine)
 
-def offline(
-    deployment: Deployment, input_len: int, output_len: int, max_batch: float, num_requests: int
-) -> ServingPoint:
-    """All `num_requests` queued at once: the batch runs full; a request waits for its prompt's turn, and
-    beyond the batch for a slot first.
+    def engine_overrides(self, candidate: Candidate) -> dict[str, float]:
+        return {}
 
-    The first B = min(N, batch) prompts are prefilled one after another, prompt j waiting j x t_prefill_share;
-    request i > B is admitted once i - B earlier ones finished, at (i - B) / X. Mean wait over the N requests:
-    [B (B - 1) / 2 x t_prefill_share + (N - B)^2 / (2 X)] / N."""
-    point = steady_state(deployment, input_len, output_len, min(max_batch, num_requests))
-    first = point.batch_size
-    share = _prefill_share_s(deployment, input_len, first, input_len + output_len / 2)
-    waiting = (
-        first * (first - 1) / 2 * share + max(0.0, num_requests - first) ** 2 / (2 * point.request_rate_req_s)
-    ) / num_requests
-    return replace(point, ttft_s=point.ttft_s + waiting)
+    def candidates(self, ctx: Context, knobs: Mapping[str, float] | None = None) -> Iterator[Candidate | Infeasible]:
+        for tp, pp in layouts(ctx):
+            for values in self.knob_grid(knobs):
+                candidate = Candidate(
+                    strategy=self.name,
+                    tp=tp,
+                    pp=pp,
+                    replicas=ctx.cluster.num_gpus // (tp * pp),
+                    gpus_used=ctx.cluster.num_gpus // (tp * pp) * tp * pp,
+                    knobs=values,
+                )
+                try:
+                    self.memory(ctx, candidate)
+                except PlannerError as err:
+                    yield Infeasible(strategy=self.name, tp=tp, pp=pp, knobs=values, reason=str(err))
+                    continue
+                yield candidate
 
+    def memory(self, ctx: Context, candidate: Candidate) -> Memory:
+        memory = memory_breakdown(self.deployment(ctx, candidate))
+        if memory.kv_capacity_tokens < ctx.workload.max_request_tokens:
+            raise PlannerError(
+                f"KV cache of {memory.kv_capacity_tokens} tokens cannot hold the workload's longest "
+                f"request ({ctx.workload.max_request_tokens} tokens)"
+            )
+        return Memory(gib=memory.as_gib(), kv_capacity_tokens=memory.kv_capacity_tokens)
 
-def closed_loop(
-    deployment: Deployment, input_len: int, output_len: int, max_batch: float, concurrency: float
-) -> ServingPoint:
-    """`concurrency` clients, each sending its next request when the last one finishes. Clients beyond the
-    batch limit wait in the queue: (C - B) / X on average (Little's law on the queue)."""
-    point = steady_state(deployment, input_len, output_len, min(max_batch, concurrency))
-    waiting = max(0.0, concurrency - point.batch_size) / point.request_rate_req_s
-    return replace(point, ttft_s=point.ttft_s + waiting)
-
-
-def poisson(
-    deployment: Deployment, input_len: int, output_len: int, max_batch: float, rate_req_s: float
-) -> ServingPoint:
-    """Poisson arrivals at `rate_req_s` (an open system).
-
-    A prompt arriving while others decode stalls them (prefill-first) or slows their steps (mixed): prompts take
-    a share rho = rate x t_prefill_share of engine time, so TPOT = t_decode(B) / (1 - rho); prompts queue for
-    that share as in an M/D/1 queue, wait = rho t / (2 (1 - rho)). The mean in-flight batch solves
-    B = rate x E2E(B) (Little's law). At or beyond the capacity of a full batch the point is returned at
-    capacity with `stable` False."""
-    full = steady_state(deployment, input_len, output_len, max_batch)
-    if rate_req_s >= full.request_rate_req_s:
-        return replace(full, stable=False)
-    mean_context = input_len + output_len / 2
-
-    def at(batch: float) -> ServingPoint:
-        step = decode_step(deployment, max(batch, 1.0), mean_context)
-        share = _prefill_share_s(deployment, input_len, max(batch, 1.0), mean_context)
-        rho = min(rate_req_s * share, 0.999)
-        tpot = step.time_s / (1 - rho)
-        service = _first_token_service_s(deployment, input_len, batch, mean_context, step.time_s)
-        ttft = service + rho * share / (2 * (1 - rho))
-        return ServingPoint(
-            batch_size=batch,
-            request_rate_req_s=rate_req_s,
-            ttft_s=ttft,
-            tpot_s=tpot,
-            decode_step=step,
-            prefill_time_s=prefill_latency_s(deployment, input_len),
+    def _max_batch(self, ctx: Context, deployment: Deployment, kv_capacity_tokens: int) -> float:
+        w = ctx.workload
+        return continuous.max_decode_batch(
+            deployment, round(w.mean_input_len), round(w.mean_output_len), kv_capacity_tokens
         )
 
-    def excess(batch: float) -> float:
-        point = at(batch)
-        return rate_req_s * (point.ttft_s + (output_len - 1) * point.tpot_s) - batch
+    def capacity_req_s(self, ctx: Context, candidate: Candidate) -> float:
+        deployment = self.deployment(ctx, candidate)
+        memory = memory_breakdown(deployment)
+        w = ctx.workload
+        point = continuous.steady_state(
+            deployment,
+            round(w.mean_input_len),
+            round(w.mean_output_len),
+            self._max_batch(ctx, deployment, memory.kv_capacity_tokens),
+        )
+        return point.request_rate_req_s * candidate.replicas
 
-    low, high = 0.0, max_batch
-    if excess(high) > 0:
-        return replace(full, stable=False)
-    for _ in range(50):  # bisection on B = rate x E2E(B)
-        mid = (low + high) / 2
-        low, high = (mid, high) if excess(mid) > 0 else (low, mid)
-    return at(high)
-
-
-def static_batch(deployment: Deployment, input_len: int, output_len: int, batch_size: int) -> ServingPoint:
-    """Static batching (TensorRT-LLM before in-flight batching): `batch_size` requests start together, one
-    prefill iteration for all their prompts, then output_len - 1 decode steps of the whole batch at the mean
-    context; the batch ends when its last request does."""
-    mean_context = input_len + output_len / 2
-    prefill = iteration_cost(deployment, BatchShape.prefill(input_len, batch_size)).time_s
-    step = decode_step(deployment, batch_size, mean_context)
-    total = prefill + (output_len - 1) * step.time_s
-    return ServingPoint(
-        batch_size=batch_size,
-        request_rate_req_s=batch_size / total,
-        ttft_s=prefill,
-        tpot_s=step.time_s,
-        decode_step=step,
-        prefill_time_s=prefill,
-    )
+    def latencies(self, ctx: Context, candidate: Candidate, rate_req_s: float) -> Latencies | None:
+        deployment = self.deployment(ctx, candidate)
+        memory = memory_breakdown(deployment)
+        w = ctx.workload
+        mean_in, mean_out = round(w.mean_input_len), round(w.mean_output_len)
+        rate = rate_req_s / candidate.replicas
+        max_batch = self._max_batch(ctx, deployment, memory.kv_capacity_tokens)
+        point = continuous.poisson(deployment, mean_in, mean_out, max_batch, rate)
+        if not point.stable:
+            return None
+        slot_wait = continuous.slot_wait_s(point.batch_size, max_batch, rate)
+        step_s = point.decode_step.time_s
+        share_s = continuous.prefill_share_s(deployment, mean_in, max(point.batch_size, 1.0), w.mean_decode_context)
+        rho, mean_wait = mdl_wait_s(rate, share_s)
+        if rho >= 1:
+            return None
+        inputs, outputs = np.array(w.input_lens), np.array(w.output_lens)
+        prompt_s = np.array([continuous.prefill_latency_s(deployment, int(i)) for i in inputs])
+        residual = step_s / 2 * min(1.0, point.batch_size)
+        # A request waits when the prompt server is busy or every slot is taken; the chance of either is at
+        # least the larger utilisation.
+        p_wait = max(rho, point.batch_size / max_batch)
+        ttft = queue_waits_s(len(inputs), p_wait, mean_wait + slot_wait) + prompt_s + residual
+        decode_s = np.maximum(outputs - 1, 0) * step_s
+        stalls = poisson.ppf(seeded_quantiles(len(inputs), 1), rate * decode_s)
+        tpot = np.where(outputs > 1, (decode_s + stalls * share_s) / np.maximum(outputs - 1, 1), step_s)
+        stall_share = rate * step_s  # share of inter-token gaps that hold another request's prompt
+        tbt_p99 = step_s + (share_s if stall_share > 0.01 else 0.0)
+        return Latencies(ttft_s=ttft, tpot_s=tpot, tbt_p99_s=tbt_p99)

@@ -17,7 +17,7 @@ from planner.specs.deployment import Deployment
 from planner.specs.engine import Calibration
 from planner.specs.hardware import Cluster
 from planner.specs.precision import Dtype
-from planner.strategies import colocated
+from planner.strategies import continuous
 from planner.validation.measurements import Measurement
 
 PREDICTABLE_METRICS = ("output_throughput_tok_s", "ttft_s", "single_output_tok_s", "forward_time_s")
@@ -81,13 +81,13 @@ def predict(prepared: Prepared, calibration: Calibration) -> float:
         # A profiler forward pass: the model's layers and head on `input_len` tokens, no engine overhead.
         return stage_cost(deployment, BatchShape.prefill(i)).time_s
     if row.scenario == "single":
-        point = colocated.steady_state(deployment, i, o, 1.0)
+        point = continuous.steady_state(deployment, i, o, 1.0)
         if row.metric == "ttft_s":
             return point.ttft_s
         return o / (point.ttft_s + (o - 1) * point.tpot_s)
     if row.scenario == "static-batch":
-        point = colocated.static_batch(deployment, i, o, int(row.concurrency or 1))
+        point = continuous.static_batch(deployment, i, o, int(row.concurrency or 1))
     else:
-        max_batch = colocated.max_decode_batch(deployment, i, o, prepared.memory.kv_capacity_tokens)
-        point = colocated.steady_state(deployment, i, o, max_batch)
+        max_batch = continuous.max_decode_batch(deployment, i, o, prepared.memory.kv_capacity_tokens)
+        point = continuous.steady_state(deployment, i, o, max_batch)
     return point.request_rate_req_s * o

@@ -1,4 +1,4 @@
-"""Colocated continuous batching in steady state (`planner.strategies.colocated`).
+"""Colocated continuous batching in steady state (`planner.strategies.continuous`).
 
 Consistency rather than numbers: Little's law, queueing added where clients outnumber batch slots, the
 Poisson solution's stability boundary, and the batch caps that follow from the engine profile. The tiny model
@@ -16,11 +16,12 @@ from test_ops import make_calibration, make_deployment
 from planner.cost.memory import memory_breakdown
 from planner.cost.roofline import Bound
 from planner.specs.deployment import Deployment
-from planner.strategies.colocated import (
+from planner.strategies.continuous import (
     closed_loop,
     max_decode_batch,
     offline,
     poisson,
+    slot_wait_s,
     static_batch,
     steady_state,
 )
@@ -129,8 +130,11 @@ class TestPoisson:
             point = poisson(deployment, 1024, 256, batch, share * capacity)
             assert point.stable
             assert point.request_rate_req_s == share * capacity
-            latency_s = point.ttft_s + 255 * point.tpot_s
-            assert point.request_rate_req_s * latency_s == pytest.approx(point.batch_size, rel=1e-6)
+            # Little's law over the requests in the batch: time in the system less the wait for a slot.
+            in_batch_s = (
+                point.ttft_s - slot_wait_s(point.batch_size, batch, point.request_rate_req_s) + 255 * point.tpot_s
+            )
+            assert point.request_rate_req_s * in_batch_s == pytest.approx(point.batch_size, rel=1e-6)
 
     def test_unstable_beyond_capacity(self, setting: tuple[Deployment, float, float]) -> None:
         deployment, batch, capacity = setting

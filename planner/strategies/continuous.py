@@ -1,0 +1,235 @@
+"""Colocated continuous batching (Orca, vLLM, TensorRT-LLM in-flight batching) in steady state.
+
+B requests are in flight on one instance. Over the time the engine needs to finish B requests (its busy time
+per "cycle") it runs O - 1 decode steps of the whole batch and B prefills of I tokens:
+
+    busy(B) = (O - 1) x t_decode(B) + B x t_prefill_share
+    X(B) = B / busy(B)   requests/s;   mean end-to-end latency = busy(B) by Little's law (closed loop)
+
+t_prefill_share depends on how the engine schedules prompts:
+- prefill-first (vLLM V0): prompts run in their own iterations, k = max_num_tokens // I at a time, stalling
+  every decode: share = t_iteration(k prompts) / k;
+- mixed (TensorRT-LLM in-flight batching, chunked prefill): prompt chunks ride along decode iterations, so a
+  prompt costs only its marginal compute: share = [t(decodes + chunk) - t(decodes)] x I / chunk.
+With mixed batching the per-iteration token budget also caps the decode batch: in steady state each iteration
+holds d decodes and max_num_tokens - d prompt tokens, and completions (d / O) balance admissions
+((max_num_tokens - d) / I), so d <= max_num_tokens x O / (I + O).
+
+With PP > 1 the batch is split into pp micro-batches that occupy the stages in turn; a decode step of the whole
+batch is pp x (stage time of B / pp + send), and a prompt occupies each stage once (its latency is pp stages).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from planner.cost.iteration import IterationCost, iteration_cost, send_cost, stage_cost
+from planner.cost.ops import BatchShape
+from planner.specs.deployment import Deployment
+
+
+@dataclass(frozen=True, slots=True)
+class ServingPoint:
+    """Steady state of one instance at a mean in-flight batch."""
+
+    batch_size: float  # mean requests in flight (decode batch)
+    request_rate_req_s: float  # completions per second
+    ttft_s: float  # mean time to first token, queueing included
+    tpot_s: float  # mean time per output token after the first
+    decode_step: IterationCost  # one decode step of the whole batch
+    prefill_time_s: float  # one prompt of I tokens alone, through every stage
+    stable: bool = True
+
+
+def _stage_step(deployment: Deployment, batch: BatchShape) -> IterationCost:
+    """One micro-batch through one stage and across one boundary, plus the engine's per-iteration overhead."""
+    overhead = IterationCost(overhead_s=deployment.calibration.iteration_overhead_s)
+    return stage_cost(deployment, batch) + send_cost(deployment, batch) + overhead
+
+
+def decode_step(deployment: Deployment, batch_size: float, mean_context: float) -> IterationCost:
+    """One output token for each of `batch_size` sequences (all pp micro-batches)."""
+    pp = deployment.pp_size
+    return _stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context)).scaled(pp)
+
+
+def prefill_latency_s(deployment: Deployment, input_len: int) -> float:
+    """One prompt alone through the whole model."""
+    return iteration_cost(deployment, BatchShape.prefill(input_len)).time_s
+
+
+def max_decode_batch(deployment: Deployment, input_len: int, output_len: int, kv_capacity_tokens: int) -> float:
+    """Largest steady-state decode batch: KV memory, the engine's sequence cap, and (mixed batching) the
+    per-iteration token budget (see the module docstring)."""
+    engine = deployment.engine
+    per_seq = input_len + (output_len if engine.reserves_full_sequence else output_len / 2)
+    cap = min(float(engine.max_batch_size), kv_capacity_tokens / per_seq)
+    if engine.mixed_batching:
+        cap = min(cap, engine.max_num_tokens * output_len / (input_len + output_len) * deployment.pp_size)
+    return max(cap, 1.0)
+
+
+def prefill_share_s(deployment: Deployment, input_len: int, batch_size: float, mean_context: float) -> float:
+    """Engine time one prompt costs the instance (see the module docstring)."""
+    engine, pp = deployment.engine, deployment.pp_size
+    if engine.mixed_batching:
+        # A prompt rides along the decodes of the other B - 1 requests; with none running (B <= 1) it runs
+        # alone and pays the whole iteration. Between the two, blend by the chance others are running.
+        others = min(max(batch_size - 1.0, 0.0), 1.0)
+        alone = _stage_step(deployment, BatchShape.prefill(input_len)).time_s
+        if others == 0.0:
+            return alone
+        decodes = BatchShape.decode(batch_size / pp, mean_context)
+        chunk = max(1.0, min(float(input_len), engine.max_num_tokens - batch_size / pp))
+        with_chunk = _stage_step(deployment, decodes + BatchShape.prefill(chunk)).time_s
+        marginal = (with_chunk - _stage_step(deployment, decodes).time_s) * input_len / chunk
+        return others * marginal + (1.0 - others) * alone
+    per_batch = max(1, min(int(engine.max_num_tokens // input_len), math.ceil(batch_size)))
+    prompt_stage_s = _stage_step(deployment, BatchShape.prefill(input_len, per_batch)).time_s
+    if pp > 1:
+        # Naive pipeline (vLLM-style PP): the long prompt micro-batch sets the pace at every stage it passes,
+        # so the decode micro-batches queued behind it wait T at each of the pp - 1 later stages instead of
+        # their own t: the prompt costs pp T - (pp - 1) t of pipeline time rather than T.
+        decode_stage_s = _stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context)).time_s
+        prompt_stage_s = pp * prompt_stage_s - (pp - 1) * min(decode_stage_s, prompt_stage_s)
+    return prompt_stage_s / per_batch
+
+
+def _first_token_service_s(
+    deployment: Deployment, input_len: int, batch_size: float, mean_context: float, t_decode: float
+) -> float:
+    """Time from admission to the first token: the prompt's own iterations, after waiting (on average) half
+    of the iteration already running when other requests are in flight."""
+    engine, pp = deployment.engine, deployment.pp_size
+    residual = t_decode / 2 * (1 - 1 / max(batch_size, 1.0))
+    if not engine.mixed_batching or batch_size <= 1:
+        return prefill_latency_s(deployment, input_len) + residual
+    budget = max(1.0, engine.max_num_tokens - batch_size / pp)
+    chunks = math.ceil(input_len / budget)
+    chunk = input_len / chunks
+    step = _stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context) + BatchShape.prefill(chunk))
+    return chunks * step.time_s * pp + residual
+
+
+def steady_state(deployment: Deployment, input_len: int, output_len: int, batch_size: float) -> ServingPoint:
+    """The instance with `batch_size` requests always in flight (closed loop, no queue)."""
+    mean_context = input_len + output_len / 2
+    step = decode_step(deployment, batch_size, mean_context)
+    share = prefill_share_s(deployment, input_len, batch_size, mean_context)
+    busy = (output_len - 1) * step.time_s + batch_size * share
+    ttft = _first_token_service_s(deployment, input_len, batch_size, mean_context, step.time_s)
+    if output_len == 1:
+        ttft = busy  # the first token ends the request, so it takes the whole cycle (Little's law)
+    tpot = (busy - ttft) / (output_len - 1) if output_len > 1 else 0.0
+    return ServingPoint(
+        batch_size=batch_size,
+        request_rate_req_s=batch_size / busy,
+        ttft_s=ttft,
+        tpot_s=tpot,
+        decode_step=step,
+        prefill_time_s=prefill_latency_s(deployment, input_len),
+    )
+
+
+def offline(
+    deployment: Deployment, input_len: int, output_len: int, max_batch: float, num_requests: int
+) -> ServingPoint:
+    """All `num_requests` queued at once: the batch runs full; a request waits for its prompt's turn, and
+    beyond the batch for a slot first.
+
+    The first B = min(N, batch) prompts are prefilled one after another, prompt j waiting j x t_prefill_share;
+    request i > B is admitted once i - B earlier ones finished, at (i - B) / X. Mean wait over the N requests:
+    [B (B - 1) / 2 x t_prefill_share + (N - B)^2 / (2 X)] / N."""
+    point = steady_state(deployment, input_len, output_len, min(max_batch, num_requests))
+    first = point.batch_size
+    share = prefill_share_s(deployment, input_len, first, input_len + output_len / 2)
+    waiting = (
+        first * (first - 1) / 2 * share + max(0.0, num_requests - first) ** 2 / (2 * point.request_rate_req_s)
+    ) / num_requests
+    return replace(point, ttft_s=point.ttft_s + waiting)
+
+
+def closed_loop(
+    deployment: Deployment, input_len: int, output_len: int, max_batch: float, concurrency: float
+) -> ServingPoint:
+    """`concurrency` clients, each sending its next request when the last one finishes. Clients beyond the
+    batch limit wait in the queue: (C - B) / X on average (Little's law on the queue)."""
+    point = steady_state(deployment, input_len, output_len, min(max_batch, concurrency))
+    waiting = max(0.0, concurrency - point.batch_size) / point.request_rate_req_s
+    return replace(point, ttft_s=point.ttft_s + waiting)
+
+
+def slot_wait_s(batch_size: float, max_batch: float, rate_req_s: float) -> float:
+    """Mean wait for a free batch slot when `batch_size` of `max_batch` slots are busy on average: the M/M/c
+    queue with c = max_batch servers at utilisation rho = B / c, by Sakasegawa's approximation (1977) of
+    the queue length, Lq = rho^sqrt(2 (c + 1)) / (1 - rho), and Little's law, Wq = Lq / rate."""
+    rho = batch_size / max_batch
+    if rho >= 1:
+        return math.inf
+    servers = max(max_batch, 1.0)
+    return rho ** math.sqrt(2 * (servers + 1)) / (1 - rho) / rate_req_s
+
+
+def poisson(
+    deployment: Deployment, input_len: int, output_len: int, max_batch: float, rate_req_s: float
+) -> ServingPoint:
+    """Poisson arrivals at `rate_req_s` (an open system).
+
+    A prompt arriving while others decode stalls them (prefill-first) or slows their steps (mixed): prompts take
+    a share rho = rate x t_prefill_share of engine time, so TPOT = t_decode(B) / (1 - rho); prompts queue for
+    that share as in an M/D/1 queue, wait = rho t / (2 (1 - rho)). The mean in-flight batch solves
+    B = rate x E2E(B) (Little's law). At or beyond the capacity of a full batch the point is returned at
+    capacity with `stable` False. Requests also wait for a batch slot as the batch nears its limit
+    (`slot_wait_s`)."""
+    full = steady_state(deployment, input_len, output_len, max_batch)
+    if rate_req_s >= full.request_rate_req_s:
+        return replace(full, stable=False)
+    mean_context = input_len + output_len / 2
+
+    def at(batch: float) -> ServingPoint:
+        step = decode_step(deployment, max(batch, 1.0), mean_context)
+        share = prefill_share_s(deployment, input_len, max(batch, 1.0), mean_context)
+        rho = min(rate_req_s * share, 0.999)
+        tpot = step.time_s / (1 - rho)
+        service = _first_token_service_s(deployment, input_len, batch, mean_context, step.time_s)
+        ttft = service + rho * share / (2 * (1 - rho))
+        return ServingPoint(
+            batch_size=batch,
+            request_rate_req_s=rate_req_s,
+            ttft_s=ttft,
+            tpot_s=tpot,
+            decode_step=step,
+            prefill_time_s=prefill_latency_s(deployment, input_len),
+        )
+
+    def excess(batch: float) -> float:
+        point = at(batch)
+        return rate_req_s * (point.ttft_s + (output_len - 1) * point.tpot_s) - batch
+
+    low, high = 0.0, max_batch
+    if excess(high) > 0:
+        return replace(full, stable=False)
+    for _ in range(50):  # bisection on B = rate x E2E(B), the batch excluding requests waiting for a slot
+        mid = (low + high) / 2
+        low, high = (mid, high) if excess(mid) > 0 else (low, mid)
+    point = at(high)
+    return replace(point, ttft_s=point.ttft_s + slot_wait_s(high, max_batch, rate_req_s))
+
+
+def static_batch(deployment: Deployment, input_len: int, output_len: int, batch_size: int) -> ServingPoint:
+    """Static batching (TensorRT-LLM before in-flight batching): `batch_size` requests start together, one
+    prefill iteration for all their prompts, then output_len - 1 decode steps of the whole batch at the mean
+    context; the batch ends when its last request does."""
+    mean_context = input_len + output_len / 2
+    prefill = iteration_cost(deployment, BatchShape.prefill(input_len, batch_size)).time_s
+    step = decode_step(deployment, batch_size, mean_context)
+    total = prefill + (output_len - 1) * step.time_s
+    return ServingPoint(
+        batch_size=batch_size,
+        request_rate_req_s=batch_size / total,
+        ttft_s=prefill,
+        tpot_s=step.time_s,
+        decode_step=step,
+        prefill_time_s=prefill,
+    )
