@@ -34,8 +34,9 @@ class LengthShape(Frozen):
         """Lengths at the given probabilities: log-normal with sigma^2 = ln(1 + cv^2), mu = ln(mean) - sigma^2/2."""
         sigma = math.sqrt(math.log(1 + self.cv**2))
         mu = math.log(self.mean) - sigma**2 / 2
-        values = np.exp(mu + sigma * norm.ppf(probabilities))
-        return np.clip(np.rint(values), self.min_len, self.max_len).astype(int)
+        values = np.exp(mu + sigma * np.asarray(norm.ppf(probabilities), dtype=float))
+        clipped: np.ndarray = np.clip(np.rint(values), self.min_len, self.max_len).astype(int)
+        return clipped
 
 
 class Preset(Frozen):

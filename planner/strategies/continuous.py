@@ -168,7 +168,7 @@ def slot_wait_s(batch_size: float, max_batch: float, rate_req_s: float) -> float
     if rho >= 1:
         return math.inf
     servers = max(max_batch, 1.0)
-    return rho ** math.sqrt(2 * (servers + 1)) / (1 - rho) / rate_req_s
+    return float(rho ** math.sqrt(2 * (servers + 1)) / (1 - rho) / rate_req_s)
 
 
 def poisson(
