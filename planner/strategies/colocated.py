@@ -135,7 +135,7 @@ class Colocated(Strategy):
         if rho >= 1:
             return None
         inputs, outputs = np.array(w.input_lens), np.array(w.output_lens)
-        prompt_s = np.array([continuous.prefill_latency_s(deployment, int(i)) for i in inputs])
+        prompt_s = continuous.prefill_latencies_s(deployment, inputs)
         residual = step_s / 2 * min(1.0, point.batch_size)
         # A request waits when the prompt server is busy or every slot is taken; the chance of either is at
         # least the larger utilisation.

@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from planner.cost.iteration import IterationCost, iteration_cost, send_cost, stage_cost
 from planner.cost.ops import BatchShape
 from planner.specs.deployment import Deployment
@@ -57,6 +59,15 @@ def decode_step(deployment: Deployment, batch_size: float, mean_context: float) 
 def prefill_latency_s(deployment: Deployment, input_len: int) -> float:
     """One prompt alone through the whole model."""
     return iteration_cost(deployment, BatchShape.prefill(input_len)).time_s
+
+
+def prefill_latencies_s(deployment: Deployment, input_lens: np.ndarray) -> np.ndarray:
+    """`prefill_latency_s` for many prompt lengths: exact at 24 lengths spaced evenly in log scale over the
+    range, linearly interpolated between them (prefill time is smooth in the length)."""
+    lengths = np.asarray(input_lens, dtype=float)
+    grid = np.unique(np.rint(np.geomspace(lengths.min(), lengths.max(), 24)))
+    times = np.array([prefill_latency_s(deployment, int(n)) for n in grid])
+    return np.interp(lengths, grid, times)
 
 
 def max_decode_batch(deployment: Deployment, input_len: int, output_len: int, kv_capacity_tokens: int) -> float:
