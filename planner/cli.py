@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.errors import PlannerError
+from planner.specs.catalog import Catalog
+from planner.strategies.base import StrategyResult
 
 app = typer.Typer(
     help="tdplan: analytical performance model and deployment planner for LLM inference serving.",
@@ -27,7 +29,8 @@ models_app = typer.Typer(help="The model catalog.", no_args_is_help=True)
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(models_app, name="models")
 
-out = Console(highlight=False, soft_wrap=True)
+# Tables need room; when output is not a terminal (pipes, CI logs) use a wide fixed width.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -56,8 +59,54 @@ def _table(rows: list[tuple[str, str]], title: str) -> Table:
 
 
 CatalogRoot = Annotated[
-    Optional[Path],  # noqa: UP045 - typer reads the annotation at run time on Python 3.10
+    Path | None,
     typer.Option("--catalog", help="Folder holding hardware/ and models/ (default: the shipped catalogs)."),
+]
+
+
+def _parse_knobs(knobs: list[str]) -> dict[str, float]:
+    parsed = {}
+    for item in knobs:
+        key, sep, value = item.partition("=")
+        try:
+            parsed[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise PlannerError(f"cannot read --knob '{item}': write KEY=NUMBER, e.g. --knob chunk_size=512")
+    return parsed
+
+
+def _result_rows(result: StrategyResult) -> list[tuple[str, str]]:
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value * 1e3:,.1f} ms"
+
+    knobs = ", ".join(f"{k}={v:g}" for k, v in result.knobs.items()) or "-"
+    detail = ", ".join(f"{k}={v}" for k, v in result.detail.items()) or "-"
+    return [
+        ("strategy", result.strategy),
+        ("layout", f"TP {result.tp} x PP {result.pp}, {result.replicas} instance(s), {result.gpus_used} GPU(s)"),
+        ("detail", detail),
+        ("knobs", knobs),
+        (
+            "offline throughput",
+            f"{result.output_throughput_tok_s or 0:,.0f} tok/s ({result.request_throughput_req_s or 0:,.3f} req/s)",
+        ),
+        ("at rate", f"{result.rate_req_s:,.3g} req/s" if result.rate_req_s is not None else "-"),
+        ("TTFT mean / p90 / p99", f"{ms(result.ttft_s)} / {ms(result.ttft_p90_s)} / {ms(result.ttft_p99_s)}"),
+        ("TPOT mean / p90 / p99", f"{ms(result.tpot_s)} / {ms(result.tpot_p90_s)} / {ms(result.tpot_p99_s)}"),
+        ("TBT p99", ms(result.tbt_p99_s)),
+        ("SLO attainment", "-" if result.slo_attainment is None else f"{result.slo_attainment:.0%}"),
+        ("goodput", f"{result.goodput_req_s or 0:,.3g} req/s"),
+        ("KV capacity per instance", f"{result.kv_capacity_tokens or 0:,} tokens"),
+    ]
+
+
+Workload_ = Annotated[
+    str | None,
+    typer.Option(
+        "--workload", help="Request lengths: sharegpt, longbench, humaneval, or a CSV of input_len,output_len."
+    ),
 ]
 
 
@@ -65,15 +114,22 @@ CatalogRoot = Annotated[
 def estimate(
     model: Annotated[str, typer.Option(help="Model id or alias (llama-70b), or a Hugging Face config.json.")],
     gpus: Annotated[str, typer.Option(help="GPU count and type, e.g. 8xL20 (one node) or 32xL20.")],
-    input_len: Annotated[int, typer.Option(help="Prompt tokens per request.")],
-    output_len: Annotated[int, typer.Option(help="Generated tokens per request.")],
+    input_len: Annotated[int | None, typer.Option(help="Prompt tokens per request.")] = None,
+    output_len: Annotated[int | None, typer.Option(help="Generated tokens per request.")] = None,
+    workload: Workload_ = None,
     tp: Annotated[int | None, typer.Option(help="Tensor-parallel size (default: smallest that fits).")] = None,
-    pp: Annotated[Optional[int], typer.Option(help="Pipeline-parallel size (default 1).")] = None,  # noqa: UP045
+    pp: Annotated[int | None, typer.Option(help="Pipeline-parallel size (default 1).")] = None,
     dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp8, int8 or int4 (weight-only).")] = "bf16",
     kv_dtype: Annotated[str | None, typer.Option(help="KV cache: bf16, fp16, fp8 or int8 (default: 16-bit).")] = None,
     concurrency: Annotated[float | None, typer.Option(help="Closed loop: C clients, one request each.")] = None,
-    rate: Annotated[Optional[float], typer.Option(help="Poisson arrivals at R requests/s.")] = None,  # noqa: UP045
+    rate: Annotated[float | None, typer.Option(help="Poisson arrivals at R requests/s.")] = None,
     num_requests: Annotated[int, typer.Option(help="Offline: requests queued at once (sets mean TTFT).")] = 1000,
+    strategy: Annotated[
+        str | None, typer.Option(help="Serving strategy (default colocated); see `tdplan strategies`.")
+    ] = None,
+    knob: Annotated[list[str] | None, typer.Option(help="Strategy knob KEY=VALUE (repeatable).")] = None,
+    ttft: Annotated[float | None, typer.Option(help="TTFT SLO in seconds (strategy estimates; default 1).")] = None,
+    tpot: Annotated[float | None, typer.Option(help="TPOT SLO in seconds (strategy estimates; default 0.1).")] = None,
     engine: Annotated[
         str | None, typer.Option(help="Calibration profile: trtllm or vllm (default: most evidence).")
     ] = None,
@@ -84,35 +140,260 @@ def estimate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
     catalog: CatalogRoot = None,
 ) -> None:
-    """Predict throughput, TTFT, TPOT and memory of one configuration (no search)."""
-    from planner.estimate import estimate as run_estimate
-    from planner.report.tables import estimate_rows
+    """Predict throughput, TTFT, TPOT and memory of one configuration (no search).
+
+    Without --strategy, --knob or --workload this is the colocated continuous-batching estimate of one request
+    shape. With them, the strategy's best configuration at the given --tp/--pp and knobs is evaluated, with
+    latency percentiles, SLO attainment and goodput.
+    """
     from planner.specs.catalog import load_catalog
 
     with _errors():
-        result = run_estimate(
+        cat = load_catalog(catalog)
+        if strategy is None and not knob and workload is None:
+            _colocated_estimate(
+                cat,
+                model,
+                gpus,
+                input_len,
+                output_len,
+                tp,
+                pp,
+                dtype,
+                kv_dtype,
+                concurrency,
+                rate,
+                num_requests,
+                engine,
+                network,
+                gpus_per_node,
+                as_json,
+            )
+            return
+        result = _strategy_estimate(
+            cat,
             model,
             gpus,
-            tp=tp,
-            pp=pp,
-            dtype=dtype,
-            input_len=input_len,
-            output_len=output_len,
-            concurrency=concurrency,
-            rate=rate,
-            kv_dtype=kv_dtype,
-            engine=engine,
-            network=network,
-            gpus_per_node=gpus_per_node,
-            num_requests=num_requests,
-            catalog=load_catalog(catalog),
+            input_len,
+            output_len,
+            workload,
+            tp,
+            pp,
+            dtype,
+            kv_dtype,
+            concurrency,
+            rate,
+            strategy or "colocated",
+            _parse_knobs(knob or []),
+            ttft,
+            tpot,
+            engine,
+            network,
+            gpus_per_node,
         )
+    if as_json:
+        out.print_json(json.dumps(result.model_dump(mode="json")))
+        return
+    out.print(_table(_result_rows(result), "tdplan estimate"))
+
+
+def _colocated_estimate(
+    cat: Catalog,
+    model: str,
+    gpus: str,
+    input_len: int | None,
+    output_len: int | None,
+    tp: int | None,
+    pp: int | None,
+    dtype: str,
+    kv_dtype: str | None,
+    concurrency: float | None,
+    rate: float | None,
+    num_requests: int,
+    engine: str | None,
+    network: str | None,
+    gpus_per_node: int | None,
+    as_json: bool,
+) -> None:
+    from planner.estimate import estimate as run_estimate
+    from planner.report.tables import estimate_rows
+
+    if input_len is None or output_len is None:
+        raise PlannerError("give --input-len and --output-len (or --workload NAME)")
+    result = run_estimate(
+        model,
+        gpus,
+        tp=tp,
+        pp=pp,
+        dtype=dtype,
+        input_len=input_len,
+        output_len=output_len,
+        concurrency=concurrency,
+        rate=rate,
+        kv_dtype=kv_dtype,
+        engine=engine,
+        network=network,
+        gpus_per_node=gpus_per_node,
+        num_requests=num_requests,
+        catalog=cat,
+    )
     if as_json:
         out.print_json(json.dumps(result.model_dump(mode="json")))
         return
     out.print(_table(estimate_rows(result), "tdplan estimate"))
     for note in result.notes:
         out.print(f"note: {note}")
+
+
+def _strategy_estimate(
+    cat: Catalog,
+    model: str,
+    gpus: str,
+    input_len: int | None,
+    output_len: int | None,
+    workload: str | None,
+    tp: int | None,
+    pp: int | None,
+    dtype: str,
+    kv_dtype: str | None,
+    concurrency: float | None,
+    rate: float | None,
+    strategy: str,
+    knobs: dict[str, float],
+    ttft: float | None,
+    tpot: float | None,
+    engine: str | None,
+    network: str | None,
+    gpus_per_node: int | None,
+) -> StrategyResult:
+    from planner.compare import DEFAULT_SLO, build_context, evaluate_strategy, rank_key
+    from planner.specs.workload import Workload
+    from planner.strategies.base import Slo
+
+    if concurrency is not None and rate is not None:
+        raise PlannerError("give --concurrency or --rate, not both")
+    if workload is not None:
+        work = Workload.parse(workload)
+    elif input_len is not None and output_len is not None:
+        work = Workload.fixed(input_len, output_len)
+    else:
+        raise PlannerError("give --workload NAME|FILE.csv, or --input-len and --output-len")
+    slo = Slo(ttft_s=ttft or DEFAULT_SLO.ttft_s, tpot_s=tpot or DEFAULT_SLO.tpot_s)
+    ctx = build_context(cat, model, gpus, work, dtype, kv_dtype, engine, network, gpus_per_node)
+    results = evaluate_strategy(ctx, strategy, slo, rate, knobs, tp, pp, concurrency)
+    feasible = [r for r in results if r.feasible]
+    if not feasible:
+        reasons = sorted({r.reason or "no configuration" for r in results}) or ["no configuration matches --tp/--pp"]
+        raise PlannerError(f"{strategy} has no feasible configuration here: {reasons[0]}")
+    return max(feasible, key=rank_key)
+
+
+@app.command()
+def compare(
+    model: Annotated[str, typer.Option(help="Model id or alias, or a Hugging Face config.json.")],
+    gpus: Annotated[str, typer.Option(help="GPU count and type, e.g. 8xL20.")],
+    workload: Workload_ = None,
+    input_len: Annotated[int | None, typer.Option(help="Prompt tokens per request (fixed lengths).")] = None,
+    output_len: Annotated[int | None, typer.Option(help="Generated tokens per request (fixed lengths).")] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Poisson arrival rate for the latency figures (default: each config's goodput rate)."),
+    ] = None,
+    ttft: Annotated[float | None, typer.Option(help="TTFT SLO, seconds (default 1).")] = None,
+    tpot: Annotated[float | None, typer.Option(help="TPOT SLO, seconds (default 0.1).")] = None,
+    attainment: Annotated[float, typer.Option(help="Share of requests that must meet both SLOs.")] = 0.9,
+    strategy: Annotated[list[str] | None, typer.Option(help="Only these strategies (repeatable).")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="List every configuration evaluated.")] = False,
+    dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp8, int8 or int4.")] = "bf16",
+    kv_dtype: Annotated[str | None, typer.Option(help="KV cache dtype (default: 16-bit).")] = None,
+    engine: Annotated[str | None, typer.Option(help="Calibration profile (default: most evidence).")] = None,
+    network: Annotated[str | None, typer.Option(help="Network between nodes, e.g. 100gbe.")] = None,
+    gpus_per_node: Annotated[int | None, typer.Option(help="GPUs per node.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {configs, best} as JSON.")] = False,
+    catalog: CatalogRoot = None,
+) -> None:
+    """Every serving strategy side by side on the same GPUs, each at its best configuration and knobs."""
+    from planner.compare import compare as run_compare
+    from planner.specs.catalog import load_catalog
+
+    with _errors():
+        if attainment <= 0 or attainment > 1:
+            raise PlannerError(f"--attainment must be in (0, 1], got {attainment}")
+        for value, what in ((ttft, "--ttft"), (tpot, "--tpot")):
+            if value is not None and value <= 0:
+                raise PlannerError(f"{what} must be a positive number of seconds, got {value}")
+        result = run_compare(
+            model,
+            gpus,
+            workload,
+            input_len,
+            output_len,
+            rate,
+            ttft,
+            tpot,
+            attainment,
+            strategy,
+            dtype=dtype,
+            kv_dtype=kv_dtype,
+            engine=engine,
+            network=network,
+            gpus_per_node=gpus_per_node,
+            catalog=load_catalog(catalog),
+        )
+    if as_json:
+        payload = {
+            "configs": [c.model_dump(mode="json") for c in result.configs],
+            "best": result.best.model_dump(mode="json") if result.best else None,
+            "per_strategy": [c.model_dump(mode="json") for c in result.per_strategy],
+            "reason": result.reason,
+            "slo": result.slo.model_dump(mode="json"),
+            "workload": result.workload,
+            "engine": result.engine,
+        }
+        out.print_json(json.dumps(payload))
+        return
+    rows = result.configs if show_all else result.per_strategy
+    title = (
+        f"tdplan compare: {result.model} on {result.num_gpus} x {result.gpu}, workload {result.workload}, "
+        f"engine {result.engine}; SLO TTFT {result.slo.ttft_s:g} s, TPOT {result.slo.tpot_s:g} s at "
+        f"{result.slo.attainment:.0%}"
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("strategy", "layout", "knobs", "tok/s offline", "TTFT p90", "TPOT p90", "goodput req/s", "note"):
+        table.add_column(column)
+    for r in rows:
+        layout = f"TP{r.tp} PP{r.pp} x{r.replicas}" + "".join(f" {k}={v}" for k, v in r.detail.items())
+        knobs = " ".join(f"{k}={v:g}" for k, v in r.knobs.items())
+        if not r.feasible:
+            table.add_row(r.strategy, layout, knobs, "-", "-", "-", "-", r.reason or "infeasible")
+            continue
+        table.add_row(
+            r.strategy,
+            layout,
+            knobs,
+            f"{r.output_throughput_tok_s or 0:,.0f}",
+            "-" if r.ttft_p90_s is None else f"{r.ttft_p90_s:.3g} s",
+            "-" if r.tpot_p90_s is None else f"{r.tpot_p90_s * 1e3:.3g} ms",
+            f"{r.goodput_req_s or 0:.3g}",
+            "best" if r is result.best else "",
+        )
+    out.print(table)
+    out.print(f"why: {result.reason}")
+
+
+@app.command()
+def strategies() -> None:
+    """List the serving strategies, their knobs and references."""
+    from planner.strategies import REGISTRY
+
+    table = Table(title="strategies", title_justify="left")
+    for column in ("name", "what it does", "knobs", "reference"):
+        table.add_column(column)
+    for name in sorted(REGISTRY):
+        cls = REGISTRY[name]
+        knobs = "; ".join(f"{k.name} (default {k.default:g}): {k.help}" for k in cls.knobs) or "-"
+        table.add_row(name, cls.summary, knobs, cls.reference)
+    out.print(table)
 
 
 @app.command()

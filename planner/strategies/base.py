@@ -282,11 +282,36 @@ def goodput_req_s(strategy: Strategy, ctx: Context, candidate: Candidate, slo: S
     return low
 
 
+def rate_for_concurrency(
+    strategy: Strategy, ctx: Context, candidate: Candidate, concurrency: float, capacity: float
+) -> float:
+    """The arrival rate at which `concurrency` requests are in flight on average (Little's law: rate x mean
+    end-to-end latency = concurrency), by bisection; capacity when even that leaves fewer in flight. This
+    treats a closed loop of C clients as the open system with the same mean population."""
+    outputs = np.maximum(np.array(ctx.workload.output_lens) - 1, 0)
+
+    def in_flight(rate: float) -> float:
+        lat = strategy.latencies(ctx, candidate, rate)
+        if lat is None:
+            return math.inf
+        return rate * float(np.mean(lat.ttft_s + outputs * lat.tpot_s))
+
+    low, high = 0.0, capacity * 0.999
+    if in_flight(high) <= concurrency:
+        return high
+    for _ in range(40):
+        mid = (low + high) / 2
+        low, high = (mid, high) if in_flight(mid) < concurrency else (low, mid)
+    return low
+
+
 def evaluate(
-    strategy: Strategy, ctx: Context, candidate: Candidate | Infeasible, slo: Slo, rate_req_s: float | None = None
+    strategy: Strategy, ctx: Context, candidate: Candidate | Infeasible, slo: Slo, rate_req_s: float | None = None,
+    concurrency: float | None = None,
 ) -> StrategyResult:
-    """Capacity, latency percentiles at `rate_req_s` (default: the goodput rate, or half of capacity when no
-    rate meets the SLOs), SLO attainment there, and goodput."""
+    """Capacity, latency percentiles at `rate_req_s` (or at the rate that keeps `concurrency` requests in
+    flight; default: the goodput rate, or half of capacity when no rate meets the SLOs), SLO attainment there,
+    and goodput."""
     if isinstance(candidate, Infeasible):
         return StrategyResult(
             strategy=candidate.strategy,
@@ -314,6 +339,8 @@ def evaluate(
     except PlannerError as err:
         return StrategyResult(**base, feasible=False, reason=str(err))
     goodput = goodput_req_s(strategy, ctx, candidate, slo, capacity)
+    if concurrency is not None:
+        rate_req_s = rate_for_concurrency(strategy, ctx, candidate, concurrency, capacity)
     rate = rate_req_s if rate_req_s is not None else (goodput if goodput > 0 else capacity / 2)
     lat = strategy.latencies(ctx, candidate, rate)
     numbers: dict[str, Any] = {}

@@ -67,7 +67,8 @@ def prefill_latencies_s(deployment: Deployment, input_lens: np.ndarray) -> np.nd
     lengths = np.asarray(input_lens, dtype=float)
     grid = np.unique(np.rint(np.geomspace(lengths.min(), lengths.max(), 24)))
     times = np.array([prefill_latency_s(deployment, int(n)) for n in grid])
-    return np.interp(lengths, grid, times)
+    interpolated: np.ndarray = np.interp(lengths, grid, times)
+    return interpolated
 
 
 def max_decode_batch(deployment: Deployment, input_len: int, output_len: int, kv_capacity_tokens: int) -> float:

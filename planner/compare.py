@@ -1,0 +1,196 @@
+"""`planner.compare()`: every serving strategy on the same GPUs, each at its best configuration and knobs.
+
+Each strategy enumerates its configurations (layouts x knob values); every configuration is evaluated
+(`planner.strategies.base.evaluate`): offline capacity, latency percentiles at the requested rate (or at its
+goodput rate), SLO attainment and goodput. A strategy's best configuration has the highest goodput (then the
+highest offline throughput); the overall best is the best of those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from planner.errors import PlannerError
+from planner.estimate import default_engine
+from planner.specs.catalog import Catalog, load_catalog
+from planner.specs.hardware import DEFAULT_NETWORK, Cluster, GpuPool, NetworkSpec
+from planner.specs.precision import KV_DTYPES, WEIGHT_DTYPES, Dtype, parse_dtype
+from planner.specs.workload import Workload
+from planner.strategies import REGISTRY, get_strategy
+from planner.strategies.base import Context, Slo, StrategyResult, evaluate
+
+DEFAULT_SLO = Slo(ttft_s=1.0, tpot_s=0.1)
+
+
+class Comparison(BaseModel):
+    """All evaluated configurations, each strategy's best, and the overall best with why it wins."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    gpu: str
+    num_gpus: int
+    workload: str
+    engine: str
+    slo: Slo
+    rate_req_s: float | None
+    configs: list[StrategyResult]
+    per_strategy: list[StrategyResult]
+    best: StrategyResult | None
+    reason: str
+
+
+def rank_key(result: StrategyResult) -> tuple[float, float]:
+    """Goodput first, offline throughput second; infeasible configurations last."""
+    if not result.feasible:
+        return (-1.0, -1.0)
+    return (result.goodput_req_s or 0.0, result.output_throughput_tok_s or 0.0)
+
+
+def why(best: StrategyResult, runner_up: StrategyResult | None, slo: Slo) -> str:
+    """One line on why the best configuration beats the next strategy's best."""
+    if runner_up is None:
+        return f"{best.strategy} is the only feasible strategy"
+    good_b, good_r = best.goodput_req_s or 0.0, runner_up.goodput_req_s or 0.0
+    slo_text = f"TTFT <= {slo.ttft_s:g} s and TPOT <= {slo.tpot_s:g} s for {slo.attainment:.0%} of requests"
+    if good_b > 0 and good_b > good_r:
+        gain = f"{good_b / good_r:.2f}x" if good_r > 0 else "where it meets none"
+        detail = ""
+        if best.tpot_p90_s is not None and runner_up.tpot_p90_s is not None and best.ttft_p90_s is not None:
+            detail = (
+                f"; at its operating point p90 TTFT {best.ttft_p90_s:.3g} s and p90 TPOT {best.tpot_p90_s * 1e3:.3g} ms"
+            )
+        return (
+            f"{best.strategy} sustains {good_b:.3g} req/s within {slo_text}, {gain} the "
+            f"{good_r:.3g} req/s of {runner_up.strategy}{detail}"
+        )
+    tb, tr = best.output_throughput_tok_s or 0.0, runner_up.output_throughput_tok_s or 0.0
+    return (
+        f"no strategy meets {slo_text} at any rate; {best.strategy} has the highest offline throughput, "
+        f"{tb:,.0f} tok/s against {tr:,.0f} for {runner_up.strategy}"
+    )
+
+
+def build_context(
+    catalog: Catalog,
+    model: str,
+    gpus: str,
+    workload: Workload,
+    dtype: str,
+    kv_dtype: str | None,
+    engine: str | None,
+    network: str | None,
+    gpus_per_node: int | None,
+) -> Context:
+    """Resolve names into the fixed part of a comparison."""
+    spec = catalog.model(model)
+    pool = GpuPool.parse(gpus)
+    gpu = catalog.gpu(pool.gpu_name)
+    cluster = Cluster(
+        gpu=gpu,
+        num_gpus=pool.count,
+        gpus_per_node=gpus_per_node or gpu.gpus_per_node,
+        network=NetworkSpec.parse(network) if network else DEFAULT_NETWORK,
+    )
+    weight_dtype = parse_dtype(dtype, WEIGHT_DTYPES, "--dtype")
+    kv = (
+        parse_dtype(kv_dtype, KV_DTYPES, "--kv-dtype")
+        if kv_dtype
+        else (weight_dtype if weight_dtype.is_float16 else Dtype.fp16)
+    )
+    engine_spec = catalog.engine(engine) if engine else default_engine(catalog, gpu)
+    return Context(
+        catalog=catalog,
+        model=spec,
+        cluster=cluster,
+        workload=workload,
+        dtype=weight_dtype,
+        kv_dtype=kv,
+        engine=engine_spec,
+    )
+
+
+def evaluate_strategy(
+    ctx: Context,
+    name: str,
+    slo: Slo,
+    rate_req_s: float | None,
+    knobs: Mapping[str, float] | None = None,
+    tp: int | None = None,
+    pp: int | None = None,
+    concurrency: float | None = None,
+) -> list[StrategyResult]:
+    """Every configuration of one strategy (optionally pinned to a TP/PP and knob values), evaluated."""
+    strategy = get_strategy(name)
+    results = []
+    for candidate in strategy.candidates(ctx, knobs):
+        if (tp is not None and candidate.tp != tp) or (pp is not None and candidate.pp != pp):
+            continue
+        results.append(evaluate(strategy, ctx, candidate, slo, rate_req_s, concurrency))
+    return results
+
+
+def compare(
+    model: str,
+    gpus: str,
+    workload: str | Workload | None = None,
+    input_len: int | None = None,
+    output_len: int | None = None,
+    rate: float | None = None,
+    ttft: float | None = None,
+    tpot: float | None = None,
+    attainment: float = 0.9,
+    strategies: Sequence[str] | None = None,
+    *,
+    dtype: str = "bf16",
+    kv_dtype: str | None = None,
+    engine: str | None = None,
+    network: str | None = None,
+    gpus_per_node: int | None = None,
+    catalog: Catalog | None = None,
+) -> Comparison:
+    """Evaluate every strategy (or those named) on the same GPUs, model and workload."""
+    catalog = catalog or load_catalog()
+    if isinstance(workload, Workload):
+        work = workload
+    elif workload is not None:
+        work = Workload.parse(workload)
+    elif input_len is not None and output_len is not None:
+        work = Workload.fixed(input_len, output_len)
+    else:
+        raise PlannerError("give --workload NAME|FILE.csv, or --input-len and --output-len")
+    if rate is not None and rate <= 0:
+        raise PlannerError(f"--rate must be a positive number, got {rate}")
+    slo = Slo(ttft_s=ttft or DEFAULT_SLO.ttft_s, tpot_s=tpot or DEFAULT_SLO.tpot_s, attainment=attainment)
+    ctx = build_context(catalog, model, gpus, work, dtype, kv_dtype, engine, network, gpus_per_node)
+    names = list(strategies) if strategies else sorted(REGISTRY)
+    configs: list[StrategyResult] = []
+    per_strategy: list[StrategyResult] = []
+    for name in names:
+        results = evaluate_strategy(ctx, name, slo, rate)
+        configs += results
+        feasible = [r for r in results if r.feasible]
+        if feasible:
+            per_strategy.append(max(feasible, key=rank_key))
+    per_strategy.sort(key=rank_key, reverse=True)
+    best = per_strategy[0] if per_strategy else None
+    if best is None:
+        reasons = sorted({r.reason or "" for r in configs})
+        reason = "no strategy has a feasible configuration: " + "; ".join(reasons[:3])
+    else:
+        reason = why(best, per_strategy[1] if len(per_strategy) > 1 else None, slo)
+    return Comparison(
+        model=ctx.model.id,
+        gpu=ctx.cluster.gpu.id,
+        num_gpus=ctx.cluster.num_gpus,
+        workload=work.name,
+        engine=ctx.engine.id,
+        slo=slo,
+        rate_req_s=rate,
+        configs=configs,
+        per_strategy=per_strategy,
+        best=best,
+        reason=reason,
+    )
