@@ -272,12 +272,7 @@ def _strategy_estimate(
 
     if concurrency is not None and rate is not None:
         raise PlannerError("give --concurrency or --rate, not both")
-    if workload is not None:
-        work = Workload.parse(workload)
-    elif input_len is not None and output_len is not None:
-        work = Workload.fixed(input_len, output_len)
-    else:
-        raise PlannerError("give --workload NAME|FILE.csv, or --input-len and --output-len")
+    work = Workload.resolve(workload, input_len, output_len)
     slo = Slo(ttft_s=ttft or DEFAULT_SLO.ttft_s, tpot_s=tpot or DEFAULT_SLO.tpot_s)
     ctx = build_context(cat, model, gpus, work, dtype, kv_dtype, engine, network, gpus_per_node)
     results = evaluate_strategy(ctx, strategy, slo, rate, knobs, tp, pp, concurrency)

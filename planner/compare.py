@@ -15,8 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from planner.errors import PlannerError
 from planner.estimate import default_engine
 from planner.specs.catalog import Catalog, load_catalog
-from planner.specs.hardware import DEFAULT_NETWORK, Cluster, GpuPool, NetworkSpec
-from planner.specs.precision import KV_DTYPES, WEIGHT_DTYPES, Dtype, parse_dtype
+from planner.specs.precision import resolve_dtypes
 from planner.specs.workload import Workload
 from planner.strategies import REGISTRY, get_strategy
 from planner.strategies.base import Context, Slo, StrategyResult, evaluate
@@ -86,20 +85,9 @@ def build_context(
 ) -> Context:
     """Resolve names into the fixed part of a comparison."""
     spec = catalog.model(model)
-    pool = GpuPool.parse(gpus)
-    gpu = catalog.gpu(pool.gpu_name)
-    cluster = Cluster(
-        gpu=gpu,
-        num_gpus=pool.count,
-        gpus_per_node=gpus_per_node or gpu.gpus_per_node,
-        network=NetworkSpec.parse(network) if network else DEFAULT_NETWORK,
-    )
-    weight_dtype = parse_dtype(dtype, WEIGHT_DTYPES, "--dtype")
-    kv = (
-        parse_dtype(kv_dtype, KV_DTYPES, "--kv-dtype")
-        if kv_dtype
-        else (weight_dtype if weight_dtype.is_float16 else Dtype.fp16)
-    )
+    cluster = catalog.cluster(gpus, network, gpus_per_node)
+    weight_dtype, kv = resolve_dtypes(dtype, kv_dtype)
+    gpu = cluster.gpu
     engine_spec = catalog.engine(engine) if engine else default_engine(catalog, gpu)
     return Context(
         catalog=catalog,
@@ -153,14 +141,7 @@ def compare(
 ) -> Comparison:
     """Evaluate every strategy (or those named) on the same GPUs, model and workload."""
     catalog = catalog or load_catalog()
-    if isinstance(workload, Workload):
-        work = workload
-    elif workload is not None:
-        work = Workload.parse(workload)
-    elif input_len is not None and output_len is not None:
-        work = Workload.fixed(input_len, output_len)
-    else:
-        raise PlannerError("give --workload NAME|FILE.csv, or --input-len and --output-len")
+    work = Workload.resolve(workload, input_len, output_len)
     if rate is not None and rate <= 0:
         raise PlannerError(f"--rate must be a positive number, got {rate}")
     slo = Slo(ttft_s=ttft or DEFAULT_SLO.ttft_s, tpot_s=tpot or DEFAULT_SLO.tpot_s, attainment=attainment)

@@ -18,9 +18,9 @@ from planner.errors import PlannerError
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.deployment import Deployment
 from planner.specs.engine import EngineSpec
-from planner.specs.hardware import DEFAULT_NETWORK, Cluster, GpuPool, GpuSpec, NetworkSpec
+from planner.specs.hardware import Cluster, GpuSpec
 from planner.specs.model import ModelSpec
-from planner.specs.precision import KV_DTYPES, WEIGHT_DTYPES, Dtype, parse_dtype
+from planner.specs.precision import Dtype, resolve_dtypes
 from planner.strategies import continuous
 
 
@@ -195,22 +195,8 @@ def estimate(
             notes.append(f"model '{model}' resolved to {spec.name} ({spec.id})")
     else:
         spec = model
-    if isinstance(gpus, str):
-        pool = GpuPool.parse(gpus)
-        gpu = catalog.gpu(pool.gpu_name)
-        cluster = Cluster(
-            gpu=gpu,
-            num_gpus=pool.count,
-            gpus_per_node=gpus_per_node or gpu.gpus_per_node,
-            network=NetworkSpec.parse(network) if network else DEFAULT_NETWORK,
-        )
-    else:
-        cluster = gpus
-    weight_dtype = dtype if isinstance(dtype, Dtype) else parse_dtype(dtype, WEIGHT_DTYPES, "--dtype")
-    if kv_dtype is None:
-        kv = weight_dtype if weight_dtype.is_float16 else Dtype.fp16
-    else:
-        kv = kv_dtype if isinstance(kv_dtype, Dtype) else parse_dtype(kv_dtype, KV_DTYPES, "--kv-dtype")
+    cluster = catalog.cluster(gpus, network, gpus_per_node) if isinstance(gpus, str) else gpus
+    weight_dtype, kv = resolve_dtypes(dtype, kv_dtype)
     gpu_flops = cluster.gpu.dense_tflops
     if (weight_dtype is Dtype.fp8 and gpu_flops.fp8 is None) or (weight_dtype is Dtype.int8 and gpu_flops.int8 is None):
         notes.append(

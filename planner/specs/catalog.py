@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError
 
 from planner.errors import PlannerError
 from planner.specs.engine import CalibrationProfile, EngineSpec
-from planner.specs.hardware import Frozen, GpuSpec
+from planner.specs.hardware import DEFAULT_NETWORK, Cluster, Frozen, GpuPool, GpuSpec, NetworkSpec
 from planner.specs.model import ModelSpec, model_from_hf_config
 
 
@@ -93,6 +93,17 @@ class Catalog(Frozen):
     def gpu(self, name: str) -> GpuSpec:
         """Look a GPU up by id or alias, case-insensitively."""
         return self._resolve(name, self.gpus, "GPU", "see `tdplan hardware list`")
+
+    def cluster(self, gpus: str, network: str | None = None, gpus_per_node: int | None = None) -> Cluster:
+        """Read `--gpus 32xL20 [--network 100gbe] [--gpus-per-node 8]` into a Cluster."""
+        pool = GpuPool.parse(gpus)
+        gpu = self.gpu(pool.gpu_name)
+        return Cluster(
+            gpu=gpu,
+            num_gpus=pool.count,
+            gpus_per_node=gpus_per_node or gpu.gpus_per_node,
+            network=NetworkSpec.parse(network) if network else DEFAULT_NETWORK,
+        )
 
     def engine(self, name: str) -> EngineSpec:
         if not self.engines:

@@ -54,3 +54,12 @@ def parse_dtype(text: str, allowed: tuple[Dtype, ...], what: str) -> Dtype:
             return dtype
     choices = ", ".join(d.value for d in allowed)
     raise PlannerError(f"unknown {what} '{text}': choose one of {choices}")
+
+
+def resolve_dtypes(dtype: str | Dtype, kv_dtype: str | Dtype | None) -> tuple[Dtype, Dtype]:
+    """Weight and KV-cache formats from CLI text; the KV cache defaults to the 16-bit weight format, or fp16
+    when the weights are quantised."""
+    weights = dtype if isinstance(dtype, Dtype) else parse_dtype(dtype, WEIGHT_DTYPES, "--dtype")
+    if kv_dtype is None:
+        return weights, weights if weights.is_float16 else Dtype.fp16
+    return weights, kv_dtype if isinstance(kv_dtype, Dtype) else parse_dtype(kv_dtype, KV_DTYPES, "--kv-dtype")

@@ -126,6 +126,17 @@ class Workload(Frozen):
             return cls.preset(text.lower())
         return cls.from_csv(Path(text).expanduser())
 
+    @classmethod
+    def resolve(cls, workload: str | Workload | None, input_len: int | None, output_len: int | None) -> Workload:
+        """`--workload NAME|FILE.csv`, or fixed `--input-len`/`--output-len`."""
+        if isinstance(workload, Workload):
+            return workload
+        if workload is not None:
+            return cls.parse(workload)
+        if input_len is not None and output_len is not None:
+            return cls.fixed(input_len, output_len)
+        raise PlannerError("give --workload NAME|FILE.csv, or --input-len and --output-len")
+
     @property
     def mean_input_len(self) -> float:
         return float(np.mean(self.input_lens))
