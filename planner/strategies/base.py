@@ -306,7 +306,11 @@ def rate_for_concurrency(
 
 
 def evaluate(
-    strategy: Strategy, ctx: Context, candidate: Candidate | Infeasible, slo: Slo, rate_req_s: float | None = None,
+    strategy: Strategy,
+    ctx: Context,
+    candidate: Candidate | Infeasible,
+    slo: Slo,
+    rate_req_s: float | None = None,
     concurrency: float | None = None,
 ) -> StrategyResult:
     """Capacity, latency percentiles at `rate_req_s` (or at the rate that keeps `concurrency` requests in
