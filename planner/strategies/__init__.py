@@ -3,7 +3,7 @@
 Importing this package registers every strategy; `get_strategy(name)` returns one, `REGISTRY` lists them.
 """
 
-from planner.strategies import colocated  # noqa: F401  (registers the strategy)
+from planner.strategies import chunked, colocated, throttled_pipeline  # noqa: F401  (registers them)
 from planner.strategies.base import REGISTRY, get_strategy
 
 __all__ = ["REGISTRY", "get_strategy"]

@@ -9,12 +9,14 @@ Per request, under Poisson arrivals at rate R per replica:
   utilisation rho = R x t_prompt) + its own prefill + half a decode step already running;
 - TPOT = (pure decode time + stalls) / (O - 1), where prompts of others arrive during the request's decode
   phase as a Poisson stream: the number of stalls is Poisson with mean R x decode duration;
-- TBT p99: a stall lands in a given gap with probability R x t_step; beyond 1% of gaps the p99 gap holds one.
+- TBT p99: a stall lands in a given gap with probability R x t_step; beyond 1% of gaps the p99 gap holds a
+  whole prefill iteration: a long-tail prompt plus the prompts batched with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import ClassVar
 
 import numpy as np
 from scipy.stats import poisson
@@ -48,7 +50,7 @@ class Colocated(Strategy):
     name = "colocated"
     summary = "continuous batching, prompts first; prompts stall decodes (vLLM default)"
     reference = "Orca (OSDI'22); vLLM (SOSP'23)"
-    knobs = (
+    knobs: ClassVar[tuple[Knob, ...]] = (
         Knob(
             name="max_batch",
             default=256,
@@ -144,6 +146,13 @@ class Colocated(Strategy):
         decode_s = np.maximum(outputs - 1, 0) * step_s
         stalls = poisson.ppf(seeded_quantiles(len(inputs), 1), rate * decode_s)
         tpot = np.where(outputs > 1, (decode_s + stalls * share_s) / np.maximum(outputs - 1, 1), step_s)
-        stall_share = rate * step_s  # share of inter-token gaps that hold another request's prompt
-        tbt_p99 = step_s + (share_s if stall_share > 0.01 else 0.0)
+        stall_share = min(1.0, rate * step_s)  # share of inter-token gaps that hold a prefill iteration
+        tbt_p99 = step_s
+        if stall_share > 0.01:
+            # The p99 gap is a stalled one: among stalled gaps, take the prompt length at the matching level, plus
+            # the prompts that arrived within the step and are batched into the same prefill iteration.
+            level = 1 - 0.01 / stall_share
+            batched = rate * step_s * w.mean_input_len
+            tokens = min(float(np.quantile(inputs, level)) + batched, deployment.engine.max_num_tokens)
+            tbt_p99 = step_s + continuous.prefill_latency_s(deployment, round(tokens))
         return Latencies(ttft_s=ttft, tpot_s=tpot, tbt_p99_s=tbt_p99)

@@ -1,0 +1,362 @@
+"""`chunked`: Sarathi-Serve (OSDI'24) chunked prefills with stall-free batching.
+
+Every iteration (every micro-batch with PP > 1) holds at most `chunk_size` tokens: the running decodes go
+first, one token each, and prompt chunks fill the rest of the budget (microsoft/sarathi-serve
+`sarathi_scheduler.py`: ongoing decodes, then partial prefills, then new prefills). A prompt never runs as a
+whole iteration of its own, so decodes are slowed by the chunk riding along but never stalled by a prompt.
+
+Notation, per replica: C the token budget, pp the pipeline stages, B the mean decodes in flight, d = B / pp the
+decodes of one micro-batch, c = C - d the prompt tokens a micro-batch can carry, I and O a request's prompt
+and output lengths (E[.] over the workload), t_dec the stage step of d decodes alone and t_full with a full
+chunk of c tokens besides; a stage step is the busiest stage plus one activation send plus the engine's
+per-iteration overhead (the same step continuous.py uses).
+
+- A chunk re-reads the KV of the prompt's earlier chunks: the chunk's attention is costed after a cached
+  context equal to the token-weighted mean start of a chunk over the workload's prompts split into chunks of
+  c (`mean_cached_tokens`); FLOPs and KV bytes are linear in that context, so the mean is exact for them.
+- m = (t_full - t_dec) / c is the marginal stage time of one prompt token riding along the decodes.
+- Flow balance: prompt tokens arrive at R E[I] per second and micro-batches complete every t_mean, so a
+  micro-batch carries R E[I] t_mean prompt tokens and t_mean = t_dec + R E[I] t_mean m, i.e.
+  t_mean = t_dec / (1 - R E[I] m). Little's law on the decodes: B = R E[O - 1] pp t_mean (a decode token
+  of a request is one round of pp micro-batches), solved for B by Brent's method.
+- Offline (requests always waiting) B sits at its cap, the smallest of the batch knob, KV memory and the token
+  budget: admissions (d E[I] / E[O - 1] prompt tokens per micro-batch) and decodes must share C, so
+  d <= C E[O - 1] / (E[I] + E[O - 1]). Then X = B / (E[O - 1] pp t_dec + B E[I] m), at most the prompt rate
+  the budget admits, c / (E[I] t_full). A small budget caps the decode batch, so weights and the per-iteration
+  overhead are paid for fewer tokens: very small chunks cost throughput.
+- TTFT = queueing for the prefill budget (an M/G/1 server of utilisation rho = R E[I] t_full / c whose
+  service for request i is I_i t_full / c; Pollaczek-Khinchine mean wait R E[S^2] / (2 (1 - rho)), spread
+  by base.queue_waits_s) + waiting for a batch slot (continuous.slot_wait_s) + half a micro-batch + the
+  ceil(I / c) rounds that carry its chunks.
+- TPOT: a share f = min(1, R E[ceil(I / c)] t_mean) of micro-batches carry prompt tokens, R E[I] t_mean / f
+  of them on average. Request i's O - 1 rounds (pp (O - 1) micro-batches) hold Binomial(pp (O - 1), f) such
+  micro-batches (seeded quantiles), each slower than t_dec by the chunk's tokens x m.
+- TBT p99: the gap holds k chunks, k the 99th percentile of Binomial(pp, f): with PP 1, an iteration with a
+  chunk as soon as chunks ride along in more than 1% of iterations, else a pure decode step. The chunk is the
+  size at level 1 - 1% / (share of gaps with a chunk) among the chunks the workload's prompts make (topped up
+  from the queue, at most c): the full budget once long prompts or queues fill it, less when every prompt is
+  short (`chunk_size_quantile`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.stats import binom
+
+from planner.cost.iteration import IterationCost, send_cost, stage_cost
+from planner.cost.memory import memory_breakdown
+from planner.cost.ops import BatchShape
+from planner.errors import PlannerError
+from planner.specs.deployment import Deployment
+from planner.strategies import continuous
+from planner.strategies.base import (
+    Candidate,
+    Context,
+    Infeasible,
+    Knob,
+    Latencies,
+    Memory,
+    Strategy,
+    layouts,
+    queue_waits_s,
+    register,
+)
+from planner.strategies.colocated import seeded_quantiles
+
+ROOT_TOLERANCE = 1e-6  # decode batch found to a millionth of its cap
+
+
+def stage_step_s(deployment: Deployment, batch: BatchShape) -> float:
+    """One micro-batch through the busiest stage and across one boundary, plus the engine's per-iteration
+    overhead (scheduling, sampling, launch), in seconds."""
+    overhead = IterationCost(overhead_s=deployment.calibration.iteration_overhead_s)
+    return (stage_cost(deployment, batch) + send_cost(deployment, batch) + overhead).time_s
+
+
+def mean_cached_tokens(input_lens: np.ndarray, chunk_tokens: float) -> float:
+    """Token-weighted mean context already cached when a prompt token is prefilled in chunks of
+    `chunk_tokens`: prompt I splits into n = ceil(I / c) chunks, chunk k (0-based) starts after k c tokens;
+    sum over chunks of (chunk length x start) = c^2 (n - 1)(n - 2) / 2 + (I - (n - 1) c)(n - 1) c, divided
+    by the prompt tokens. Zero when every prompt fits one chunk."""
+    lens = np.asarray(input_lens, dtype=float)
+    c = max(float(chunk_tokens), 1.0)
+    n = np.ceil(lens / c)
+    weighted = c * c * (n - 1) * (n - 2) / 2 + (lens - (n - 1) * c) * (n - 1) * c
+    return float(weighted.sum() / lens.sum())
+
+
+def budget_decode_cap(budget_tokens: float, mean_input: float, mean_decodes: float, pp: int) -> float:
+    """Decodes in flight that a token budget sustains with prompts always waiting: a micro-batch of d decodes
+    admits d E[I] / E[O - 1] prompt tokens (admissions balance completions), and d + d E[I] / E[O - 1] <= C,
+    so d <= C E[O - 1] / (E[I] + E[O - 1]); pp micro-batches are in flight."""
+    if mean_decodes <= 0:
+        return 0.0
+    return pp * budget_tokens * mean_decodes / (mean_input + mean_decodes)
+
+
+def instance_memory(ctx: Context, deployment: Deployment) -> Memory:
+    """Per-GPU memory of the busiest stage and the instance's KV capacity; PlannerError when the KV cache
+    cannot hold the workload's longest request (the rule colocated applies)."""
+    memory = memory_breakdown(deployment)
+    if memory.kv_capacity_tokens < ctx.workload.max_request_tokens:
+        raise PlannerError(
+            f"KV cache of {memory.kv_capacity_tokens} tokens cannot hold the workload's longest "
+            f"request ({ctx.workload.max_request_tokens} tokens)"
+        )
+    return Memory(gib=memory.as_gib(), kv_capacity_tokens=memory.kv_capacity_tokens)
+
+
+def layout_candidates(
+    strategy: Strategy, ctx: Context, pairs: Iterable[tuple[int, int]], pinned: Mapping[str, float] | None
+) -> Iterator[Candidate | Infeasible]:
+    """(tp, pp) layouts x the strategy's knob grid, replicated over the cluster; Infeasible when one does not
+    fit in memory."""
+    for tp, pp in pairs:
+        replicas = ctx.cluster.num_gpus // (tp * pp)
+        for values in strategy.knob_grid(pinned):
+            candidate = Candidate(
+                strategy=strategy.name,
+                tp=tp,
+                pp=pp,
+                replicas=replicas,
+                gpus_used=replicas * tp * pp,
+                knobs=values,
+            )
+            try:
+                strategy.memory(ctx, candidate)
+            except PlannerError as err:
+                yield Infeasible(strategy=strategy.name, tp=tp, pp=pp, knobs=values, reason=str(err))
+                continue
+            yield candidate
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkedPoint:
+    """One replica at a mean decode batch. Stage times in seconds, rates per replica."""
+
+    decode_batch: float  # B, decodes in flight
+    chunk_tokens: float  # c, prompt tokens one micro-batch can carry
+    decode_stage_s: float  # t_dec
+    full_stage_s: float  # t_full
+    marginal_token_s: float  # m, stage time per prompt token riding along
+    mean_stage_s: float  # t_mean at the arrival rate
+    prefill_rho: float  # utilisation of the prefill budget, R E[I] t_full / c
+
+
+def chunked_point(
+    deployment: Deployment, input_lens: np.ndarray, mean_context: float, decode_batch: float, prompt_tok_s: float
+) -> ChunkedPoint:
+    """The replica with `decode_batch` decodes in flight while prompt tokens arrive at `prompt_tok_s`."""
+    pp, budget = deployment.pp_size, float(deployment.engine.max_num_tokens)
+    per_mb = max(decode_batch, 1.0) / pp  # at least one sequence runs while the replica is busy
+    chunk = max(budget - per_mb, 1.0)
+    decodes = BatchShape.decode(per_mb, mean_context)
+    t_dec = stage_step_s(deployment, decodes)
+    prompt = BatchShape.prefill(chunk, cached_len=mean_cached_tokens(input_lens, chunk))
+    t_full = stage_step_s(deployment, decodes + prompt)
+    marginal = (t_full - t_dec) / chunk
+    load = prompt_tok_s * marginal  # share of micro-batch time spent on prompt tokens
+    t_mean = t_dec / (1 - load) if load < 1 else math.inf
+    return ChunkedPoint(
+        decode_batch=decode_batch,
+        chunk_tokens=chunk,
+        decode_stage_s=t_dec,
+        full_stage_s=t_full,
+        marginal_token_s=marginal,
+        mean_stage_s=t_mean,
+        prefill_rho=prompt_tok_s * t_full / chunk,
+    )
+
+
+def solve_decode_batch(
+    point_at: Callable[[float], ChunkedPoint], arrivals_req_s: float, decodes_per_req: float, pp: int, cap: float
+) -> ChunkedPoint | None:
+    """Root of B = R E[O - 1] pp t_mean(B) on [0, cap] (Brent's method); None when even `cap` decodes cannot
+    keep up or the prefill budget saturates first."""
+
+    def excess(batch: float) -> float:
+        t_mean = point_at(batch).mean_stage_s
+        if not math.isfinite(t_mean):
+            return cap + 1.0  # prompts alone fill every micro-batch: no decode batch keeps up
+        return arrivals_req_s * decodes_per_req * pp * t_mean - batch
+
+    if excess(cap) > 0:
+        return None
+    batch = cap if excess(0.0) <= 0 else float(brentq(excess, 0.0, cap, xtol=cap * ROOT_TOLERANCE))
+    point = point_at(batch)
+    return point if point.prefill_rho < 1 else None
+
+
+def chunk_size_quantile(input_lens: np.ndarray, chunk_tokens: float, queued_tokens: float, level: float) -> float:
+    """Prompt tokens in a chunk-carrying micro-batch at quantile `level` (prompt tokens, at most the budget c):
+    prompt i fills ceil(I_i / c) - 1 micro-batches with c tokens and its last with the remainder, topped up
+    from the `queued_tokens` waiting behind it (stall-free batching fills the budget from the queue)."""
+    lens, c = np.asarray(input_lens, dtype=float), float(chunk_tokens)
+    chunks = np.ceil(lens / c)
+    last = np.minimum(lens - (chunks - 1) * c + queued_tokens, c)
+    sizes = np.concatenate([np.full(int(np.sum(chunks - 1)), c), last])
+    return float(np.quantile(sizes, min(max(level, 0.0), 1.0)))
+
+
+def chunk_rounds_s(
+    deployment: Deployment, input_lens: np.ndarray, point: ChunkedPoint, mean_context: float
+) -> np.ndarray:
+    """Time from a prompt's first chunk to its first token, per request: ceil(I / c) rounds; in each, its own
+    micro-batch carries a chunk (d decodes + a chunk after the prompt's earlier chunks) and the other pp - 1
+    run at the mean stage time. The chunks' marginal time is exact on 24 lengths spread in log scale and
+    interpolated (it is smooth in I; the step in ceil(I / c) is kept exact)."""
+    pp, c = deployment.pp_size, point.chunk_tokens
+    lens = np.asarray(input_lens, dtype=float)
+    decodes = BatchShape.decode(max(point.decode_batch, 1.0) / pp, mean_context)
+    grid = np.unique(np.rint(np.geomspace(lens.min(), lens.max(), 24)))
+    marginal = []
+    for length in grid:
+        n = math.ceil(length / c)
+        # n equal chunks; the mean cached context of a chunk is (n - 1) / 2 chunks (exact for the linear terms)
+        chunk = BatchShape.prefill(length / n, cached_len=length * (n - 1) / (2 * n))
+        marginal.append(n * (stage_step_s(deployment, decodes + chunk) - point.decode_stage_s))
+    rounds = np.ceil(lens / c)
+    own = rounds * point.decode_stage_s + np.interp(lens, grid, np.array(marginal))
+    rounds_s: np.ndarray = own + rounds * (pp - 1) * point.mean_stage_s
+    return rounds_s
+
+
+@register
+class Chunked(Strategy):
+    name = "chunked"
+    summary = "chunked prefills under a per-iteration token budget, decodes first: stall-free batching"
+    reference = "Sarathi-Serve (OSDI'24)"
+    knobs: ClassVar[tuple[Knob, ...]] = (
+        Knob(
+            name="chunk_size",
+            default=512,
+            search=(256, 512, 1024, 2048),
+            help="token budget of one iteration (decodes + prompt chunk): smaller cuts the p99 time between "
+            "tokens, larger raises throughput (Sarathi-Serve default 512)",
+        ),
+        Knob(
+            name="max_batch",
+            default=256,
+            search=(64, 256, 1024),
+            help="cap on sequences in flight per replica",
+        ),
+    )
+
+    def deployment(self, ctx: Context, candidate: Candidate) -> Deployment:
+        """A replica on the context's engine calibration with Sarathi-Serve scheduling: mixed iterations of at
+        most chunk_size tokens, at most max_batch sequences."""
+        engine = ctx.engine.model_copy(
+            update={
+                "mixed_batching": True,
+                "max_num_tokens": int(candidate.knobs.get("chunk_size", 512)),
+                "max_batch_size": int(candidate.knobs.get("max_batch", ctx.engine.max_batch_size)),
+            }
+        )
+        return ctx.deployment(candidate.tp, candidate.pp, engine)
+
+    def candidates(self, ctx: Context, knobs: Mapping[str, float] | None = None) -> Iterator[Candidate | Infeasible]:
+        return layout_candidates(self, ctx, layouts(ctx), knobs)
+
+    def memory(self, ctx: Context, candidate: Candidate) -> Memory:
+        return instance_memory(ctx, self.deployment(ctx, candidate))
+
+    def _caps(self, ctx: Context, deployment: Deployment) -> tuple[float, float]:
+        """(sequences in flight that the batch knob and KV memory allow, decodes that the token budget sustains
+        (`budget_decode_cap`)). A sequence holds KV for its prompt and, on average, half its output (vLLM
+        allocates KV as tokens are generated; the whole output when the engine reserves it), as in
+        continuous.max_decode_batch."""
+        w, engine = ctx.workload, deployment.engine
+        kv_tokens = memory_breakdown(deployment).kv_capacity_tokens
+        per_seq = w.mean_input_len + (w.mean_output_len if engine.reserves_full_sequence else w.mean_output_len / 2)
+        slots = max(min(float(engine.max_batch_size), kv_tokens / per_seq), 1.0)
+        if w.mean_output_len <= 1:
+            return slots, slots
+        budget = budget_decode_cap(engine.max_num_tokens, w.mean_input_len, w.mean_output_len - 1, deployment.pp_size)
+        return slots, budget
+
+    def capacity_req_s(self, ctx: Context, candidate: Candidate) -> float:
+        deployment = self.deployment(ctx, candidate)
+        w = ctx.workload
+        inputs, decodes_per_req = np.array(w.input_lens), w.mean_output_len - 1
+        cap = min(self._caps(ctx, deployment))
+        point = chunked_point(deployment, inputs, w.mean_decode_context, cap, 0.0)
+        budget_rate = point.chunk_tokens / (w.mean_input_len * point.full_stage_s)  # the budget's prompt rate
+        if decodes_per_req <= 0:
+            return budget_rate * candidate.replicas
+        # X = B / (E[O-1] pp t_dec + B E[I] m): Little's law at the cap with t_mean = t_dec / (1 - X E[I] m)
+        busy = decodes_per_req * deployment.pp_size * point.decode_stage_s + cap * w.mean_input_len * (
+            point.marginal_token_s
+        )
+        return min(cap / busy, budget_rate) * candidate.replicas
+
+    def latencies(self, ctx: Context, candidate: Candidate, rate_req_s: float) -> Latencies | None:
+        deployment = self.deployment(ctx, candidate)
+        w = ctx.workload
+        pp, rate = deployment.pp_size, rate_req_s / candidate.replicas
+        inputs, outputs = np.array(w.input_lens, dtype=float), np.array(w.output_lens, dtype=float)
+        mean_context, mean_input = w.mean_decode_context, w.mean_input_len
+
+        def point_at(batch: float) -> ChunkedPoint:
+            return chunked_point(deployment, inputs, mean_context, batch, rate * mean_input)
+
+        slot_cap, budget_cap = self._caps(ctx, deployment)
+        point = solve_decode_batch(point_at, rate, max(w.mean_output_len - 1, 0.0), pp, min(slot_cap, budget_cap))
+        if point is None:
+            return None
+        c, t_dec, t_mean = point.chunk_tokens, point.decode_stage_s, point.mean_stage_s
+        # Prefill budget as an M/G/1 server: request i holds it for I_i t_full / c (Pollaczek-Khinchine).
+        service = inputs * point.full_stage_s / c
+        rho = point.prefill_rho
+        mean_wait = rate * float(np.mean(service**2)) / (2 * (1 - rho))
+        slots = point.decode_batch + rate * float(np.mean(service))  # decoding + prefilling sequences
+        if slots >= slot_cap:
+            return None
+        slot_wait = continuous.slot_wait_s(slots, slot_cap, rate)
+        waits = queue_waits_s(len(inputs), max(rho, slots / slot_cap), mean_wait + slot_wait)
+        ttft = waits + t_mean / 2 + chunk_rounds_s(deployment, inputs, point, mean_context)
+        # Share of micro-batches carrying prompt tokens, and their mean prompt tokens.
+        share = min(1.0, rate * float(np.mean(np.ceil(inputs / c))) * t_mean)
+        chunk_tokens = rate * w.mean_input_len * t_mean / share if share > 0 else 0.0
+        trials = np.maximum(outputs - 1, 0) * pp
+        carrying = binom.ppf(seeded_quantiles(len(inputs), 1), trials, share)
+        extra = carrying * chunk_tokens * point.marginal_token_s / np.maximum(outputs - 1, 1)
+        tpot = pp * t_dec + extra
+        # p99 gap: the 99th percentile of chunk-carrying micro-batches among the round's pp, each carrying the
+        # chunk found at the matching level of the chunk sizes (1 - 0.01 / share of gaps holding one).
+        carrying_p99 = float(binom.ppf(0.99, pp, share))
+        tbt_p99 = pp * t_dec
+        if carrying_p99 > 0:
+            level = 1 - 0.01 / (1 - (1 - share) ** pp)
+            queued_tokens = rate * mean_wait * mean_input  # Little's law on the prompts waiting for the budget
+            chunk_p99 = chunk_size_quantile(inputs, c, queued_tokens, level)
+            prompt = BatchShape.prefill(chunk_p99, cached_len=mean_cached_tokens(inputs, c))
+            decodes = BatchShape.decode(max(point.decode_batch, 1.0) / pp, mean_context)
+            tbt_p99 += carrying_p99 * (stage_step_s(deployment, decodes + prompt) - t_dec)
+        return Latencies(ttft_s=ttft, tpot_s=tpot, tbt_p99_s=tbt_p99)
+
+
+def tbt_capacity_req_s(
+    strategy: Strategy, ctx: Context, candidate: Candidate, tbt_slo_s: float, resolution: float = 0.01
+) -> float:
+    """Sarathi-Serve's serving capacity: the largest Poisson rate (req/s, whole configuration) at which the
+    configuration is stable and its p99 time between tokens stays within `tbt_slo_s`. Bisection between 0
+    and the offline capacity to `resolution` of it; 0 when even 1% of capacity misses the target."""
+    top = strategy.capacity_req_s(ctx, candidate)
+
+    def meets(rate: float) -> bool:
+        lat = strategy.latencies(ctx, candidate, rate)
+        return lat is not None and lat.tbt_p99_s <= tbt_slo_s
+
+    low, high = top * resolution, top
+    if not meets(low):
+        return 0.0
+    while high - low > top * resolution:
+        mid = (low + high) / 2
+        low, high = (mid, high) if meets(mid) else (low, mid)
+    return low
