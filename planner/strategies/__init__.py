@@ -3,7 +3,13 @@
 Importing this package registers every strategy; `get_strategy(name)` returns one, `REGISTRY` lists them.
 """
 
-from planner.strategies import chunked, colocated, throttled_pipeline  # noqa: F401  (registers them)
+from planner.strategies import (  # noqa: F401  (importing registers them)
+    chunked,
+    colocated,
+    phase_resharding,
+    sm_partition,
+    throttled_pipeline,
+)
 from planner.strategies.base import REGISTRY, get_strategy
 
 __all__ = ["REGISTRY", "get_strategy"]
