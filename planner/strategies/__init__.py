@@ -6,8 +6,10 @@ Importing this package registers every strategy; `get_strategy(name)` returns on
 from planner.strategies import (  # noqa: F401  (importing registers them)
     chunked,
     colocated,
+    macro_instance,
     phase_resharding,
     sm_partition,
+    temporal_pipeline,
     throttled_pipeline,
 )
 from planner.strategies.base import REGISTRY, get_strategy

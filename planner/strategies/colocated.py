@@ -8,7 +8,8 @@ Per request, under Poisson arrivals at rate R per replica:
 - TTFT = queueing for a batch slot (M/M/c, continuous.slot_wait_s) and for the prompt server (M/D/1 at
   utilisation rho = R x t_prompt) + its own prefill + half a decode step already running;
 - TPOT = (pure decode time + stalls) / (O - 1), where prompts of others arrive during the request's decode
-  phase as a Poisson stream: the number of stalls is Poisson with mean R x decode duration;
+  phase, and during the stalls themselves, as a Poisson stream: the number of stalls is Poisson with mean
+  R x decode time / (1 - rho);
 - TBT p99: a stall lands in a given gap with probability R x t_step; beyond 1% of gaps the p99 gap holds a
   whole prefill iteration: a long-tail prompt plus the prompts batched with it.
 """
@@ -144,7 +145,9 @@ class Colocated(Strategy):
         p_wait = max(rho, point.batch_size / max_batch)
         ttft = queue_waits_s(len(inputs), p_wait, mean_wait + slot_wait) + prompt_s + residual
         decode_s = np.maximum(outputs - 1, 0) * step_s
-        stalls = poisson.ppf(seeded_quantiles(len(inputs), 1), rate * decode_s)
+        # Prompts keep arriving during the stalls themselves, so the decode phase lasts decode_s / (1 - rho) and
+        # holds Poisson(rate x decode_s / (1 - rho)) stalls: mean TPOT t_step / (1 - rho), as continuous.poisson.
+        stalls = poisson.ppf(seeded_quantiles(len(inputs), 1), rate * decode_s / (1 - rho))
         tpot = np.where(outputs > 1, (decode_s + stalls * share_s) / np.maximum(outputs - 1, 1), step_s)
         stall_share = min(1.0, rate * step_s)  # share of inter-token gaps that hold a prefill iteration
         tbt_p99 = step_s

@@ -102,9 +102,18 @@ def prefill_share_s(deployment: Deployment, input_len: int, batch_size: float, m
     if pp > 1:
         # Naive pipeline (vLLM-style PP): the long prompt micro-batch sets the pace at every stage it passes,
         # so the decode micro-batches queued behind it wait T at each of the pp - 1 later stages instead of
-        # their own t: the prompt costs pp T - (pp - 1) t of pipeline time rather than T.
+        # their own t: the prompt costs pp T - (pp - 1) t of pipeline time rather than T (on identical stages
+        # a micro-batch delays the stream behind it by (pp - 1) x (its stage time - the stream's), the
+        # proportionate flow-shop makespan). In steady state a prompt enters as soon as a slot frees, and a
+        # pipeline frees B / (pp O) < 1 slot per micro-batch at serving batch sizes, so a prompt micro-batch
+        # holds one prompt. Packing max_num_tokens // I prompts into one (true only of a cold start) would
+        # charge the (pp - 1) T stall on the whole pack: naive PP8 would fall to 0.38x of TP8 for Llama-2-70B
+        # on 8 L20 (one prompt per micro-batch: 0.52x), where TD-Pipe's published speedups on PCIe-only
+        # nodes (up to 2.73x over PP and 1.91x over TP, arXiv 2506.10470) imply about 0.7x if both maxima
+        # come from one setting.
+        alone_s = _stage_step(deployment, BatchShape.prefill(input_len)).time_s
         decode_stage_s = _stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context)).time_s
-        prompt_stage_s = pp * prompt_stage_s - (pp - 1) * min(decode_stage_s, prompt_stage_s)
+        return pp * alone_s - (pp - 1) * min(decode_stage_s, alone_s)
     return prompt_stage_s / per_batch
 
 

@@ -1,0 +1,445 @@
+"""`temporal-pipeline`: pipeline parallelism with alternating prefill and decode phases (TD-Pipe, ICPP'25).
+
+The model is split into pp stages (TP 1 per stage by default, small TP allowed). Instead of mixing prompts
+into the decode stream one by one, as a naive pipeline does (continuous.py: each prompt micro-batch stalls the
+decode micro-batches behind it at every later stage), the engine alternates whole phases (TD-Pipe code,
+`TD_Pipe/core/scheduler.py`):
+- prefill phase: prompts in micro-batches of about `prefill_tokens` tokens (TD-Pipe's peak_batch_size 192),
+  back to back, until the predicted KV footprint reaches `kv_fill` (0.9) of capacity or the queue empties;
+- decode phase: the running batch B in pp micro-batches of B / pp (work stealing keeps them balanced), one
+  decode round = pp x stage time of B / pp; back to prefill when the spatial-temporal intensity test fires.
+
+The phase cycle, offline (every term per instance):
+    B0 = batch at which the predicted KV footprint of the b* survivors and the new prompts reaches kv_fill x
+        capacity (TD-Pipe usage[m] horizons)
+    b* = switch point: `switch_share` x B0 if pinned, else the largest b <= min(B0, 192 pp) with
+        I_d(b / pp) < I_p(b)   (TD-Pipe update_mode)
+        I_d(b) = (b / t(b)) / (256 / t(256)), 1 when b >= 192;  t = decode micro-batch time
+        I_p = (prefill_time - bubble) / prefill_time, prefill_time = P + (Tmax / pp)(pp - 1),
+        bubble = (Tmax / pp - decode_time)(pp - 1): P, Tmax over the prompts that would fit in the KV left
+    decode phase: B drains from B0 to b_end = min(b*, B0 e^(-1/mu)) (at least one round); with geometric
+        remaining lengths (mean mu = E[O] - 1 decode tokens) a round finishes B / mu requests, so
+        dk = mu dB / B and D = mu x integral over [b_end, B0] of t_round(B) dB / B
+    prefill phase: n = B0 - b_end prompts, P = n x mean stage time per prompt, plus the flow-shop switch loss
+        (pp - 1) x max(0, Tmb_max(n) - t_stage(b_end / pp)): on identical stages a block of micro-batches
+        delays the stream behind it by (pp - 1) x its longest stage time (proportionate flow shop; the naive
+        pipeline pays the same term per prompt)
+    throughput = n E[O] / (P + loss + D)
+Under Poisson arrivals the engine switches after k decode rounds, the smallest k at which the batch has
+drained to the pinned b* or the intensity test fires with the prompts that arrived. TTFT = wait for the next
+prefill phase + prompts ahead + own pass through the stages; TPOT = round time + the prefill-phase pause every
+k rounds. The strategy targets offline throughput, not latency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.cost.iteration import IterationCost, send_cost, stage_cost
+from planner.cost.memory import memory_breakdown
+from planner.cost.ops import BatchShape
+from planner.errors import PlannerError
+from planner.specs.deployment import Deployment
+from planner.specs.workload import Workload
+from planner.strategies.base import (
+    Candidate,
+    Context,
+    Infeasible,
+    Knob,
+    Latencies,
+    Memory,
+    Strategy,
+    layouts,
+    queue_waits_s,
+    register,
+)
+from planner.strategies.colocated import seeded_quantiles
+
+INTENSITY_REF_BATCH = 256  # TD-Pipe update_mode: I_d normalised to the micro-batch of 256
+CHECK_MICRO_BATCH = 192  # TD-Pipe update_mode: the test runs only when B / pp <= 192 (I_d = 1 above)
+KV_HORIZONS = (5, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)  # TD-Pipe future-footprint horizons (steps)
+BLOCK_TOKENS = 16  # vLLM paged-KV block size (default; TD-Pipe runs on vLLM): usage counts whole blocks
+GRID_POINTS = 16  # prompt lengths costed exactly; others interpolated (stage time is smooth in the length)
+
+
+def stage_s(deployment: Deployment, batch: BatchShape) -> float:
+    """One micro-batch through one stage and across one boundary, plus the engine's per-iteration overhead
+    (the same step as continuous.py's pipeline)."""
+    overhead = IterationCost(overhead_s=deployment.calibration.iteration_overhead_s)
+    return (stage_cost(deployment, batch) + send_cost(deployment, batch) + overhead).time_s
+
+
+@dataclass(frozen=True)
+class DecodeTable:
+    """Stage time of a decode micro-batch, exact at GRID_POINTS sizes spaced in log scale, interpolated
+    between them (smooth in the size: weights streamed once, GEMM efficiency rising with rows)."""
+
+    sizes: np.ndarray
+    times_s: np.ndarray
+
+    @classmethod
+    def build(cls, deployment: Deployment, largest: float, mean_context: float) -> DecodeTable:
+        sizes = np.geomspace(1.0, max(largest, INTENSITY_REF_BATCH), GRID_POINTS)
+        return cls(sizes, np.array([stage_s(deployment, BatchShape.decode(b, mean_context)) for b in sizes]))
+
+    def stage_s(self, micro_batch: float) -> float:
+        return float(np.interp(max(micro_batch, 1.0), self.sizes, self.times_s))
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """Stage times of the workload's prompts, per request (seconds), alone and in a full micro-batch."""
+
+    alone_s: np.ndarray  # the prompt alone at one stage: TD-Pipe's T(len) / pp in the I_p simulation
+    packed_s: np.ndarray  # the full micro-batch of `pack` prompts of its length at one stage
+    pack: np.ndarray  # prompts in a full micro-batch: ceil(prefill_tokens / len), at least 1
+
+    def _size(self, queued: float) -> np.ndarray:
+        """Prompts per micro-batch: a full pack, unless the phase has fewer prompts."""
+        size: np.ndarray = np.minimum(self.pack, max(queued, 1.0))
+        return size
+
+    def micro_batch_s(self, queued: float) -> np.ndarray:
+        """Stage time of the micro-batch holding each prompt in a phase of `queued` prompts: interpolated
+        between alone and the full pack by the prompts it holds (stage time grows about linearly in tokens)."""
+        extra = (self._size(queued) - 1) / np.maximum(self.pack - 1, 1.0)
+        micro: np.ndarray = self.alone_s + extra * (self.packed_s - self.alone_s)
+        return micro
+
+    def share_s(self, queued: float) -> float:
+        """Mean stage time per prompt (its micro-batch over the prompts in it) in a phase of `queued`."""
+        return float(np.mean(self.micro_batch_s(queued) / self._size(queued)))
+
+    @staticmethod
+    def expected_max(values: np.ndarray, n: float | np.ndarray) -> np.ndarray:
+        """Expected largest of n draws (at least one), as the n / (n + 1) quantile (linear between order
+        statistics, as numpy's default quantile)."""
+        n = np.maximum(n, 1.0)
+        ranks = np.arange(len(values), dtype=float)
+        largest: np.ndarray = np.interp(n / (n + 1) * (len(values) - 1), ranks, np.sort(values))
+        return largest
+
+
+def prompt_profile(deployment: Deployment, input_lens: np.ndarray, prefill_tokens: float) -> Prompts:
+    """TD-Pipe packs prompts FCFS until (prompts x longest length) >= peak_batch_size, so a prompt of L tokens
+    shares its micro-batch with ceil(prefill_tokens / L) - 1 others of about its length (alone when longer)."""
+    lengths = np.asarray(input_lens, dtype=float)
+    grid = np.unique(np.rint(np.geomspace(lengths.min(), lengths.max(), GRID_POINTS)))
+    pack = np.maximum(1.0, np.ceil(prefill_tokens / grid))
+    packed = np.array([stage_s(deployment, BatchShape.prefill(n, k)) for n, k in zip(grid, pack, strict=True)])
+    alone = np.array([stage_s(deployment, BatchShape.prefill(n)) for n in grid])
+    return Prompts(
+        alone_s=np.interp(lengths, grid, alone),
+        packed_s=np.interp(lengths, grid, packed),
+        pack=np.maximum(1.0, np.ceil(prefill_tokens / lengths)),
+    )
+
+
+def footprint_tokens(workload: Workload) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted KV footprint per request at each TD-Pipe horizon m, in tokens (usage[m] of scheduler.py,
+    sum over requests with at least m decode steps left of their blocks at length + m):
+    - fresh: just prefilled (length I + 1, O - 1 steps left): (I + 1 + m) [O - 1 >= m];
+    - running: the equilibrium population of a continuous batch, a request present with probability
+      proportional to O at an age a uniform in [0, O): averaged, (O - m)+ (I + m + (O - m) / 2) / E[O].
+    Both plus half a block on average for rounding up to whole blocks."""
+    inputs, outputs = np.array(workload.input_lens, float), np.array(workload.output_lens, float)
+    m = np.array(KV_HORIZONS, float)[:, None]
+    half_block = (BLOCK_TOKENS - 1) / 2
+    fresh = np.mean((inputs + 1 + m + half_block) * (outputs - 1 >= m), axis=1)
+    left = np.maximum(outputs - m, 0.0)
+    running = np.sum(left * (inputs + m + left / 2 + half_block), axis=1) / np.sum(outputs)
+    return fresh, running
+
+
+def batch_at_fill(fresh: np.ndarray, running: np.ndarray, kv_tokens: float, survivors: float) -> float:
+    """Batch after admitting fresh prompts on top of `survivors` running requests until the predicted peak
+    footprint max_m [survivors running(m) + fresh_count fresh(m)] reaches kv_tokens."""
+    room = (kv_tokens - survivors * running) / np.maximum(fresh, 1e-9)
+    return max(survivors + float(np.min(room)), 0.0)
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """One prefill phase plus one decode phase of one instance (seconds, requests)."""
+
+    full_batch: float  # B0: batch when the prefill phase stops
+    switch_batch: float  # b_end: batch when the decode phase stops
+    admitted: float  # prompts per prefill phase = completions per cycle
+    prefill_s: float  # prefill work of the phase (stage time sum)
+    switch_loss_s: float  # flow-shop delay of the phase switch
+    decode_s: float  # decode phase
+    rounds: float  # decode rounds per cycle
+
+    @property
+    def cycle_s(self) -> float:
+        return self.prefill_s + self.switch_loss_s + self.decode_s
+
+    @property
+    def request_rate_req_s(self) -> float:
+        return self.admitted / self.cycle_s
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The quantities of one temporal-pipeline instance that every formula above uses."""
+
+    pp: int
+    kv_tokens: float  # KV capacity of the instance
+    kv_fill: float
+    switch_share: float
+    mu: float  # mean decode tokens per request, E[O] - 1
+    max_batch: float  # each micro-batch is one engine iteration at a stage, within the engine's sequence cap
+    prompts: Prompts
+    decode: DecodeTable
+    fresh: np.ndarray  # footprint_tokens
+    running: np.ndarray
+
+    @classmethod
+    def build(cls, ctx: Context, deployment: Deployment, knobs: Mapping[str, float]) -> Pipeline:
+        w, pp = ctx.workload, deployment.pp_size
+        max_batch = float(deployment.engine.max_batch_size * pp)
+        fresh, running = footprint_tokens(w)
+        return cls(
+            pp=pp,
+            kv_tokens=float(memory_breakdown(deployment).kv_capacity_tokens),
+            kv_fill=knobs["kv_fill"],
+            switch_share=knobs["switch_share"],
+            mu=max(w.mean_output_len - 1.0, 1.0),
+            max_batch=max_batch,
+            prompts=prompt_profile(deployment, np.array(w.input_lens), knobs["prefill_tokens"]),
+            decode=DecodeTable.build(deployment, max_batch / pp, w.mean_decode_context),
+            fresh=fresh,
+            running=running,
+        )
+
+    def round_s(self, batch: float) -> float:
+        """One decode round: pp micro-batches of B / pp through every stage (as continuous.decode_step)."""
+        return self.pp * self.decode.stage_s(batch / self.pp)
+
+    def decode_intensity(self, batch: float) -> float:
+        """I_d of the micro-batch b = B / pp: its throughput over that of a 256 micro-batch (1 from 192)."""
+        b = batch / self.pp
+        if b >= CHECK_MICRO_BATCH:
+            return 1.0
+        return (b / self.decode.stage_s(b)) / (INTENSITY_REF_BATCH / self.decode.stage_s(INTENSITY_REF_BATCH))
+
+    def prefill_intensity(self, queued: float, batch_after: float) -> float:
+        """I_p for a prefill phase of `queued` prompts leaving `batch_after` running (TD-Pipe update_mode);
+        -inf when nothing would be admitted."""
+        if queued < 1:
+            return -math.inf
+        t_max = float(Prompts.expected_max(self.prompts.alone_s, queued))  # Tmax / pp
+        prefill_time = queued * float(np.mean(self.prompts.alone_s)) + t_max * (self.pp - 1)
+        decode_time = self.round_s(batch_after)  # T(B' // pp): one micro-batch through the whole model
+        bubble = (t_max - decode_time) * (self.pp - 1)
+        return (prefill_time - bubble) / prefill_time
+
+    def fill_batch(self, survivors: float, fill: float) -> float:
+        return min(batch_at_fill(self.fresh, self.running, fill * self.kv_tokens, survivors), self.max_batch)
+
+    def criterion_switch(self, top: float) -> float:
+        """b*: the largest total batch b <= top at which I_d(b / pp) < I_p(b), the prompts that would fit in
+        the whole KV (TD-Pipe's simulation admits up to 100%) queued. 1 when the test never fires."""
+
+        def fires(b: float) -> bool:
+            after = self.fill_batch(b, 1.0)
+            return self.decode_intensity(b) < self.prefill_intensity(after - b, after)
+
+        top = min(top, CHECK_MICRO_BATCH * self.pp)
+        if fires(top):
+            return top
+        if not fires(1.0):
+            return 1.0
+        low, high = 1.0, top
+        for _ in range(20):
+            mid = math.sqrt(low * high)
+            low, high = (mid, high) if fires(mid) else (low, mid)
+        return low
+
+    def switch_loss_s(self, admitted: float, batch: float) -> float:
+        t_mb = float(Prompts.expected_max(self.prompts.micro_batch_s(admitted), admitted))
+        return (self.pp - 1) * max(0.0, t_mb - self.decode.stage_s(batch / self.pp))
+
+    def decode_phase_s(self, high: float, low: float) -> float:
+        """mu x integral of t_round(B) dB / B from low to high (trapezoid in log B)."""
+        if high <= low:
+            return 0.0
+        grid = np.geomspace(low, high, 8)
+        times = np.array([self.round_s(b) for b in grid])
+        return self.mu * float(np.sum((times[1:] + times[:-1]) / 2 * np.diff(np.log(grid))))
+
+    def cycle(self) -> Cycle:
+        """The offline phase cycle (module docstring). B0 and b* depend on each other through the footprint
+        of the survivors: a few fixed-point passes settle them."""
+        switch = 0.0
+        for _ in range(4):
+            full = self.fill_batch(switch, self.kv_fill)
+            if full < 1:
+                raise PlannerError(f"KV cache of {self.kv_tokens:.0f} tokens holds less than one request")
+            switch = self.switch_share * full if self.switch_share else self.criterion_switch(full)
+            switch = min(switch, full * math.exp(-1 / self.mu))  # the test runs after one decode round
+        admitted = full - switch
+        return Cycle(
+            full_batch=full,
+            switch_batch=switch,
+            admitted=admitted,
+            prefill_s=admitted * self.prompts.share_s(admitted),
+            switch_loss_s=self.switch_loss_s(admitted, switch),
+            decode_s=self.decode_phase_s(full, switch),
+            rounds=self.mu * math.log(full / switch),
+        )
+
+
+@dataclass(frozen=True)
+class OpenCycle:
+    """The cycle under Poisson arrivals: k decode rounds at mean batch B, then a prefill phase of n prompts."""
+
+    rounds: float
+    batch: float
+    round_s: float
+    cycle_s: float
+    queued: float
+
+    @property
+    def pause_s(self) -> float:
+        return self.cycle_s - self.rounds * self.round_s
+
+
+def open_cycle(pipe: Pipeline, rate_req_s: float, rounds: float) -> OpenCycle | None:
+    """Fixed point of C = (k t(B) + loss) / (1 - r p), n = r C, B = r mu C / k (Little's law: a request
+    advances k tokens per cycle); None when the batch outgrows the KV fill target."""
+    batch, cycle_s, queued = 1.0, 0.0, 1.0
+    for _ in range(6):
+        share = pipe.prompts.share_s(queued)
+        if rate_req_s * share >= 1:
+            return None
+        loss = pipe.switch_loss_s(queued, max(batch - queued / 2, 1.0))
+        cycle_s = (rounds * pipe.round_s(batch) + loss) / (1 - rate_req_s * share)
+        queued = rate_req_s * cycle_s
+        batch = max(rate_req_s * pipe.mu * cycle_s / rounds, 1.0)
+    if batch + queued / 2 > pipe.fill_batch(max(batch - queued / 2, 0.0), pipe.kv_fill):
+        return None
+    return OpenCycle(rounds=rounds, batch=batch, round_s=pipe.round_s(batch), cycle_s=cycle_s, queued=queued)
+
+
+def settle(pipe: Pipeline, rate_req_s: float, max_rounds: float, pinned_batch: float) -> OpenCycle | None:
+    """The cycle with the fewest decode rounds (the engine checks once a round) after which it switches: the
+    batch has drained to the pinned b*, or (none pinned) TD-Pipe's test fires with the arrivals queued."""
+
+    def switches(rounds: float) -> OpenCycle | None:
+        point = open_cycle(pipe, rate_req_s, rounds)
+        if point is None:
+            return None
+        low = max(point.batch - point.queued / 2, 1.0)
+        if pinned_batch:
+            return point if low <= pinned_batch else None
+        return point if pipe.decode_intensity(low) < pipe.prefill_intensity(point.queued, low + point.queued) else None
+
+    if switches(max_rounds) is None:
+        return open_cycle(pipe, rate_req_s, max_rounds)
+    low, high = 1.0, max_rounds
+    if (first := switches(low)) is not None:
+        return first
+    while high - low > max(1.0, 0.05 * low):
+        mid = math.sqrt(low * high)
+        low, high = (low, mid) if switches(mid) is not None else (mid, high)
+    return open_cycle(pipe, rate_req_s, high)
+
+
+def request_latencies(pipe: Pipeline, point: OpenCycle, rate_req_s: float, workload: Workload) -> Latencies:
+    """Per-request TTFT and TPOT in the cycle `point` (module docstring)."""
+    n, outputs = len(workload.input_lens), np.array(workload.output_lens, dtype=float)
+    share, micro = pipe.prompts.share_s(point.queued), pipe.prompts.micro_batch_s(point.queued)
+    decode_s = point.rounds * point.round_s
+    arrival = seeded_quantiles(n, 2) * point.cycle_s  # from the start of the decode phase
+    in_decode = arrival < decode_s
+    backlog = rate_req_s * decode_s * share  # prompt work queued when the prefill phase starts
+    drained = (arrival - decode_s) * (1 - rate_req_s * share)  # net drain of that backlog during the phase
+    ahead = np.where(in_decode, rate_req_s * arrival * share, np.maximum(0.0, backlog - drained))
+    longest = Prompts.expected_max(micro, ahead / share + 1)  # longest micro-batch up to this prompt's
+    # Flow shop: a micro-batch leaves the last stage after the work ahead, its own stage, and (pp - 1) times
+    # the longest stage time so far.
+    ttft = np.where(in_decode, decode_s - arrival, 0.0) + ahead + micro + (pipe.pp - 1) * np.maximum(micro, longest)
+    steps = np.maximum(outputs - 1, 1.0)
+    pauses = np.floor(steps / point.rounds + seeded_quantiles(n, 3))  # prefill phases during its decode
+    tpot = np.where(outputs > 1, (steps * point.round_s + pauses * point.pause_s) / steps, point.round_s)
+    tbt_p99 = point.round_s + (point.pause_s if 1 / point.rounds > 0.01 else 0.0)
+    return Latencies(ttft_s=ttft, tpot_s=tpot, tbt_p99_s=tbt_p99)
+
+
+@register
+class TemporalPipeline(Strategy):
+    name = "temporal-pipeline"
+    summary = "pipeline with long prefill and decode phases switched by an intensity test (TD-Pipe); throughput"
+    reference = "TD-Pipe (ICPP'25, arXiv 2506.10470)"
+    knobs = (
+        Knob(
+            name="prefill_tokens",
+            default=192,
+            search=(192, 512),
+            help="tokens per prefill micro-batch (TD-Pipe peak_batch_size 192, the knee of its L20 profile)",
+        ),
+        Knob(
+            name="kv_fill",
+            default=0.9,
+            search=(0.9,),
+            help="share of the KV cache the predicted footprint may reach before the prefill phase stops",
+        ),
+        Knob(
+            name="switch_share",
+            default=0,
+            search=(0, 0.5, 0.8),
+            help="decode->prefill switch point b* as a share of the full batch B0 (0: TD-Pipe's intensity test "
+            "decides); lower shares mean longer phases, fewer switch bubbles, smaller late decode batches",
+        ),
+    )
+
+    def candidates(self, ctx: Context, knobs: Mapping[str, float] | None = None) -> Iterator[Candidate | Infeasible]:
+        for tp, pp in layouts(ctx):
+            if pp < 2:
+                continue  # a temporal pipeline needs stages to alternate over
+            for values in self.knob_grid(knobs):
+                replicas = ctx.cluster.num_gpus // (tp * pp)
+                candidate = Candidate(self.name, tp, pp, replicas, replicas * tp * pp, values)
+                try:
+                    self.memory(ctx, candidate)
+                except PlannerError as err:
+                    yield Infeasible(strategy=self.name, tp=tp, pp=pp, knobs=values, reason=str(err))
+                    continue
+                yield candidate
+
+    def pipeline(self, ctx: Context, candidate: Candidate) -> Pipeline:
+        return Pipeline.build(ctx, ctx.deployment(candidate.tp, candidate.pp), candidate.knobs)
+
+    def memory(self, ctx: Context, candidate: Candidate) -> Memory:
+        memory = memory_breakdown(ctx.deployment(candidate.tp, candidate.pp))
+        if memory.kv_capacity_tokens < ctx.workload.max_request_tokens:
+            raise PlannerError(
+                f"KV cache of {memory.kv_capacity_tokens} tokens cannot hold the workload's longest "
+                f"request ({ctx.workload.max_request_tokens} tokens)"
+            )
+        return Memory(gib=memory.as_gib(), kv_capacity_tokens=memory.kv_capacity_tokens)
+
+    def capacity_req_s(self, ctx: Context, candidate: Candidate) -> float:
+        return self.pipeline(ctx, candidate).cycle().request_rate_req_s * candidate.replicas
+
+    def latencies(self, ctx: Context, candidate: Candidate, rate_req_s: float) -> Latencies | None:
+        pipe = self.pipeline(ctx, candidate)
+        full, rate = pipe.cycle(), rate_req_s / candidate.replicas
+        if rate >= full.request_rate_req_s:
+            return None
+        point = settle(pipe, rate, max(full.rounds, 1.0), full.switch_batch if pipe.switch_share else 0.0)
+        if point is not None:
+            return request_latencies(pipe, point, rate, ctx.workload)
+        # Near capacity the batch would outgrow the KV target: the engine runs the offline cycle and requests
+        # also queue for it (M/D/1 wait with the cycle as service, exponential tail).
+        batch = (full.full_batch + full.switch_batch) / 2
+        point = OpenCycle(full.rounds, batch, pipe.round_s(batch), full.cycle_s, full.admitted)
+        lat = request_latencies(pipe, point, rate, ctx.workload)
+        rho = rate / full.request_rate_req_s
+        wait = queue_waits_s(len(lat.ttft_s), rho, rho * full.cycle_s / (2 * (1 - rho)))
+        return Latencies(ttft_s=lat.ttft_s + wait, tpot_s=lat.tpot_s, tbt_p99_s=lat.tbt_p99_s)
