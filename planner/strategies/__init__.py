@@ -6,6 +6,7 @@ Importing this package registers every strategy; `get_strategy(name)` returns on
 from planner.strategies import (  # noqa: F401  (importing registers them)
     chunked,
     colocated,
+    disaggregated,
     macro_instance,
     phase_resharding,
     sm_partition,

@@ -118,6 +118,7 @@ class Colocated(Strategy):
             round(w.mean_input_len),
             round(w.mean_output_len),
             self._max_batch(ctx, deployment, memory.kv_capacity_tokens),
+            w.mean_decode_context,
         )
         return point.request_rate_req_s * candidate.replicas
 
@@ -128,7 +129,7 @@ class Colocated(Strategy):
         mean_in, mean_out = round(w.mean_input_len), round(w.mean_output_len)
         rate = rate_req_s / candidate.replicas
         max_batch = self._max_batch(ctx, deployment, memory.kv_capacity_tokens)
-        point = continuous.poisson(deployment, mean_in, mean_out, max_batch, rate)
+        point = continuous.poisson(deployment, mean_in, mean_out, max_batch, rate, w.mean_decode_context)
         if not point.stable:
             return None
         slot_wait = continuous.slot_wait_s(point.batch_size, max_batch, rate)

@@ -133,9 +133,13 @@ def _first_token_service_s(
     return chunks * step.time_s * pp + residual
 
 
-def steady_state(deployment: Deployment, input_len: int, output_len: int, batch_size: float) -> ServingPoint:
-    """The instance with `batch_size` requests always in flight (closed loop, no queue)."""
-    mean_context = input_len + output_len / 2
+def steady_state(
+    deployment: Deployment, input_len: int, output_len: int, batch_size: float, mean_context: float | None = None
+) -> ServingPoint:
+    """The instance with `batch_size` requests always in flight (closed loop, no queue). `mean_context` is the
+    mean KV context of a decode step: input + output / 2 for one request shape, the output-weighted mean over a
+    workload of mixed lengths (Workload.mean_decode_context)."""
+    mean_context = mean_context or input_len + output_len / 2
     step = decode_step(deployment, batch_size, mean_context)
     share = prefill_share_s(deployment, input_len, batch_size, mean_context)
     busy = (output_len - 1) * step.time_s + batch_size * share
@@ -193,7 +197,12 @@ def slot_wait_s(batch_size: float, max_batch: float, rate_req_s: float) -> float
 
 
 def poisson(
-    deployment: Deployment, input_len: int, output_len: int, max_batch: float, rate_req_s: float
+    deployment: Deployment,
+    input_len: int,
+    output_len: int,
+    max_batch: float,
+    rate_req_s: float,
+    mean_context: float | None = None,
 ) -> ServingPoint:
     """Poisson arrivals at `rate_req_s` (an open system).
 
@@ -203,10 +212,10 @@ def poisson(
     B = rate x E2E(B) (Little's law). At or beyond the capacity of a full batch the point is returned at
     capacity with `stable` False. Requests also wait for a batch slot as the batch nears its limit
     (`slot_wait_s`)."""
-    full = steady_state(deployment, input_len, output_len, max_batch)
+    mean_context = mean_context or input_len + output_len / 2
+    full = steady_state(deployment, input_len, output_len, max_batch, mean_context)
     if rate_req_s >= full.request_rate_req_s:
         return replace(full, stable=False)
-    mean_context = input_len + output_len / 2
 
     def at(batch: float) -> ServingPoint:
         step = decode_step(deployment, max(batch, 1.0), mean_context)

@@ -145,7 +145,11 @@ class MacroInstance(Strategy):
         deployment = self.deployment(ctx, candidate)
         w = ctx.workload
         point = continuous.steady_state(
-            deployment, round(w.mean_input_len), round(w.mean_output_len), self._max_batch(ctx, deployment)
+            deployment,
+            round(w.mean_input_len),
+            round(w.mean_output_len),
+            self._max_batch(ctx, deployment),
+            w.mean_decode_context,
         )
         return point.request_rate_req_s * candidate.replicas
 
@@ -157,7 +161,7 @@ class MacroInstance(Strategy):
         macro_rate = rate_req_s * size / candidate.replicas  # lambda: one macro's arrivals
         rate = macro_rate / size  # lambda_i: one instance's share
         max_batch = self._max_batch(ctx, deployment)
-        point = continuous.poisson(deployment, mean_in, mean_out, max_batch, rate)
+        point = continuous.poisson(deployment, mean_in, mean_out, max_batch, rate, w.mean_decode_context)
         if not point.stable:
             return None
         step_s = point.decode_step.time_s
