@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from planner.cost.memory import MemoryBreakdown, memory_breakdown
 from planner.errors import PlannerError
 from planner.specs.catalog import Catalog
 from planner.specs.deployment import Deployment
@@ -201,6 +202,44 @@ def layouts(ctx: Context, max_pp: int | None = None) -> Iterator[tuple[int, int]
                 yield tp, pp
                 pp *= 2
         tp *= 2
+
+
+# --- memory and candidates shared by the strategies ---------------------------------------------------------
+
+
+def require_request_fits(ctx: Context, memory: MemoryBreakdown) -> None:
+    """PlannerError when an instance's KV cache cannot hold the workload's longest request."""
+    if memory.kv_capacity_tokens < ctx.workload.max_request_tokens:
+        raise PlannerError(
+            f"KV cache of {memory.kv_capacity_tokens} tokens cannot hold the workload's longest "
+            f"request ({ctx.workload.max_request_tokens} tokens)"
+        )
+
+
+def instance_memory(ctx: Context, deployment: Deployment) -> Memory:
+    """Per-GPU memory of the busiest stage and the instance's KV capacity (require_request_fits applies)."""
+    memory = memory_breakdown(deployment)
+    require_request_fits(ctx, memory)
+    return Memory(gib=memory.as_gib(), kv_capacity_tokens=memory.kv_capacity_tokens)
+
+
+def layout_candidates(
+    strategy: Strategy, ctx: Context, pairs: Iterable[tuple[int, int]], pinned: Mapping[str, float] | None
+) -> Iterator[Candidate | Infeasible]:
+    """(tp, pp) layouts x the strategy's knob grid, replicated over the cluster; Infeasible when one does not
+    fit in memory."""
+    for tp, pp in pairs:
+        replicas = ctx.cluster.num_gpus // (tp * pp)
+        for values in strategy.knob_grid(pinned):
+            candidate = Candidate(
+                strategy=strategy.name, tp=tp, pp=pp, replicas=replicas, gpus_used=replicas * tp * pp, knobs=values
+            )
+            try:
+                strategy.memory(ctx, candidate)
+            except PlannerError as err:
+                yield Infeasible(strategy=strategy.name, tp=tp, pp=pp, knobs=values, reason=str(err))
+                continue
+            yield candidate
 
 
 # --- per-request latency distributions ---------------------------------------------------------------------

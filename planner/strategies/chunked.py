@@ -41,7 +41,7 @@ per-iteration overhead (the same step continuous.py uses).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -52,7 +52,6 @@ from scipy.stats import binom
 from planner.cost.iteration import IterationCost, send_cost, stage_cost
 from planner.cost.memory import memory_breakdown
 from planner.cost.ops import BatchShape
-from planner.errors import PlannerError
 from planner.specs.deployment import Deployment
 from planner.strategies import continuous
 from planner.strategies.base import (
@@ -63,6 +62,8 @@ from planner.strategies.base import (
     Latencies,
     Memory,
     Strategy,
+    instance_memory,
+    layout_candidates,
     layouts,
     queue_waits_s,
     register,
@@ -98,42 +99,6 @@ def budget_decode_cap(budget_tokens: float, mean_input: float, mean_decodes: flo
     if mean_decodes <= 0:
         return 0.0
     return pp * budget_tokens * mean_decodes / (mean_input + mean_decodes)
-
-
-def instance_memory(ctx: Context, deployment: Deployment) -> Memory:
-    """Per-GPU memory of the busiest stage and the instance's KV capacity; PlannerError when the KV cache
-    cannot hold the workload's longest request (the rule colocated applies)."""
-    memory = memory_breakdown(deployment)
-    if memory.kv_capacity_tokens < ctx.workload.max_request_tokens:
-        raise PlannerError(
-            f"KV cache of {memory.kv_capacity_tokens} tokens cannot hold the workload's longest "
-            f"request ({ctx.workload.max_request_tokens} tokens)"
-        )
-    return Memory(gib=memory.as_gib(), kv_capacity_tokens=memory.kv_capacity_tokens)
-
-
-def layout_candidates(
-    strategy: Strategy, ctx: Context, pairs: Iterable[tuple[int, int]], pinned: Mapping[str, float] | None
-) -> Iterator[Candidate | Infeasible]:
-    """(tp, pp) layouts x the strategy's knob grid, replicated over the cluster; Infeasible when one does not
-    fit in memory."""
-    for tp, pp in pairs:
-        replicas = ctx.cluster.num_gpus // (tp * pp)
-        for values in strategy.knob_grid(pinned):
-            candidate = Candidate(
-                strategy=strategy.name,
-                tp=tp,
-                pp=pp,
-                replicas=replicas,
-                gpus_used=replicas * tp * pp,
-                knobs=values,
-            )
-            try:
-                strategy.memory(ctx, candidate)
-            except PlannerError as err:
-                yield Infeasible(strategy=strategy.name, tp=tp, pp=pp, knobs=values, reason=str(err))
-                continue
-            yield candidate
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ import numpy as np
 from scipy.stats import poisson
 
 from planner.cost.memory import memory_breakdown
-from planner.errors import PlannerError
 from planner.specs.deployment import Deployment
 from planner.strategies import continuous
 from planner.strategies.base import (
@@ -34,6 +33,8 @@ from planner.strategies.base import (
     Latencies,
     Memory,
     Strategy,
+    instance_memory,
+    layout_candidates,
     layouts,
     mdl_wait_s,
     queue_waits_s,
@@ -77,31 +78,10 @@ class Colocated(Strategy):
         return {}
 
     def candidates(self, ctx: Context, knobs: Mapping[str, float] | None = None) -> Iterator[Candidate | Infeasible]:
-        for tp, pp in layouts(ctx):
-            for values in self.knob_grid(knobs):
-                candidate = Candidate(
-                    strategy=self.name,
-                    tp=tp,
-                    pp=pp,
-                    replicas=ctx.cluster.num_gpus // (tp * pp),
-                    gpus_used=ctx.cluster.num_gpus // (tp * pp) * tp * pp,
-                    knobs=values,
-                )
-                try:
-                    self.memory(ctx, candidate)
-                except PlannerError as err:
-                    yield Infeasible(strategy=self.name, tp=tp, pp=pp, knobs=values, reason=str(err))
-                    continue
-                yield candidate
+        return layout_candidates(self, ctx, layouts(ctx), knobs)
 
     def memory(self, ctx: Context, candidate: Candidate) -> Memory:
-        memory = memory_breakdown(self.deployment(ctx, candidate))
-        if memory.kv_capacity_tokens < ctx.workload.max_request_tokens:
-            raise PlannerError(
-                f"KV cache of {memory.kv_capacity_tokens} tokens cannot hold the workload's longest "
-                f"request ({ctx.workload.max_request_tokens} tokens)"
-            )
-        return Memory(gib=memory.as_gib(), kv_capacity_tokens=memory.kv_capacity_tokens)
+        return instance_memory(ctx, self.deployment(ctx, candidate))
 
     def _max_batch(self, ctx: Context, deployment: Deployment, kv_capacity_tokens: int) -> float:
         w = ctx.workload

@@ -45,6 +45,7 @@ from planner.strategies.base import (
     Latencies,
     Memory,
     Strategy,
+    instance_memory,
     layouts,
     mdl_wait_s,
     queue_waits_s,
@@ -128,13 +129,7 @@ class MacroInstance(Strategy):
                 yield candidate
 
     def memory(self, ctx: Context, candidate: Candidate) -> Memory:
-        memory = memory_breakdown(self.deployment(ctx, candidate))
-        if memory.kv_capacity_tokens < ctx.workload.max_request_tokens:
-            raise PlannerError(
-                f"KV cache of {memory.kv_capacity_tokens} tokens cannot hold the workload's longest "
-                f"request ({ctx.workload.max_request_tokens} tokens)"
-            )
-        return Memory(gib=memory.as_gib(), kv_capacity_tokens=memory.kv_capacity_tokens)
+        return instance_memory(ctx, self.deployment(ctx, candidate))
 
     def _max_batch(self, ctx: Context, deployment: Deployment) -> float:
         w = ctx.workload

@@ -56,7 +56,18 @@ from planner.errors import PlannerError
 from planner.specs.deployment import Deployment
 from planner.specs.model import ModelSpec, param_count
 from planner.strategies import continuous
-from planner.strategies.base import Candidate, Context, Infeasible, Knob, Latencies, Memory, Strategy, layouts, register
+from planner.strategies.base import (
+    Candidate,
+    Context,
+    Infeasible,
+    Knob,
+    Latencies,
+    Memory,
+    Strategy,
+    layouts,
+    register,
+    require_request_fits,
+)
 from planner.strategies.colocated import seeded_quantiles
 
 # --- where each GPU's slices live in a layout ------------------------------------------------------------------
@@ -293,11 +304,7 @@ class PhaseResharding(Strategy):
     def memory(self, ctx: Context, candidate: Candidate) -> Memory:
         """The layout with the smaller KV capacity binds: the same requests' KV must fit in both."""
         binding = min(self._memories(ctx, candidate), key=lambda m: m.kv_capacity_tokens)
-        if binding.kv_capacity_tokens < ctx.workload.max_request_tokens:
-            raise PlannerError(
-                f"KV cache of {binding.kv_capacity_tokens} tokens cannot hold the workload's longest "
-                f"request ({ctx.workload.max_request_tokens} tokens)"
-            )
+        require_request_fits(ctx, binding)
         return Memory(gib=binding.as_gib(), kv_capacity_tokens=binding.kv_capacity_tokens)
 
     def cycle(self, ctx: Context, candidate: Candidate) -> Cycle:

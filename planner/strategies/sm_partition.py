@@ -72,6 +72,7 @@ from planner.strategies.base import (
     mdl_wait_s,
     queue_waits_s,
     register,
+    require_request_fits,
 )
 
 FAIR_SHARE = 0.5  # max-min fair share of the memory bandwidth when both workers want more than half
@@ -255,11 +256,7 @@ class SmPartition(Strategy):
     def memory(self, ctx: Context, candidate: Candidate) -> Memory:
         sized = self._sized(ctx, candidate)
         memory = memory_breakdown(sized)
-        if memory.kv_capacity_tokens < ctx.workload.max_request_tokens:
-            raise PlannerError(
-                f"KV cache of {memory.kv_capacity_tokens} tokens cannot hold the workload's longest "
-                f"request ({ctx.workload.max_request_tokens} tokens)"
-            )
+        require_request_fits(ctx, memory)
         gib = memory.as_gib()
         reserve_gib = 2 * ctx.engine.runtime_reserve_gib
         gib["decode_activations"] = gib["runtime_reserve"] - reserve_gib

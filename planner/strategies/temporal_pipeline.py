@@ -53,6 +53,7 @@ from planner.strategies.base import (
     Latencies,
     Memory,
     Strategy,
+    instance_memory,
     layouts,
     queue_waits_s,
     register,
@@ -416,13 +417,7 @@ class TemporalPipeline(Strategy):
         return Pipeline.build(ctx, ctx.deployment(candidate.tp, candidate.pp), candidate.knobs)
 
     def memory(self, ctx: Context, candidate: Candidate) -> Memory:
-        memory = memory_breakdown(ctx.deployment(candidate.tp, candidate.pp))
-        if memory.kv_capacity_tokens < ctx.workload.max_request_tokens:
-            raise PlannerError(
-                f"KV cache of {memory.kv_capacity_tokens} tokens cannot hold the workload's longest "
-                f"request ({ctx.workload.max_request_tokens} tokens)"
-            )
-        return Memory(gib=memory.as_gib(), kv_capacity_tokens=memory.kv_capacity_tokens)
+        return instance_memory(ctx, ctx.deployment(candidate.tp, candidate.pp))
 
     def capacity_req_s(self, ctx: Context, candidate: Candidate) -> float:
         return self.pipeline(ctx, candidate).cycle().request_rate_req_s * candidate.replicas

@@ -45,8 +45,20 @@ from scipy.optimize import brentq
 from planner.cost.memory import memory_breakdown
 from planner.cost.ops import BatchShape
 from planner.specs.deployment import Deployment
-from planner.strategies.base import Candidate, Context, Infeasible, Knob, Latencies, Memory, Strategy, layouts, register
-from planner.strategies.chunked import instance_memory, layout_candidates, mean_cached_tokens, stage_step_s
+from planner.strategies.base import (
+    Candidate,
+    Context,
+    Infeasible,
+    Knob,
+    Latencies,
+    Memory,
+    Strategy,
+    instance_memory,
+    layout_candidates,
+    layouts,
+    register,
+)
+from planner.strategies.chunked import mean_cached_tokens, stage_step_s
 
 PAGE_SIZE_TOKENS = 16  # gLLM KV page (block) size, default [CODE gLLM @ecab5d8]
 MAX_DECODES_PER_MICRO_BATCH = 256  # gLLM `maxd` default [CODE]; read as the cap of one micro-batch [INFERRED]
