@@ -266,7 +266,7 @@ def _strategy_estimate(
     network: str | None,
     gpus_per_node: int | None,
 ) -> StrategyResult:
-    from planner.compare import DEFAULT_SLO, build_context, evaluate_strategy, rank_key
+    from planner.compare import DEFAULT_SLO, build_context, evaluate_strategy, objective_for, rank_key
     from planner.specs.workload import Workload
     from planner.strategies.base import Slo
 
@@ -280,7 +280,8 @@ def _strategy_estimate(
     if not feasible:
         reasons = sorted({r.reason or "no configuration" for r in results}) or ["no configuration matches --tp/--pp"]
         raise PlannerError(f"{strategy} has no feasible configuration here: {reasons[0]}")
-    return max(feasible, key=rank_key)
+    objective = objective_for(rate, ttft, tpot) if concurrency is None else "goodput"
+    return max(feasible, key=lambda r: rank_key(r, objective))
 
 
 @app.command()
@@ -342,6 +343,7 @@ def compare(
             "per_strategy": [c.model_dump(mode="json") for c in result.per_strategy],
             "reason": result.reason,
             "slo": result.slo.model_dump(mode="json"),
+            "objective": result.objective,
             "workload": result.workload,
             "engine": result.engine,
         }

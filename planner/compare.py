@@ -2,8 +2,9 @@
 
 Each strategy enumerates its configurations (layouts x knob values); every configuration is evaluated
 (`planner.strategies.base.evaluate`): offline capacity, latency percentiles at the requested rate (or at its
-goodput rate), SLO attainment and goodput. A strategy's best configuration has the highest goodput (then the
-highest offline throughput); the overall best is the best of those.
+goodput rate), SLO attainment and goodput. With latency targets or a rate, a strategy's best configuration has
+the highest goodput (then the highest offline throughput); without them, the highest offline throughput. The
+overall best is the best of those.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Comparison(BaseModel):
     workload: str
     engine: str
     slo: Slo
+    objective: str  # "goodput" (latency targets or a rate given) or "throughput" (offline)
     rate_req_s: float | None
     configs: list[StrategyResult]
     per_strategy: list[StrategyResult]
@@ -41,17 +43,30 @@ class Comparison(BaseModel):
     reason: str
 
 
-def rank_key(result: StrategyResult) -> tuple[float, float]:
-    """Goodput first, offline throughput second; infeasible configurations last."""
+def rank_key(result: StrategyResult, objective: str = "goodput") -> tuple[float, float]:
+    """Goodput then offline throughput (objective "goodput"), or the reverse ("throughput"); infeasible
+    configurations last."""
     if not result.feasible:
         return (-1.0, -1.0)
-    return (result.goodput_req_s or 0.0, result.output_throughput_tok_s or 0.0)
+    goodput, throughput = result.goodput_req_s or 0.0, result.output_throughput_tok_s or 0.0
+    return (goodput, throughput) if objective == "goodput" else (throughput, goodput)
 
 
-def why(best: StrategyResult, runner_up: StrategyResult | None, slo: Slo) -> str:
+def objective_for(rate: float | None, ttft: float | None, tpot: float | None) -> str:
+    """Rank by goodput when the user states latency targets or a rate; by offline throughput otherwise."""
+    return "goodput" if rate is not None or ttft is not None or tpot is not None else "throughput"
+
+
+def why(best: StrategyResult, runner_up: StrategyResult | None, slo: Slo, objective: str = "goodput") -> str:
     """One line on why the best configuration beats the next strategy's best."""
     if runner_up is None:
         return f"{best.strategy} is the only feasible strategy"
+    if objective == "throughput":
+        tb, tr = best.output_throughput_tok_s or 0.0, runner_up.output_throughput_tok_s or 0.0
+        return (
+            f"{best.strategy} has the highest offline throughput, {tb:,.0f} tok/s, {tb / max(tr, 1e-9):.2f}x the "
+            f"{tr:,.0f} tok/s of {runner_up.strategy} (no latency targets given: pass --ttft/--tpot to rank by goodput)"
+        )
     good_b, good_r = best.goodput_req_s or 0.0, runner_up.goodput_req_s or 0.0
     slo_text = f"TTFT <= {slo.ttft_s:g} s and TPOT <= {slo.tpot_s:g} s for {slo.attainment:.0%} of requests"
     if good_b > 0 and good_b > good_r:
@@ -145,6 +160,7 @@ def compare(
     if rate is not None and rate <= 0:
         raise PlannerError(f"--rate must be a positive number, got {rate}")
     slo = Slo(ttft_s=ttft or DEFAULT_SLO.ttft_s, tpot_s=tpot or DEFAULT_SLO.tpot_s, attainment=attainment)
+    objective = objective_for(rate, ttft, tpot)
     ctx = build_context(catalog, model, gpus, work, dtype, kv_dtype, engine, network, gpus_per_node)
     names = list(strategies) if strategies else sorted(REGISTRY)
     configs: list[StrategyResult] = []
@@ -154,14 +170,14 @@ def compare(
         configs += results
         feasible = [r for r in results if r.feasible]
         if feasible:
-            per_strategy.append(max(feasible, key=rank_key))
-    per_strategy.sort(key=rank_key, reverse=True)
+            per_strategy.append(max(feasible, key=lambda r: rank_key(r, objective)))
+    per_strategy.sort(key=lambda r: rank_key(r, objective), reverse=True)
     best = per_strategy[0] if per_strategy else None
     if best is None:
         reasons = sorted({r.reason or "" for r in configs})
         reason = "no strategy has a feasible configuration: " + "; ".join(reasons[:3])
     else:
-        reason = why(best, per_strategy[1] if len(per_strategy) > 1 else None, slo)
+        reason = why(best, per_strategy[1] if len(per_strategy) > 1 else None, slo, objective)
     return Comparison(
         model=ctx.model.id,
         gpu=ctx.cluster.gpu.id,
@@ -169,6 +185,7 @@ def compare(
         workload=work.name,
         engine=ctx.engine.id,
         slo=slo,
+        objective=objective,
         rate_req_s=rate,
         configs=configs,
         per_strategy=per_strategy,

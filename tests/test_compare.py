@@ -14,8 +14,22 @@ from planner.strategies import REGISTRY
 
 runner = CliRunner()
 
-CONFIG_FIELDS = {"strategy", "tp", "pp", "replicas", "knobs", "feasible", "reason", "output_throughput_tok_s",
-                 "request_throughput_req_s", "ttft_s", "tpot_s", "ttft_p90_s", "tpot_p90_s", "goodput_req_s"}
+CONFIG_FIELDS = {
+    "strategy",
+    "tp",
+    "pp",
+    "replicas",
+    "knobs",
+    "feasible",
+    "reason",
+    "output_throughput_tok_s",
+    "request_throughput_req_s",
+    "ttft_s",
+    "tpot_s",
+    "ttft_p90_s",
+    "tpot_p90_s",
+    "goodput_req_s",
+}
 SMALL = ["--model", "llama-8b", "--gpus", "2xa100", "--input-len", "512", "--output-len", "128"]
 
 
@@ -35,15 +49,40 @@ class TestCompareJson:
         for config in configs:
             assert set(config) >= CONFIG_FIELDS
 
-    def test_best_is_the_feasible_config_with_most_goodput(self, compared: dict[str, object]) -> None:
+    def test_without_targets_best_has_the_most_offline_throughput(self, compared: dict[str, object]) -> None:
         configs = [c for c in compared["configs"] if c["feasible"]]  # type: ignore[union-attr]
         best = compared["best"]
-        assert isinstance(best, dict)
-        assert best["goodput_req_s"] == max(c["goodput_req_s"] for c in configs)
+        assert isinstance(best, dict) and compared["objective"] == "throughput"
+        assert best["output_throughput_tok_s"] == max(c["output_throughput_tok_s"] for c in configs)
+
+    def test_with_targets_best_has_the_most_goodput(self) -> None:
+        result = runner.invoke(
+            app, ["compare", *SMALL, "--strategy", "colocated", "--ttft", "0.3", "--tpot", "0.03", "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        payload = json.loads(result.output)
+        configs = [c for c in payload["configs"] if c["feasible"]]
+        assert payload["objective"] == "goodput"
+        assert payload["best"]["goodput_req_s"] == max(c["goodput_req_s"] for c in configs)
 
     def test_infeasible_configs_say_why(self) -> None:
-        result = runner.invoke(app, ["compare", "--model", "llama-70b", "--gpus", "8xL20", "--input-len", "512",
-                                     "--output-len", "128", "--strategy", "colocated", "--json"])
+        result = runner.invoke(
+            app,
+            [
+                "compare",
+                "--model",
+                "llama-70b",
+                "--gpus",
+                "8xL20",
+                "--input-len",
+                "512",
+                "--output-len",
+                "128",
+                "--strategy",
+                "colocated",
+                "--json",
+            ],
+        )
         assert result.exit_code == 0, result.output
         infeasible = [c for c in json.loads(result.output)["configs"] if not c["feasible"]]
         assert infeasible and all(c["reason"] for c in infeasible)
@@ -63,8 +102,22 @@ class TestCompareHuman:
 
 class TestStrategyEstimate:
     def test_json_of_one_strategy_configuration(self) -> None:
-        result = runner.invoke(app, ["estimate", *SMALL, "--strategy", "colocated", "--tp", "1",
-                                     "--knob", "max_batch=64", "--rate", "1", "--json"])
+        result = runner.invoke(
+            app,
+            [
+                "estimate",
+                *SMALL,
+                "--strategy",
+                "colocated",
+                "--tp",
+                "1",
+                "--knob",
+                "max_batch=64",
+                "--rate",
+                "1",
+                "--json",
+            ],
+        )
         assert result.exit_code == 0, result.output
         payload = json.loads(result.output)
         assert payload["strategy"] == "colocated" and payload["tp"] == 1 and payload["knobs"] == {"max_batch": 64}
