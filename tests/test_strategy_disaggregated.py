@@ -272,10 +272,10 @@ class TestSeedResults:
         "arXiv / 7.4x OSDI, simulator 1.56 req/s/GPU): tdplan gives disaggregated 5.18 req/s/GPU (prefill TP1 + "
         "decode TP2, 3 GPUs, TTFT p90 0.247 s: its single prefill queue binds) against colocated about 7.0 "
         "(TP2, max_batch 1024, near its capacity at goodput): ratio 0.74. "
-        "The colocated model charges prompt stalls as a Poisson count averaged over each long decode (TPOT = "
-        "step / (1 - rho), rho = 0.30 at 15.1 req/s per TP2 replica: 20 ms of prompt per request against a 55 ms "
-        "step) and gives each replica its own prompt server, so at these SLOs it loses almost nothing to "
-        "interference; at capacity both strategies do the same work (see docs/strategies/disaggregated.md)",
+        "The colocated model charges prompt stalls as a Poisson count over each long decode (TPOT = "
+        "step / (1 - rho), rho = 0.28 at 14.1 req/s per TP2 replica: about 20 ms of prompt per request against a "
+        "64 ms step) and gives each replica its own prompt server, so at these SLOs it loses almost nothing to "
+        "interference; at capacity both strategies do nearly the same work (see docs/strategies/disaggregated.md)",
     )
     def test_distserve_opt13b_sharegpt_beats_colocated(self) -> None:
         ctx, slo = make_ctx(), Slo(ttft_s=0.25, tpot_s=0.1, attainment=0.9)

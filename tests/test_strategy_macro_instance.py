@@ -108,7 +108,7 @@ class TestPublishedClaim:
         """Best goodput over TP4/TP8 instances (the best layouts of either strategy in a full search).
 
         EcoServe (arXiv 2504.18154 abstract) reports +82% to +127% goodput over NoDG/FuDG systems on 32 L20 over
-        commodity Ethernet. tdplan today: 13.54 against 12.26 req/s (+10%): the direction holds, the size does
+        commodity Ethernet. tdplan today: 13.42 against 12.15 req/s (+10%): the direction holds, the size does
         not (rolling activation moves prefill in time without changing its amount; see
         docs/strategies/macro-instance.md)."""
 

@@ -182,21 +182,21 @@ def goodput_ratio() -> float:
 class TestPublished:
     def test_semi_pd_serves_more_requests_within_slo_than_colocated(self) -> None:
         """semi-PD: 1.55-1.72x more requests within latency constraints on Llama-series models (seed_systems.md
-        row 15). Direction: sm-partition's goodput above colocated's. tdplan: 63.6 vs 60.8 req/s (1.05x)."""
+        row 15). Direction: sm-partition's goodput above colocated's. tdplan: 63.6 vs 56.1 req/s (1.13x)."""
         assert 1.0 < goodput_ratio() < 3.0
 
     @pytest.mark.xfail(
         strict=True,
-        reason="tdplan gives 1.05x (63.6 vs 60.8 req/s at share 0.4), not semi-PD's 1.55-1.72x: on an H100 the "
+        reason="tdplan gives 1.13x (63.6 vs 56.1 req/s at share 0.4), not semi-PD's 1.55-1.72x: on an H100 the "
         "decode step at large batches is near the ridge point, so giving prefill SMs slows decode, and the "
-        "colocated model's goodput is already 97% of its capacity at these SLOs",
+        "colocated model's goodput is already 96% of its capacity at these SLOs",
     )
     def test_semi_pd_size(self) -> None:
         assert 1.55 * 0.8 < goodput_ratio() < 1.72 * 1.25
 
     @pytest.mark.xfail(
         strict=True,
-        reason="tdplan's offline capacity: sm-partition 65.7 vs colocated 62.3 req/s (1.05x), not Nexus's up to "
+        reason="tdplan's offline capacity: sm-partition 65.7 vs colocated 58.4 req/s (1.13x), not Nexus's up to "
         "2.2x: total compute is conserved and neither phase leaves many SMs idle at the best batch",
     )
     def test_nexus_throughput(self) -> None:
@@ -226,7 +226,7 @@ class TestPublished:
 
     def test_nexus_tbt(self) -> None:
         """Nexus: up to 2.5x lower TBT than vLLM (seed_systems.md row 18). A colocated decode waits behind whole
-        prefill iterations; the decode worker never does. tdplan at 48.7 req/s: TBT p99 20.1 ms vs 43.1 ms
+        prefill iterations; the decode worker never does. tdplan at 44.9 req/s: TBT p99 18.9 ms vs 43.5 ms
         colocated (2.1x lower)."""
         sm, colocated = self._at_common_rate()
         assert sm.tbt_p99_s and colocated.tbt_p99_s
@@ -234,7 +234,7 @@ class TestPublished:
 
     @pytest.mark.xfail(
         strict=True,
-        reason="at 48.7 req/s tdplan gives sm-partition a mean TTFT of 54 ms vs 21 ms colocated (2.6x higher), "
+        reason="at 44.9 req/s tdplan gives sm-partition a mean TTFT of 48 ms vs 21 ms colocated (2.3x higher), "
         "not Nexus's up to 20x lower: the colocated model is prefill-first (prompts never wait for decodes), "
         "while the prefill worker holds only 40% of the SMs",
     )

@@ -54,8 +54,10 @@ class TestCsv:
         assert work.input_lens == (100, 300) and work.output_lens == (20, 60)
         assert work.mean_input_len == 200 and work.name == "lengths"
 
-    @pytest.mark.parametrize("text", ["input_len,output_len\n", "in,out\n1,2\n", "input_len,output_len\n10,x\n",
-                                      "input_len,output_len\n0,5\n"])
+    @pytest.mark.parametrize(
+        "text",
+        ["input_len,output_len\n", "in,out\n1,2\n", "input_len,output_len\n10,x\n", "input_len,output_len\n0,5\n"],
+    )
     def test_bad_files_are_refused(self, tmp_path: Path, text: str) -> None:
         path = tmp_path / "bad.csv"
         path.write_text(text)
