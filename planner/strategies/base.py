@@ -245,6 +245,11 @@ def layout_candidates(
 # --- per-request latency distributions ---------------------------------------------------------------------
 
 
+def seeded_quantiles(n: int, seed: int) -> np.ndarray:
+    """n probabilities at fixed quantiles, in a seeded order (deterministic 'random' draws)."""
+    return np.random.default_rng(seed).permutation((np.arange(n) + 0.5) / n)
+
+
 def queue_waits_s(n: int, rho: float, mean_wait_s: float, seed: int = 0) -> np.ndarray:
     """n waiting times of an M/G/1-like queue with utilisation rho and mean wait `mean_wait_s`: zero with
     probability 1 - rho, else exponential with mean mean_wait / rho (the standard exponential approximation
@@ -252,7 +257,7 @@ def queue_waits_s(n: int, rho: float, mean_wait_s: float, seed: int = 0) -> np.n
     if rho <= 0 or mean_wait_s <= 0:
         return np.zeros(n)
     rho = min(rho, 0.999)
-    quantiles = np.random.default_rng(seed).permutation((np.arange(n) + 0.5) / n)
+    quantiles = seeded_quantiles(n, seed)
     tail = np.maximum(0.0, (quantiles - (1 - rho)) / rho)  # position within the waiting tail
     return np.where(quantiles < 1 - rho, 0.0, -np.log1p(-np.minimum(tail, 0.999999)) * mean_wait_s / rho)
 

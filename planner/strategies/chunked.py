@@ -67,8 +67,8 @@ from planner.strategies.base import (
     layouts,
     queue_waits_s,
     register,
+    seeded_quantiles,
 )
-from planner.strategies.colocated import seeded_quantiles
 
 ROOT_TOLERANCE = 1e-6  # decode batch found to a millionth of its cap
 

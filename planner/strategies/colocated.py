@@ -39,12 +39,8 @@ from planner.strategies.base import (
     mdl_wait_s,
     queue_waits_s,
     register,
+    seeded_quantiles,
 )
-
-
-def seeded_quantiles(n: int, seed: int) -> np.ndarray:
-    """n probabilities at fixed quantiles, in a seeded order (deterministic 'random' draws)."""
-    return np.random.default_rng(seed).permutation((np.arange(n) + 0.5) / n)
 
 
 @register

@@ -67,8 +67,8 @@ from planner.strategies.base import (
     layouts,
     register,
     require_request_fits,
+    seeded_quantiles,
 )
-from planner.strategies.colocated import seeded_quantiles
 
 # --- where each GPU's slices live in a layout ------------------------------------------------------------------
 

@@ -57,8 +57,8 @@ from planner.strategies.base import (
     layouts,
     queue_waits_s,
     register,
+    seeded_quantiles,
 )
-from planner.strategies.colocated import seeded_quantiles
 
 INTENSITY_REF_BATCH = 256  # TD-Pipe update_mode: I_d normalised to the micro-batch of 256
 CHECK_MICRO_BATCH = 192  # TD-Pipe update_mode: the test runs only when B / pp <= 192 (I_d = 1 above)
