@@ -205,7 +205,8 @@ class TestPlacement:
 
 class TestInvariants:
     @pytest.fixture(scope="class")
-    def cross(self) -> dict[str, Any]:
+    @classmethod
+    def cross(cls) -> dict[str, Any]:
         """P 2 x TP1 + D 2 x TP1 over the network, one GPU per node, under each network."""
         out = {}
         for network in ("10gbe", "25gbe", "100gbe", "400gbe"):
