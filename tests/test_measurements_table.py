@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from planner.specs.catalog import load_catalog
+
 DATA_DIR = Path(__file__).resolve().parent.parent / "planner" / "data"
 
 MEASUREMENT_COLUMNS = [
@@ -22,60 +24,10 @@ MICRO_COLUMNS = [
     "id", "source", "source_locator", "gpu", "metric", "value", "unit", "conditions", "assumptions",
 ]  # fmt: skip
 
-GPUS = set(
-    [
-        "l20",
-        "l40",
-        "l40s",
-        "l4",
-        "a10",
-        "a100-pcie-40gb",
-        "a100-pcie-80gb",
-        "a100-sxm-40gb",
-        "a100-sxm-80gb",
-        "a800-sxm-80gb",
-        "h100-pcie",
-        "h100-sxm",
-        "h100-nvl",
-        "h800-sxm",
-        "h20",
-        "h200-sxm",
-        "h200-nvl",
-        "gh200",
-        "b200",
-        "rtx-4090",
-        "rtx-5090",
-        "mi300x",
-    ]
-)
-MODELS = set(
-    [
-        "llama-2-7b",
-        "llama-2-13b",
-        "llama-2-70b",
-        "llama-3-8b",
-        "llama-3-70b",
-        "llama-3.1-8b",
-        "llama-3.1-70b",
-        "llama-3.1-405b",
-        "llama-3.3-70b",
-        "mistral-7b",
-        "mixtral-8x7b",
-        "qwen2.5-7b",
-        "qwen2.5-14b",
-        "qwen2.5-32b",
-        "qwen2.5-72b",
-        "qwen3-8b",
-        "qwen3-14b",
-        "qwen3-32b",
-        "qwen3-30b-a3b",
-        "qwen3-235b-a22b",
-        "opt-125m",
-        "opt-13b",
-        "opt-66b",
-        "opt-175b",
-    ]
-)
+# Every GPU and model a row names must be in the shipped catalogs, so the validator can express it.
+CATALOG = load_catalog(Path(__file__).resolve().parents[1])
+GPUS = set(CATALOG.gpus)
+MODELS = set(CATALOG.models)
 ENGINES = {"trtllm", "vllm", "sglang", "lmdeploy", "other"}
 WEIGHT_DTYPES = {"bf16", "fp16", "fp8", "int8", "int4"}
 KV_DTYPES = {"bf16", "fp16", "fp8", "int8"}
