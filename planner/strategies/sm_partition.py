@@ -68,6 +68,7 @@ from planner.strategies.base import (
     Latencies,
     Memory,
     Strategy,
+    layout_candidates,
     layouts,
     mdl_wait_s,
     queue_waits_s,
@@ -222,26 +223,7 @@ class SmPartition(Strategy):
         return ctx.deployment(candidate.tp, candidate.pp, engine)
 
     def candidates(self, ctx: Context, knobs: Mapping[str, float] | None = None) -> Iterator[Candidate | Infeasible]:
-        for tp, pp in layouts(ctx, max_pp=1):
-            for values in self.knob_grid(knobs):
-                candidate = Candidate(
-                    strategy=self.name,
-                    tp=tp,
-                    pp=pp,
-                    replicas=ctx.cluster.num_gpus // tp,
-                    gpus_used=ctx.cluster.num_gpus // tp * tp,
-                    knobs=values,
-                )
-                if not 0 < values["prefill_sm_share"] < 1:
-                    reason = "prefill_sm_share must lie strictly between 0 and 1: both workers need SMs"
-                    yield Infeasible(strategy=self.name, tp=tp, pp=pp, knobs=values, reason=reason)
-                    continue
-                try:
-                    self.memory(ctx, candidate)
-                except PlannerError as err:
-                    yield Infeasible(strategy=self.name, tp=tp, pp=pp, knobs=values, reason=str(err))
-                    continue
-                yield candidate
+        return layout_candidates(self, ctx, layouts(ctx, max_pp=1), knobs)
 
     def _sized(self, ctx: Context, candidate: Candidate) -> Deployment:
         """The instance with both workers' reserves: a second per-process runtime reserve and the decode
@@ -254,6 +236,8 @@ class SmPartition(Strategy):
         return base.model_copy(update={"engine": sized})
 
     def memory(self, ctx: Context, candidate: Candidate) -> Memory:
+        if not 0 < candidate.knobs["prefill_sm_share"] < 1:
+            raise PlannerError("prefill_sm_share must lie strictly between 0 and 1: both workers need SMs")
         sized = self._sized(ctx, candidate)
         memory = memory_breakdown(sized)
         require_request_fits(ctx, memory)

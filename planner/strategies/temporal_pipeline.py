@@ -54,6 +54,7 @@ from planner.strategies.base import (
     Memory,
     Strategy,
     instance_memory,
+    layout_candidates,
     layouts,
     queue_waits_s,
     register,
@@ -400,18 +401,9 @@ class TemporalPipeline(Strategy):
     )
 
     def candidates(self, ctx: Context, knobs: Mapping[str, float] | None = None) -> Iterator[Candidate | Infeasible]:
-        for tp, pp in layouts(ctx):
-            if pp < 2:
-                continue  # a temporal pipeline needs stages to alternate over
-            for values in self.knob_grid(knobs):
-                replicas = ctx.cluster.num_gpus // (tp * pp)
-                candidate = Candidate(self.name, tp, pp, replicas, replicas * tp * pp, values)
-                try:
-                    self.memory(ctx, candidate)
-                except PlannerError as err:
-                    yield Infeasible(strategy=self.name, tp=tp, pp=pp, knobs=values, reason=str(err))
-                    continue
-                yield candidate
+        # A temporal pipeline needs stages to alternate over: PP >= 2.
+        pairs = ((tp, pp) for tp, pp in layouts(ctx) if pp >= 2)
+        return layout_candidates(self, ctx, pairs, knobs)
 
     def pipeline(self, ctx: Context, candidate: Candidate) -> Pipeline:
         return Pipeline.build(ctx, ctx.deployment(candidate.tp, candidate.pp), candidate.knobs)
