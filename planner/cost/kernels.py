@@ -32,8 +32,8 @@ def gemm_time_s(
 
     The saturating m / (m + m_half) is the share of tensor-core tiles a batch of m rows fills (a 64- or 128-row
     tile runs whole whatever the rows), smoothed over the tile sizes the GEMM libraries pick."""
-    m = np.maximum(np.asarray(m, dtype=float), 1e-9)
-    eff = c.compute_eff * m / (m + c.m_half)
+    rows = np.maximum(np.asarray(m, dtype=float), 1e-9)
+    eff = c.compute_eff * rows / (rows + c.m_half)
     compute_s = np.asarray(flops, dtype=float) / (peak_flops_s * eff)
     memory_s = np.asarray(bytes_moved, dtype=float) / (bw_bytes_s * c.memory_eff)
     return np.full_like(compute_s, c.fixed_s), np.maximum(compute_s, memory_s), compute_s >= memory_s
@@ -44,8 +44,7 @@ def decode_attention_time_s(
 ) -> tuple[Array, Array, NDArray[np.bool_]]:
     """Generation attention: fixed + per-sequence work (block-table walks, split-K reductions) + KV bytes over
     the attention kernel's share of bandwidth. Memory bound by construction."""
-    seqs = np.asarray(seqs, dtype=float)
-    memory_s = np.asarray(kv_bytes, dtype=float) / (bw_bytes_s * c.kv_bw_eff) + c.per_seq_s * seqs
+    memory_s = np.asarray(kv_bytes, dtype=float) / (bw_bytes_s * c.kv_bw_eff) + c.per_seq_s * np.asarray(seqs, float)
     return np.full_like(memory_s, c.fixed_s), memory_s, np.zeros(memory_s.shape, dtype=bool)
 
 
@@ -55,7 +54,7 @@ def prefill_attention_time_s(
     """Causal context attention: fixed + FLOPs / (peak x compute_eff x s / (s + s_half)); short sequences fill
     few query tiles, so efficiency grows with the sequence length s."""
     s = np.maximum(np.asarray(tokens_per_seq, dtype=float), 1e-9)
-    compute_s = np.asarray(flops, dtype=float) / (peak_flops_s * c.compute_eff * s / (s + c.s_half))
+    compute_s: Array = np.asarray(flops, dtype=float) / (peak_flops_s * c.compute_eff * s / (s + c.s_half))
     return np.full_like(compute_s, c.fixed_s), compute_s, np.ones(compute_s.shape, dtype=bool)
 
 
@@ -75,4 +74,5 @@ def allreduce_time_s(c: AllReduceConstants, message_bytes: ArrayLike, n: int, li
     if n <= 1:
         return np.zeros_like(message)
     transfer_s = 2 * (n - 1) / n * message / (link_bw_bytes_s * c.bus_bw_eff)
-    return c.latency_s + c.latency_per_peer_s * (n - 1) + transfer_s
+    latency_s: Array = c.latency_s + c.latency_per_peer_s * (n - 1) + transfer_s
+    return latency_s
