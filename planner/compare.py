@@ -101,9 +101,9 @@ def build_context(
     """Resolve names into the fixed part of a comparison."""
     spec = catalog.model(model)
     cluster = catalog.cluster(gpus, network, gpus_per_node)
-    weight_dtype, kv = resolve_dtypes(dtype, kv_dtype)
     gpu = cluster.gpu
     engine_spec = catalog.engine(engine) if engine else default_engine(catalog, gpu)
+    weight_dtype, kv = resolve_dtypes(dtype, kv_dtype, engine_spec.fp8_kv_cache_with_fp8_weights)
     return Context(
         catalog=catalog,
         model=spec,

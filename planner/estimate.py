@@ -48,7 +48,7 @@ class Estimate(BaseModel):
     dtype: str
     kv_dtype: str
     engine: str
-    calibration: str  # "<engine>/<family>": the calibration entry used
+    calibration: str  # where the GPU's kernel constants come from: measured, derived or extrapolated
     input_len: int
     output_len: int
     scenario: Scenario
@@ -67,6 +67,14 @@ class Estimate(BaseModel):
     bottleneck: str
     stable: bool
     notes: list[str]
+
+
+def kernel_basis(deployment: Deployment) -> str:
+    """Where the GPU's kernel constants come from: `measured`, or `derived from <gpu>` / `extrapolated from`."""
+    kernels = deployment.kernels
+    if kernels.derived_from:
+        return f"{kernels.basis.value} from {kernels.derived_from}"
+    return kernels.basis.value
 
 
 def default_engine(catalog: Catalog, gpu: GpuSpec) -> EngineSpec:
@@ -89,31 +97,6 @@ def default_engine(catalog: Catalog, gpu: GpuSpec) -> EngineSpec:
     return catalog.engines[max(engines, key=evidence)]
 
 
-def build_deployment(
-    catalog: Catalog,
-    model: ModelSpec,
-    cluster: Cluster,
-    tp: int,
-    pp: int,
-    dtype: Dtype,
-    kv_dtype: Dtype,
-    engine: EngineSpec,
-) -> Deployment:
-    """Attach the engine's calibration for the GPU's family to a configuration."""
-    calibration, family = catalog.calibration(engine.id).for_architecture(cluster.gpu.architecture)
-    return Deployment(
-        model=model,
-        cluster=cluster,
-        tp_size=tp,
-        pp_size=pp,
-        dtype=dtype,
-        kv_dtype=kv_dtype,
-        engine=engine,
-        calibration=calibration,
-        calibration_family=family,
-    )
-
-
 def _smallest_fitting_tp(
     catalog: Catalog,
     model: ModelSpec,
@@ -130,14 +113,14 @@ def _smallest_fitting_tp(
         if tp > limit or model.num_attention_heads % tp:
             continue
         tried.append(tp)
-        deployment = build_deployment(catalog, model, cluster, tp, pp, dtype, kv_dtype, engine)
+        deployment = catalog.deployment(model, cluster, tp, pp, dtype, kv_dtype, engine)
         try:
             if memory_breakdown(deployment).kv_capacity_tokens >= tokens_per_request:
                 return tp
         except PlannerError:
             continue
     largest = max(tried, default=1)
-    deployment = build_deployment(catalog, model, cluster, largest, pp, dtype, kv_dtype, engine)
+    deployment = catalog.deployment(model, cluster, largest, pp, dtype, kv_dtype, engine)
     memory_breakdown(deployment)  # raises with the memory needed when even the largest TP does not fit
     raise PlannerError(
         f"{model.name} fits on {cluster.gpu.name} at TP {largest} x PP {pp} but its KV cache cannot hold one "
@@ -196,14 +179,14 @@ def estimate(
     else:
         spec = model
     cluster = catalog.cluster(gpus, network, gpus_per_node) if isinstance(gpus, str) else gpus
-    weight_dtype, kv = resolve_dtypes(dtype, kv_dtype)
+    engine_spec = catalog.engine(engine) if engine else default_engine(catalog, cluster.gpu)
+    weight_dtype, kv = resolve_dtypes(dtype, kv_dtype, engine_spec.fp8_kv_cache_with_fp8_weights)
     gpu_flops = cluster.gpu.dense_tflops
     if (weight_dtype is Dtype.fp8 and gpu_flops.fp8 is None) or (weight_dtype is Dtype.int8 and gpu_flops.int8 is None):
         notes.append(
             f"{cluster.gpu.name} has no {weight_dtype.value} tensor-core rate: {weight_dtype.value} "
             "weights are dequantised and GEMMs run at the 16-bit rate (weight-only)"
         )
-    engine_spec = catalog.engine(engine) if engine else default_engine(catalog, cluster.gpu)
     if engine is None:
         notes.append(
             f"engine profile: {engine_spec.name}, the one with the most published measurements on "
@@ -219,7 +202,7 @@ def estimate(
     if tp is None:
         tp = _smallest_fitting_tp(catalog, spec, cluster, pp, weight_dtype, kv, engine_spec, tokens_per_request)
         notes.append(f"TP {tp} chosen: the smallest TP within a node at which the model fits (PP {pp})")
-    deployment = build_deployment(catalog, spec, cluster, tp, pp, weight_dtype, kv, engine_spec)
+    deployment = catalog.deployment(spec, cluster, tp, pp, weight_dtype, kv, engine_spec)
     memory = memory_breakdown(deployment)
     if memory.kv_capacity_tokens < tokens_per_request:
         raise PlannerError(
@@ -279,7 +262,7 @@ def _serve(
         dtype=deployment.dtype.value,
         kv_dtype=deployment.kv_dtype.value,
         engine=deployment.engine.id,
-        calibration=f"{deployment.engine.id}/{deployment.calibration_family}",
+        calibration=kernel_basis(deployment),
         input_len=input_len,
         output_len=output_len,
         scenario=scenario,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from planner.specs.deployment import Deployment
 from planner.specs.hardware import Cluster, LinkSpec
+from planner.specs.kernels import AllReduceImpl
 
 
 def _intra_node_link(cluster: Cluster, group_size: int) -> tuple[float, float]:
@@ -44,18 +45,35 @@ def group_link(cluster: Cluster, group_size: int, spans_nodes: bool) -> tuple[fl
     return bw_s, latency_s
 
 
-def allreduce_time_s(message_bytes: float, n: int, bw_s: float, latency_s: float, bw_eff: float) -> float:
-    """Ring all-reduce of `message_bytes` over n GPUs (Patarasuk and Yuan 2009; NCCL's bus-bandwidth model):
-    each GPU sends and receives 2 (n - 1) / n of the message (reduce-scatter then all-gather), in 2 (n - 1)
-    steps that each pay the link latency. `bw_eff` is the measured share of line rate NCCL reaches."""
-    if n <= 1:
-        return 0.0
-    return 2 * (n - 1) / n * message_bytes / (bw_s * bw_eff) + 2 * (n - 1) * latency_s
-
-
 def p2p_time_s(message_bytes: float, bw_s: float, latency_s: float, bw_eff: float) -> float:
     """One point-to-point send: latency plus bytes over the attained bandwidth."""
     return message_bytes / (bw_s * bw_eff) + latency_s
+
+
+def link_efficiency(deployment: Deployment) -> float:
+    """Share of a link's line rate that bulk transfers reach on this GPU: the all-reduce bus-bandwidth
+    efficiency of the collective library (planner.specs.kernels), capped at 1 (NVLink SHARP can exceed the
+    line rate for all-reduce, not for a copy)."""
+    return min(1.0, deployment.kernels.allreduce[AllReduceImpl.nccl].bus_bw_eff)
+
+
+def allreduce_link(deployment: Deployment) -> tuple[float, float]:
+    """(bytes/s per GPU per direction, latency s beyond the fitted kernel latency) of the TP all-reduce.
+
+    Inside a node the fitted all-reduce constants carry the latency. A group that spans nodes runs a ring over
+    the nodes: its bandwidth is capped by the node's network bandwidth, and each of the 2 (nodes - 1) steps
+    across nodes pays the network latency."""
+    bw_s, latency_s = tp_link(deployment)
+    if not deployment.tp_spans_nodes:
+        return bw_s, 0.0
+    nodes = deployment.tp_size // deployment.cluster.gpus_per_node
+    return bw_s, 2 * (nodes - 1) * latency_s
+
+
+def p2p_link(deployment: Deployment) -> tuple[float, float]:
+    """(attained bytes/s, latency s) of the activation send between pipeline stages."""
+    bw_s, latency_s = pp_link(deployment)
+    return bw_s * link_efficiency(deployment), latency_s
 
 
 def tp_link(deployment: Deployment) -> tuple[float, float]:

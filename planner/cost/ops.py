@@ -1,8 +1,13 @@
-"""A model as a flat list of operations (FLOPs and bytes) for one engine iteration on one GPU.
+"""A model as a flat list of kernels for one engine iteration on one GPU, each a linear form over the batch.
 
 An iteration processes a `BatchShape`: some prefill tokens (new prompt tokens, possibly chunks of longer prompts)
 and some decode sequences (one new token each, reading their whole KV cache). The same builder serves prefill,
 decode and mixed iterations: the phase is in the shape, not in the code.
+
+Every quantity an op needs (FLOPs, bytes, GEMM rows, sequences) is linear in the shape's sufficient statistics
+`FEATURES`, so an op stores the coefficients of those linear forms once per deployment; `planner.cost.compiled`
+stacks them into matrices and evaluates thousands of shapes at once. The one non-linear term, the experts a MoE
+batch touches, is kept as its own field.
 
 Per-GPU sizes follow Megatron-LM tensor parallelism (Shoeybi et al. 2019, section 3): the q/k/v and gate/up
 projections are split by columns, the output and down projections by rows, so each GPU holds 1/tp of every
@@ -13,13 +18,44 @@ fewer KV heads than GPUs each GPU keeps one head (replicated), as vLLM and Tenso
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from enum import Enum
+
+import numpy as np
+from numpy.typing import NDArray
 
 from planner.specs.deployment import Deployment
+from planner.specs.precision import Dtype
 
 ACT_BYTES = 2.0  # activations are 16-bit in every supported precision mode
 LOGIT_BYTES = 4.0  # logits are materialised in fp32 for sampling
 EMBED_BYTES = 2.0  # embedding and LM head stay 16-bit when the body is quantised (vLLM, TensorRT-LLM defaults)
+
+# The sufficient statistics of a batch, in the order of a feature vector; "one" carries constant terms.
+FEATURES = (
+    "one",
+    "prefill_tokens",
+    "prefill_seqs",
+    "prefill_attn_pairs",
+    "prefill_context_tokens",
+    "decode_seqs",
+    "decode_context_tokens",
+)
+Linear = NDArray[np.float64]  # coefficients over FEATURES
+
+
+def linear(**coefficients: float) -> Linear:
+    """A linear form over FEATURES from named coefficients, e.g. linear(prefill_tokens=2.0, one=5.0)."""
+    vector = np.zeros(len(FEATURES))
+    for name, value in coefficients.items():
+        vector[FEATURES.index(name)] = value
+    return vector
+
+
+ROWS = linear(prefill_tokens=1.0, decode_seqs=1.0)  # GEMM rows: every prefill token and one per decode sequence
+SEQS = linear(prefill_seqs=1.0, decode_seqs=1.0)  # sequences in the iteration (rows of the LM head)
+ZERO = linear()
+ONE = linear(one=1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +69,7 @@ class BatchShape:
     prefill_context_tokens: tokens already cached for the prefill sequences (non-zero for later chunks).
     decode_seqs: sequences generating one token each.
     decode_context_tokens: KV-cache tokens the decode sequences attend to, summed.
-    Counts may be fractional: steady-state means. A plain dataclass: the model builds thousands per fit.
+    Counts may be fractional: steady-state means.
     """
 
     prefill_tokens: float = 0.0
@@ -71,24 +107,54 @@ class BatchShape:
     def seqs(self) -> float:
         return self.prefill_seqs + self.decode_seqs
 
+    def features(self) -> NDArray[np.float64]:
+        """The shape as a vector over FEATURES."""
+        return np.array([1.0, *(getattr(self, name) for name in FEATURES[1:])])
+
+
+class OpKind(str, Enum):
+    """Kernel families, each with its own timing law (planner.cost.kernels)."""
+
+    gemm = "gemm"
+    prefill_attention = "prefill_attention"
+    decode_attention = "decode_attention"
+    elementwise = "elementwise"
+    allreduce = "allreduce"
+    p2p = "p2p"
+
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """One kernel (or a fused group) on one GPU: FLOPs and bytes moved, repeated `count` times per iteration.
+    """One kernel (or a group of like kernels) on one GPU, repeated `count` times per iteration.
 
-    kind: "gemm" (tensor-core matmul whose efficiency depends on `rows`), "attention", "elementwise",
-    "allreduce" (bytes = message size per GPU) or "p2p" (bytes sent to the next pipeline stage).
+    flops, bytes: linear forms of the op's FLOPs and bytes moved (allreduce: the message per rank; p2p: bytes
+        sent to the next pipeline stage).
+    size: linear form of the size that sets the op's efficiency: GEMM rows m, prefill attention query tokens
+        (divided by `size_per`, the prefill sequences, to give tokens per sequence s).
+    items: linear form of the per-sequence work of decode attention.
+    gate: the op runs (and pays its fixed latency) only where this linear form is positive.
+    kernels: launches the op stands for (its fixed latency counts this many times).
+    dtype: GEMM weight format (the LM head and router stay 16-bit when the body is quantised).
+    moe_experts, moe_topk, moe_weight_bytes: routed-expert GEMMs read only the experts the batch touches.
     """
 
     name: str
-    kind: str
+    kind: OpKind
     count: float
-    flops: float
-    bytes: float
-    rows: float = 0.0  # GEMM M dimension (tokens through the matmul)
+    flops: Linear
+    bytes: Linear
+    size: Linear = field(default_factory=linear)
+    size_per: Linear = field(default_factory=lambda: ONE)
+    items: Linear = field(default_factory=linear)
+    gate: Linear = field(default_factory=lambda: ROWS)
+    kernels: float = 1.0
+    dtype: Dtype = Dtype.bf16
+    moe_experts: int = 0
+    moe_topk: int = 0
+    moe_weight_bytes: float = 0.0
 
 
-def _kv_heads_per_gpu(deployment: Deployment) -> int:
+def kv_heads_per_gpu(deployment: Deployment) -> int:
     return math.ceil(deployment.model.num_key_value_heads / deployment.tp_size)
 
 
@@ -96,134 +162,138 @@ def kv_bytes_per_token_per_layer(deployment: Deployment) -> float:
     """KV-cache bytes one token occupies in one layer on one GPU: key and value (2) x local kv heads x
     head_dim x bytes per element."""
     model = deployment.model
-    return 2 * _kv_heads_per_gpu(deployment) * model.head_dim * deployment.kv_dtype.bytes_per_element
+    return 2 * kv_heads_per_gpu(deployment) * model.head_dim * deployment.kv_dtype.bytes_per_element
 
 
-def layer_ops(deployment: Deployment, batch: BatchShape) -> list[Op]:
-    """Operations of one transformer layer on one GPU, for one iteration of `batch`."""
-    model, tp = deployment.model, deployment.tp_size
+def gemm(name: str, n: float, k: float, weight_bytes: float, count: float, dtype: Dtype) -> Op:
+    """Y[m, n] = X[m, k] W[n, k]^T with m = ROWS: 2 FLOPs per multiply-add x m n k; reads the n k weights once
+    and the m k input rows, writes the m n outputs (16-bit)."""
+    return Op(
+        name,
+        OpKind.gemm,
+        count,
+        flops=2 * n * k * ROWS,
+        bytes=n * k * weight_bytes * ONE + (n + k) * ACT_BYTES * ROWS,
+        size=ROWS,
+        dtype=dtype,
+    )
+
+
+def layer_ops(deployment: Deployment) -> list[Op]:
+    """Kernels of the transformer layers of the busiest pipeline stage on one GPU, each counted once per
+    layer of the stage."""
+    model, tp, engine = deployment.model, deployment.tp_size, deployment.engine
+    layers = math.ceil(model.num_hidden_layers / deployment.pp_size)
     h, hd = model.hidden_size, model.head_dim
-    w = deployment.dtype.bytes_per_element
-    rows = batch.tokens
+    w, dtype = deployment.dtype.bytes_per_element, deployment.dtype
     q_local = model.q_size / tp
-    kv_local = _kv_heads_per_gpu(deployment) * hd
-    qkv_out = q_local + 2 * kv_local
+    qkv_out = q_local + 2 * kv_heads_per_gpu(deployment) * hd
     inter_local = model.intermediate_size / tp
-    mats = model.mlp_matrices
-    kv_token_bytes = kv_bytes_per_token_per_layer(deployment)
+    up_out = (model.mlp_matrices - 1) * inter_local  # gate + up when gated (SwiGLU), fc1 otherwise
+    kv_token = kv_bytes_per_token_per_layer(deployment)
 
     ops = [
-        # q, k, v projection: 2 FLOPs per multiply-add x rows x h x (q + 2 kv) outputs; reads the weights once
-        # and the input rows, writes the outputs.
+        gemm("qkv_proj", qkv_out, h, w, layers, dtype),
+        gemm("o_proj", h, q_local, w, layers, dtype),
+        # Prefill attention (FlashAttention): QK^T and PV are 2 matmuls of 2 FLOPs per multiply-add per head dim
+        # per causal (query, key) pair: 4 x (H d / tp) x pairs per GPU. Reads Q and the K/V of the chunk and its
+        # cached context once, writes the new tokens' K/V and the output.
         Op(
-            "qkv_proj",
-            "gemm",
-            1,
-            2 * rows * h * qkv_out,
-            h * qkv_out * w + rows * (h + qkv_out) * ACT_BYTES,
-            rows,
+            "prefill_attention",
+            OpKind.prefill_attention,
+            layers,
+            flops=4 * q_local * linear(prefill_attn_pairs=1.0),
+            bytes=kv_token * linear(prefill_context_tokens=1.0, prefill_tokens=2.0)
+            + 2 * q_local * ACT_BYTES * linear(prefill_tokens=1.0),
+            size=linear(prefill_tokens=1.0),
+            size_per=linear(prefill_seqs=1.0),
+            gate=linear(prefill_tokens=1.0),
         ),
-        # attention output projection: (H*d / tp) x h
+        # Decode attention: every sequence reads its whole KV cache and writes its new token's K/V; 4 d FLOPs
+        # per head per cached token; per-sequence work (block tables, split-K reductions) counted by `items`.
         Op(
-            "o_proj",
-            "gemm",
-            1,
-            2 * rows * q_local * h,
-            q_local * h * w + rows * (q_local + h) * ACT_BYTES,
-            rows,
+            "decode_attention",
+            OpKind.decode_attention,
+            layers,
+            flops=4 * q_local * linear(decode_context_tokens=1.0),
+            bytes=kv_token * linear(decode_context_tokens=1.0, decode_seqs=1.0)
+            + 2 * q_local * ACT_BYTES * linear(decode_seqs=1.0),
+            items=linear(decode_seqs=1.0),
+            gate=linear(decode_seqs=1.0),
         ),
     ]
-    if batch.prefill_tokens:
-        # Prefill attention (FlashAttention): QK^T and PV are 2 matmuls of 2 FLOPs per multiply-add per head dim
-        # per causal (query, key) pair: 4 * d * pairs per query head, 4 * (H*d / tp) * pairs per GPU. Reads Q and
-        # the K/V of the chunk and its cached context once, writes K/V of the new tokens into the cache and the
-        # output.
-        kv_read = (batch.prefill_context_tokens + batch.prefill_tokens) * kv_token_bytes
-        kv_write = batch.prefill_tokens * kv_token_bytes
-        q_io = 2 * batch.prefill_tokens * q_local * ACT_BYTES
-        ops.append(
-            Op(
-                "prefill_attention",
-                "attention",
-                1,
-                4 * q_local * batch.prefill_attn_pairs,
-                kv_read + kv_write + q_io,
-            )
-        )
-    if batch.decode_seqs:
-        # Decode attention: every sequence reads its whole KV cache (memory bound); 4 * d FLOPs per head per
-        # cached token; writes the new token's K/V.
-        ops.append(
-            Op(
-                "decode_attention",
-                "attention",
-                1,
-                4 * q_local * batch.decode_context_tokens,
-                (batch.decode_context_tokens + batch.decode_seqs) * kv_token_bytes
-                + 2 * batch.decode_seqs * q_local * ACT_BYTES,
-            )
-        )
     if model.is_moe:
         e, k = model.num_experts, model.num_experts_per_tok
-        # Experts a batch touches: each token picks k of e; with uniform routing an expert is missed by all
-        # `rows` tokens with probability (1 - k/e)^rows, so e * (1 - (1 - k/e)^rows) experts are read.
-        touched = e * (1 - (1 - k / e) ** rows) if rows else 0.0
-        expert_rows = rows * k / max(touched, 1.0)
-        ops.append(Op("router", "gemm", 1, 2 * rows * h * e, h * e * EMBED_BYTES + rows * (h + e) * ACT_BYTES, rows))
-        ops.append(
-            Op(
-                "experts",
-                "gemm",
-                1,
-                2 * rows * k * mats * h * inter_local,
-                touched * mats * h * inter_local * w + rows * k * (2 * h + mats * inter_local) * ACT_BYTES,
-                expert_rows,
+        ops.append(gemm("router", e, h, EMBED_BYTES, layers, Dtype.bf16))
+        for name, n, kk in (("experts_up", up_out, h), ("experts_down", h, inter_local)):
+            # Each token runs k experts: k x the FLOPs and activations of one dense MLP; the weights read are
+            # those of the experts the batch touches (planner.cost.compiled.experts_touched).
+            ops.append(
+                Op(
+                    name,
+                    OpKind.gemm,
+                    layers,
+                    flops=2 * k * n * kk * ROWS,
+                    bytes=k * (n + kk) * ACT_BYTES * ROWS,
+                    size=ROWS,
+                    dtype=dtype,
+                    moe_experts=e,
+                    moe_topk=k,
+                    moe_weight_bytes=n * kk * w,
+                )
             )
-        )
     else:
-        # MLP: gate+up (h -> 2 I) and down (I -> h) when gated, fc1/fc2 otherwise; mats x h x I weights.
-        ops.append(
-            Op(
-                "mlp",
-                "gemm",
-                1,
-                2 * rows * mats * h * inter_local,
-                mats * h * inter_local * w + rows * (2 * h + mats * inter_local) * ACT_BYTES,
-                rows,
-            )
+        ops.append(gemm("mlp_up", up_out, h, w, layers, dtype))
+        ops.append(gemm("mlp_down", h, inter_local, w, layers, dtype))
+    # Elementwise kernels (norms, residual adds, rotary, activation, KV-cache write), as many launches as the
+    # engine runs per layer (EngineSpec.elementwise_kernels_per_layer); their traffic: 2 norms (read + write h),
+    # 2 residual adds (read 2 h, write h), the activation (read 2 I, write I when gated; read + write I
+    # otherwise): all 16-bit.
+    act_io = 3 * inter_local if model.mlp_matrices == 3 else 2 * inter_local
+    ops.append(
+        Op(
+            "elementwise",
+            OpKind.elementwise,
+            layers,
+            flops=ZERO,
+            bytes=(2 * 2 * h + 2 * 3 * h + act_io) * ACT_BYTES * ROWS,
+            kernels=engine.elementwise_kernels_per_layer,
         )
-    # Norms (2 per layer: read + write h), residual adds (2: read 2 h, write h), activation/gating
-    # (read 2 I, write I when gated): all memory bound.
-    elementwise_bytes = rows * (2 * 2 * h + 2 * 3 * h + 3 * inter_local) * ACT_BYTES
-    ops.append(Op("elementwise", "elementwise", 1, 0.0, elementwise_bytes))
+    )
     if tp > 1:
         # Two all-reduces per layer (after attention and after the MLP) of the rows x h activations.
-        ops.append(Op("tp_allreduce", "allreduce", 2, 0.0, rows * h * ACT_BYTES))
+        ops.append(Op("tp_allreduce", OpKind.allreduce, 2 * layers, flops=ZERO, bytes=h * ACT_BYTES * ROWS))
     return ops
 
 
-def head_ops(deployment: Deployment, batch: BatchShape) -> list[Op]:
-    """Embedding lookup (first stage) and LM head (last stage) on one GPU.
+def head_ops(deployment: Deployment) -> list[Op]:
+    """Embedding lookup (first stage, counted only without PP: the busiest stage is the last) and the final
+    norm and LM head (last stage).
 
     Only the last position of each sequence needs logits, so the LM head has `seqs` rows, not `tokens`
-    (vLLM and TensorRT-LLM gather the last hidden state before the head). The vocabulary is split over TP.
-    """
+    (vLLM and TensorRT-LLM gather the last hidden state before the head). The vocabulary is split over TP."""
     model, tp = deployment.model, deployment.tp_size
     h, vocab = model.hidden_size, model.vocab_size
-    seqs = batch.seqs
-    return [
-        Op("embedding", "elementwise", 1, 0.0, 2 * batch.tokens * h * EMBED_BYTES),
-        Op(
-            "lm_head",
-            "gemm",
-            1,
-            2 * seqs * h * vocab / tp,
-            h * vocab / tp * EMBED_BYTES + seqs * (h * ACT_BYTES + vocab / tp * LOGIT_BYTES),
-            seqs,
-        ),
-    ]
+    head = Op(
+        "lm_head",
+        OpKind.gemm,
+        1,
+        flops=2 * h * vocab / tp * SEQS,
+        bytes=h * vocab / tp * EMBED_BYTES * ONE + (h * ACT_BYTES + vocab / tp * LOGIT_BYTES) * SEQS,
+        size=SEQS,
+        dtype=Dtype.bf16,
+    )
+    ops = [head]
+    if deployment.pp_size == 1:
+        ops.insert(0, Op("embedding", OpKind.elementwise, 1, flops=ZERO, bytes=2 * h * EMBED_BYTES * ROWS))
+    return ops
 
 
-def stage_send_op(deployment: Deployment, batch: BatchShape) -> Op:
+def stage_ops(deployment: Deployment) -> list[Op]:
+    """Every kernel of the busiest pipeline stage for one iteration."""
+    return layer_ops(deployment) + head_ops(deployment)
+
+
+def stage_send_op(deployment: Deployment) -> Op:
     """Activations one pipeline stage sends to the next: rows x h in 16 bits."""
-    return Op("pp_send", "p2p", 1, 0.0, batch.tokens * deployment.model.hidden_size * ACT_BYTES)
+    return Op("pp_send", OpKind.p2p, 1, flops=ZERO, bytes=deployment.model.hidden_size * ACT_BYTES * ROWS)

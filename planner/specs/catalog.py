@@ -17,9 +17,13 @@ import yaml
 from pydantic import Field, ValidationError
 
 from planner.errors import PlannerError
+from planner.specs._provisional import provisional_kernel_profile
+from planner.specs.deployment import Deployment
 from planner.specs.engine import CalibrationProfile, EngineSpec
 from planner.specs.hardware import DEFAULT_NETWORK, Cluster, Frozen, GpuPool, GpuSpec, NetworkSpec
+from planner.specs.kernels import KernelProfile
 from planner.specs.model import ModelSpec, model_from_hf_config
+from planner.specs.precision import Dtype
 
 
 class ModelEntry(Frozen):
@@ -109,6 +113,32 @@ class Catalog(Frozen):
         if not self.engines:
             raise PlannerError(f"the catalog at {self.root} has no engine profiles (hardware/engines/*.yaml)")
         return self._resolve(name, self.engines, "engine", f"choose one of {', '.join(sorted(self.engines))}")
+
+    def kernel_profile(self, gpu_id: str) -> KernelProfile:
+        return provisional_kernel_profile(self.gpus[gpu_id])
+
+    def deployment(
+        self,
+        model: ModelSpec,
+        cluster: Cluster,
+        tp_size: int,
+        pp_size: int,
+        dtype: Dtype,
+        kv_dtype: Dtype,
+        engine: EngineSpec,
+    ) -> Deployment:
+        """A configuration with its GPU's kernel constants and its engine's fitted constants attached."""
+        return Deployment(
+            model=model,
+            cluster=cluster,
+            tp_size=tp_size,
+            pp_size=pp_size,
+            dtype=dtype,
+            kv_dtype=kv_dtype,
+            engine=engine,
+            kernels=self.kernel_profile(cluster.gpu.id),
+            calibration=self.calibration(engine.id).constants,
+        )
 
     def calibration(self, engine_id: str) -> CalibrationProfile:
         if engine_id not in self.calibrations:

@@ -5,14 +5,16 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from planner.errors import PlannerError
-from planner.specs.engine import Calibration, EngineSpec
+from planner.specs.engine import EngineConstants, EngineSpec
 from planner.specs.hardware import Cluster, Frozen
+from planner.specs.kernels import KernelProfile
 from planner.specs.model import ModelSpec
 from planner.specs.precision import Dtype
 
 
 class Deployment(Frozen):
-    """A model instance of tp_size x pp_size GPUs, replicated over the cluster (data parallel)."""
+    """A model instance of tp_size x pp_size GPUs, replicated over the cluster (data parallel), with the kernel
+    constants of its GPU and the constants of its engine."""
 
     model: ModelSpec
     cluster: Cluster
@@ -21,8 +23,8 @@ class Deployment(Frozen):
     dtype: Dtype
     kv_dtype: Dtype
     engine: EngineSpec
-    calibration: Calibration
-    calibration_family: str
+    kernels: KernelProfile  # the GPU's kernel constants (measured, or derived from a measured GPU)
+    calibration: EngineConstants  # the engine's fitted host-side constants
 
     @model_validator(mode="after")
     def _layout_fits(self) -> Deployment:

@@ -107,3 +107,17 @@ class KernelProfile(Frozen):
     allreduce: dict[AllReduceImpl, AllReduceConstants]
     fit_rows: dict[str, int] = Field(default_factory=dict)
     fit_median_abs_pct_error: dict[str, float] = Field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        """Hashable despite its mappings, so a Deployment holding it can key the compiled-stage cache."""
+        return hash(
+            (
+                self.gpu,
+                self.basis,
+                tuple(self.gemm.items()),
+                tuple(self.decode_attention.items()),
+                tuple(self.prefill_attention.items()),
+                self.elementwise,
+                tuple(self.allreduce.items()),
+            )
+        )

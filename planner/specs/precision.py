@@ -56,10 +56,15 @@ def parse_dtype(text: str, allowed: tuple[Dtype, ...], what: str) -> Dtype:
     raise PlannerError(f"unknown {what} '{text}': choose one of {choices}")
 
 
-def resolve_dtypes(dtype: str | Dtype, kv_dtype: str | Dtype | None) -> tuple[Dtype, Dtype]:
-    """Weight and KV-cache formats from CLI text; the KV cache defaults to the 16-bit weight format, or fp16
-    when the weights are quantised."""
+def resolve_dtypes(
+    dtype: str | Dtype, kv_dtype: str | Dtype | None, fp8_kv_with_fp8_weights: bool = False
+) -> tuple[Dtype, Dtype]:
+    """Weight and KV-cache formats from CLI text. The KV cache defaults to the 16-bit weight format; with
+    quantised weights, to fp8 where the engine keeps an fp8 checkpoint's KV cache in fp8
+    (EngineSpec.fp8_kv_cache_with_fp8_weights), else to fp16."""
     weights = dtype if isinstance(dtype, Dtype) else parse_dtype(dtype, WEIGHT_DTYPES, "--dtype")
     if kv_dtype is None:
-        return weights, weights if weights.is_float16 else Dtype.fp16
+        if weights.is_float16:
+            return weights, weights
+        return weights, Dtype.fp8 if weights is Dtype.fp8 and fp8_kv_with_fp8_weights else Dtype.fp16
     return weights, kv_dtype if isinstance(kv_dtype, Dtype) else parse_dtype(kv_dtype, KV_DTYPES, "--kv-dtype")

@@ -66,18 +66,8 @@ class Context:
 
     def deployment(self, tp_size: int, pp_size: int, engine: EngineSpec | None = None) -> Deployment:
         """An instance of tp_size x pp_size GPUs on this cluster, with the engine's calibration."""
-        engine = engine or self.engine
-        calibration, family = self.catalog.calibration(engine.id).for_architecture(self.cluster.gpu.architecture)
-        return Deployment(
-            model=self.model,
-            cluster=self.cluster,
-            tp_size=tp_size,
-            pp_size=pp_size,
-            dtype=self.dtype,
-            kv_dtype=self.kv_dtype,
-            engine=engine,
-            calibration=calibration,
-            calibration_family=family,
+        return self.catalog.deployment(
+            self.model, self.cluster, tp_size, pp_size, self.dtype, self.kv_dtype, engine or self.engine
         )
 
 

@@ -49,7 +49,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import binom
 
-from planner.cost.iteration import IterationCost, send_cost, stage_cost
+from planner.cost.iteration import stage_step
 from planner.cost.memory import memory_breakdown
 from planner.cost.ops import BatchShape
 from planner.specs.deployment import Deployment
@@ -76,8 +76,7 @@ ROOT_TOLERANCE = 1e-6  # decode batch found to a millionth of its cap
 def stage_step_s(deployment: Deployment, batch: BatchShape) -> float:
     """One micro-batch through the busiest stage and across one boundary, plus the engine's per-iteration
     overhead (scheduling, sampling, launch), in seconds."""
-    overhead = IterationCost(overhead_s=deployment.calibration.iteration_overhead_s)
-    return (stage_cost(deployment, batch) + send_cost(deployment, batch) + overhead).time_s
+    return stage_step(deployment, batch).time_s
 
 
 def mean_cached_tokens(input_lens: np.ndarray, chunk_tokens: float) -> float:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planner.cost.iteration import IterationCost, iteration_cost, send_cost, stage_cost
+from planner.cost.iteration import IterationCost, iteration_cost, stage_step
 from planner.cost.ops import BatchShape
 from planner.specs.deployment import Deployment
 
@@ -44,16 +44,10 @@ class ServingPoint:
     stable: bool = True
 
 
-def _stage_step(deployment: Deployment, batch: BatchShape) -> IterationCost:
-    """One micro-batch through one stage and across one boundary, plus the engine's per-iteration overhead."""
-    overhead = IterationCost(overhead_s=deployment.calibration.iteration_overhead_s)
-    return stage_cost(deployment, batch) + send_cost(deployment, batch) + overhead
-
-
 def decode_step(deployment: Deployment, batch_size: float, mean_context: float) -> IterationCost:
     """One output token for each of `batch_size` sequences (all pp micro-batches)."""
     pp = deployment.pp_size
-    return _stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context)).scaled(pp)
+    return stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context)).scaled(pp)
 
 
 def prefill_latency_s(deployment: Deployment, input_len: int) -> float:
@@ -89,16 +83,16 @@ def prefill_share_s(deployment: Deployment, input_len: int, batch_size: float, m
         # A prompt rides along the decodes of the other B - 1 requests; with none running (B <= 1) it runs
         # alone and pays the whole iteration. Between the two, blend by the chance others are running.
         others = min(max(batch_size - 1.0, 0.0), 1.0)
-        alone = _stage_step(deployment, BatchShape.prefill(input_len)).time_s
+        alone = stage_step(deployment, BatchShape.prefill(input_len)).time_s
         if others == 0.0:
             return alone
         decodes = BatchShape.decode(batch_size / pp, mean_context)
         chunk = max(1.0, min(float(input_len), engine.max_num_tokens - batch_size / pp))
-        with_chunk = _stage_step(deployment, decodes + BatchShape.prefill(chunk)).time_s
-        marginal = (with_chunk - _stage_step(deployment, decodes).time_s) * input_len / chunk
+        with_chunk = stage_step(deployment, decodes + BatchShape.prefill(chunk)).time_s
+        marginal = (with_chunk - stage_step(deployment, decodes).time_s) * input_len / chunk
         return others * marginal + (1.0 - others) * alone
     per_batch = max(1, min(int(engine.max_num_tokens // input_len), math.ceil(batch_size)))
-    prompt_stage_s = _stage_step(deployment, BatchShape.prefill(input_len, per_batch)).time_s
+    prompt_stage_s = stage_step(deployment, BatchShape.prefill(input_len, per_batch)).time_s
     if pp > 1:
         # Naive pipeline (vLLM-style PP): the long prompt micro-batch sets the pace at every stage it passes,
         # so the decode micro-batches queued behind it wait T at each of the pp - 1 later stages instead of
@@ -111,8 +105,8 @@ def prefill_share_s(deployment: Deployment, input_len: int, batch_size: float, m
         # on 8 L20 (one prompt per micro-batch: 0.52x), where TD-Pipe's published speedups on PCIe-only
         # nodes (up to 2.73x over PP and 1.91x over TP, arXiv 2506.10470) imply about 0.7x if both maxima
         # come from one setting.
-        alone_s = _stage_step(deployment, BatchShape.prefill(input_len)).time_s
-        decode_stage_s = _stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context)).time_s
+        alone_s = stage_step(deployment, BatchShape.prefill(input_len)).time_s
+        decode_stage_s = stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context)).time_s
         return pp * alone_s - (pp - 1) * min(decode_stage_s, alone_s)
     return prompt_stage_s / per_batch
 
@@ -129,7 +123,7 @@ def _first_token_service_s(
     budget = max(1.0, engine.max_num_tokens - batch_size / pp)
     chunks = math.ceil(input_len / budget)
     chunk = input_len / chunks
-    step = _stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context) + BatchShape.prefill(chunk))
+    step = stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context) + BatchShape.prefill(chunk))
     return chunks * step.time_s * pp + residual
 
 

@@ -49,8 +49,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.comm import group_link
-from planner.cost.iteration import IterationCost, send_cost, stage_cost
+from planner.cost.comm import group_link, link_efficiency
+from planner.cost.iteration import stage_step
 from planner.cost.memory import memory_breakdown
 from planner.cost.ops import BatchShape
 from planner.errors import PlannerError
@@ -128,8 +128,7 @@ def kv_link(ctx: Context, gpus_p: int, gpus_d: int, n_p: int, n_d: int, in_node:
 def _stage_s(deployment: Deployment, batch: BatchShape) -> float:
     """One pipeline stage of `batch` and its send, plus the per-iteration overhead: the interval at which a
     pipeline takes new work (as continuous._stage_step)."""
-    overhead = IterationCost(overhead_s=deployment.calibration.iteration_overhead_s)
-    return (stage_cost(deployment, batch) + send_cost(deployment, batch) + overhead).time_s
+    return stage_step(deployment, batch).time_s
 
 
 def prefill_capacity_req_s(deployment: Deployment, input_len: int) -> float:
@@ -211,7 +210,7 @@ class Disaggregated(Strategy):
         decode = self.decode_deployment(ctx, candidate.tp, candidate.pp)
         n_p, n_d = int(d["prefill_instances"]), int(d["decode_instances"])
         in_node = d["placement"] == "in-node"
-        eff = decode.calibration.comm_bw_eff
+        eff = link_efficiency(decode)
         link = kv_link(ctx, prefill.gpus_per_replica, decode.gpus_per_replica, n_p, n_d, in_node, eff)
         return Pools(prefill, decode, n_p, n_d, link, self._decode_max_batch(ctx, decode))
 
@@ -392,7 +391,7 @@ class Disaggregated(Strategy):
             while (gpus - n_p * gp) // gd >= 1:
                 cross.append((n_p, (gpus - n_p * gp) // gd))
                 n_p += 1
-        eff = ctx.deployment(*d).calibration.comm_bw_eff
+        eff = link_efficiency(ctx.deployment(*d))
         if in_node and cross:
             if not self._network_keeps_up(ctx, p, d):
                 cross = []  # DistServe's low node affinity: KV stays inside nodes
@@ -423,6 +422,6 @@ class Disaggregated(Strategy):
         not the bottleneck of a prefill-to-decode pair: DistServe's high node affinity)."""
         prefill = self.prefill_deployment(ctx, *p)
         mean_in = round(ctx.workload.mean_input_len)
-        link = kv_link(ctx, p[0] * p[1], d[0] * d[1], 1, 1, False, prefill.calibration.comm_bw_eff)
+        link = kv_link(ctx, p[0] * p[1], d[0] * d[1], 1, 1, False, link_efficiency(prefill))
         transfer = float(link.transfer_s(np.array(mean_in * kv_bytes_per_token(ctx))))
         return transfer <= _stage_s(prefill, BatchShape.prefill(mean_in))

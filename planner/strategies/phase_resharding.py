@@ -24,7 +24,8 @@ The model, per instance of g GPUs in one node, prefill layout tp_p x pp_p and de
   overlap of its old and new column/row shard on layers it holds in both layouts, the KV heads (and their k/v
   projection columns) common to both, and replicated norms. GPUs receive in parallel over the intra-node link
   (planner.cost.comm.group_link: NVLink, or PCIe, halved without peer-to-peer), so a transition takes the
-  largest GPU's bytes / (link bandwidth x comm_bw_eff) + latency. No overlap with compute (pessimistic).
+  largest GPU's bytes / (link bandwidth x its attained share, comm.link_efficiency) + latency. No overlap with
+  compute (pessimistic).
 - Capacity = n / (T_p + T_reshard(P->D) + T_d + T_reshard(D->P)) per instance.
 - Latencies (Poisson R per instance): the cycle length T(n) with n = R T(n) (bisection, n <= the fill cap;
   an idle system serves a lone request, n >= 1). A request arriving in a prefill phase joins it; otherwise it
@@ -48,8 +49,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.comm import group_link, p2p_time_s
-from planner.cost.iteration import send_cost, stage_cost
+from planner.cost.comm import group_link, link_efficiency, p2p_time_s
+from planner.cost.iteration import stage_step
 from planner.cost.memory import MemoryBreakdown, memory_breakdown
 from planner.cost.ops import EMBED_BYTES, BatchShape
 from planner.errors import PlannerError
@@ -177,7 +178,7 @@ def build_transition(deployment: Deployment, src: Layout, dst: Layout) -> Transi
         kv_bytes_per_token=tuple(b[1] for b in per_gpu),
         bw_s=bw_s,
         latency_s=latency_s,
-        bw_eff=deployment.calibration.comm_bw_eff,
+        bw_eff=link_efficiency(deployment),
     )
 
 
@@ -230,8 +231,7 @@ class Cycle:
 def prefill_stage_s(deployment: Deployment, input_len: float, prompts: float) -> float:
     """One micro-batch of prompts through one stage, across one boundary, plus the iteration overhead."""
     batch = BatchShape.prefill(input_len, prompts)
-    cost = stage_cost(deployment, batch) + send_cost(deployment, batch)
-    return cost.time_s + deployment.calibration.iteration_overhead_s
+    return stage_step(deployment, batch).time_s
 
 
 @register

@@ -9,8 +9,8 @@ compute and both draw on the same memory bandwidth.
 
 The model, with s the prefill worker's SM share (knob `prefill_sm_share`):
 
-- Compute. A worker with a share f of the SMs reaches f of every compute peak: the engine's calibrated
-  `compute_eff` is scaled by f (`worker`), and the unchanged cost model prices the phase. Each op then takes
+- Compute. A worker with a share f of the SMs reaches f of every compute peak: the GPU's fitted kernel
+  compute efficiencies are scaled by f (`worker`), and the unchanged cost model prices the phase. Each op then takes
   max(FLOPs / (f x peak x eff), bytes / bw) = t_min x max(1, s_sat / f), the saturating form Nexus describes
   (diminishing returns of SMs; seed_systems.md section 5), with s_sat = (FLOPs / (peak x eff)) / (bytes / bw):
   the op's arithmetic intensity over the ridge point (`saturation_share`). A memory-bound decode step
@@ -53,9 +53,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planner.cost.compiled import compile_stage
 from planner.cost.iteration import iteration_cost
-from planner.cost.memory import activation_bytes_per_gpu, layers_per_stage, memory_breakdown
-from planner.cost.ops import BatchShape, Op, head_ops, layer_ops
+from planner.cost.memory import activation_bytes_per_gpu, memory_breakdown
+from planner.cost.ops import BatchShape
 from planner.errors import PlannerError
 from planner.specs.deployment import Deployment
 from planner.specs.hardware import GIB
@@ -95,31 +96,35 @@ def phase_time_s(t_min_s: float, s_sat: float, sm_share: float) -> float:
 
 def worker(deployment: Deployment, sm_share: float, bw_share: float = 1.0) -> Deployment:
     """The deployment as a worker holding `sm_share` of each GPU's SMs and `bw_share` of its attainable
-    memory bandwidth sees it: every compute rate scales with the SMs (compute_eff x share), every memory rate
-    with the bandwidth left to it (memory_bw_eff and attention_bw_eff x share)."""
-    cal = deployment.calibration
-    scaled = cal.model_copy(
+    memory bandwidth sees it: every compute rate scales with the SMs (the kernels' compute efficiencies x
+    share), every memory rate with the bandwidth left to it (their bandwidth efficiencies x share); fixed
+    latencies and links do not change."""
+    k = deployment.kernels
+    scaled = k.model_copy(
         update={
-            "compute_eff": cal.compute_eff * sm_share,
-            "memory_bw_eff": cal.memory_bw_eff * bw_share,
-            "attention_bw_eff": cal.attention_bw_eff * bw_share,
+            "gemm": {
+                key: c.model_copy(
+                    update={"compute_eff": c.compute_eff * sm_share, "memory_eff": c.memory_eff * bw_share}
+                )
+                for key, c in k.gemm.items()
+            },
+            "prefill_attention": {
+                key: c.model_copy(update={"compute_eff": c.compute_eff * sm_share})
+                for key, c in k.prefill_attention.items()
+            },
+            "decode_attention": {
+                key: c.model_copy(update={"kv_bw_eff": c.kv_bw_eff * bw_share}) for key, c in k.decode_attention.items()
+            },
+            "elementwise": k.elementwise.model_copy(update={"bw_eff": k.elementwise.bw_eff * bw_share}),
         }
     )
-    return deployment.model_copy(update={"calibration": scaled})
+    return deployment.model_copy(update={"kernels": scaled})
 
 
 def traffic_s(deployment: Deployment, batch: BatchShape) -> float:
     """Seconds one iteration's memory traffic holds one GPU's whole attainable bandwidth: every op's bytes
-    over bandwidth x its efficiency (attention kernels reach attention_bw_eff, the rest memory_bw_eff);
-    all-reduces and sends use the links, not memory."""
-    cal, bw = deployment.calibration, deployment.cluster.gpu.memory_bw_bytes_s
-
-    def seconds(op: Op) -> float:
-        eff = cal.attention_bw_eff if op.kind == "attention" else cal.memory_bw_eff
-        return op.bytes * op.count / (bw * eff)
-
-    per_layer = sum(seconds(op) for op in layer_ops(deployment, batch) if op.kind not in ("allreduce", "p2p"))
-    return layers_per_stage(deployment) * per_layer + sum(seconds(op) for op in head_ops(deployment, batch))
+    over bandwidth x its efficiency; all-reduces and sends use the links, not memory."""
+    return float(compile_stage(deployment).traffic_s(batch.features())[0])
 
 
 def bandwidth_left(other_demand: float) -> float:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.iteration import IterationCost, send_cost, stage_cost
+from planner.cost.iteration import stage_step
 from planner.cost.memory import memory_breakdown
 from planner.cost.ops import BatchShape
 from planner.errors import PlannerError
@@ -71,8 +71,7 @@ GRID_POINTS = 16  # prompt lengths costed exactly; others interpolated (stage ti
 def stage_s(deployment: Deployment, batch: BatchShape) -> float:
     """One micro-batch through one stage and across one boundary, plus the engine's per-iteration overhead
     (the same step as continuous.py's pipeline)."""
-    overhead = IterationCost(overhead_s=deployment.calibration.iteration_overhead_s)
-    return (stage_cost(deployment, batch) + send_cost(deployment, batch) + overhead).time_s
+    return stage_step(deployment, batch).time_s
 
 
 @dataclass(frozen=True)
