@@ -10,23 +10,23 @@ from planner.estimate import Estimate, Scenario, estimate
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.deployment import Deployment
 from planner.specs.engine import CalibrationProfile, EngineConstants, EngineSpec
-from planner.specs.kernels import KernelProfile
 from planner.specs.hardware import Cluster, GpuPool, GpuSpec, LinkSpec, NetworkSpec
+from planner.specs.kernels import KernelProfile
 from planner.specs.model import ModelSpec
 from planner.specs.precision import Dtype
 
 __all__ = [
-    "EngineConstants",
-    "KernelProfile",
     "CalibrationProfile",
     "Catalog",
     "Cluster",
     "Deployment",
     "Dtype",
+    "EngineConstants",
     "EngineSpec",
     "Estimate",
     "GpuPool",
     "GpuSpec",
+    "KernelProfile",
     "LinkSpec",
     "ModelSpec",
     "NetworkSpec",

@@ -123,6 +123,9 @@ def estimate(
     kv_dtype: Annotated[str | None, typer.Option(help="KV cache: bf16, fp16, fp8 or int8 (default: 16-bit).")] = None,
     concurrency: Annotated[float | None, typer.Option(help="Closed loop: C clients, one request each.")] = None,
     rate: Annotated[float | None, typer.Option(help="Poisson arrivals at R requests/s.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Static batch: B requests prefilled and decoded together (one instance).")
+    ] = None,
     num_requests: Annotated[int, typer.Option(help="Offline: requests queued at once (sets mean TTFT).")] = 1000,
     strategy: Annotated[
         str | None, typer.Option(help="Serving strategy (default colocated); see `tdplan strategies`.")
@@ -150,6 +153,8 @@ def estimate(
 
     with _errors():
         cat = load_catalog(catalog)
+        if batch_size is not None and (strategy is not None or knob or workload is not None):
+            raise PlannerError("--batch-size is a single-instance scenario: drop --strategy, --knob and --workload")
         if strategy is None and not knob and workload is None:
             _colocated_estimate(
                 cat,
@@ -163,6 +168,7 @@ def estimate(
                 kv_dtype,
                 concurrency,
                 rate,
+                batch_size,
                 num_requests,
                 engine,
                 network,
@@ -209,6 +215,7 @@ def _colocated_estimate(
     kv_dtype: str | None,
     concurrency: float | None,
     rate: float | None,
+    batch_size: int | None,
     num_requests: int,
     engine: str | None,
     network: str | None,
@@ -230,6 +237,7 @@ def _colocated_estimate(
         output_len=output_len,
         concurrency=concurrency,
         rate=rate,
+        batch_size=batch_size,
         kv_dtype=kv_dtype,
         engine=engine,
         network=network,
@@ -435,7 +443,7 @@ def calibrate(
     ] = False,
     catalog: CatalogRoot = None,
 ) -> None:
-    """Fit efficiency and overhead constants per engine and GPU family to the published measurements."""
+    """Fit each engine's host-side constants on the published latency rows (kernel constants held fixed)."""
     from planner.specs.catalog import load_catalog
     from planner.validation.calibrate import fit_all, write_profiles
 
@@ -443,16 +451,14 @@ def calibrate(
         cat = load_catalog(catalog)
         profiles = fit_all(cat)
     for profile in profiles:
-        for family, cal in profile.families.items():
-            out.print(
-                f"{profile.engine}/{family}: {cal.fitted_rows} rows, median |error| "
-                f"{cal.fitted_median_abs_pct_error if cal.fitted_median_abs_pct_error is not None else '-'}%, "
-                f"compute_eff {cal.compute_eff:.3f}, gemm_ridge_scale {cal.gemm_ridge_scale:.2f}, "
-                f"memory_bw_eff {cal.memory_bw_eff:.3f}, attention_bw_eff {cal.attention_bw_eff:.3f}, "
-                f"iteration_overhead {cal.iteration_overhead_s * 1e3:.2f} ms, "
-                f"layer_overhead {cal.layer_overhead_s * 1e6:.1f} us, "
-                f"seq_layer_overhead {cal.seq_layer_overhead_s * 1e9:.1f} ns"
-            )
+        c, u = profile.constants, profile.uncertainty
+        errors = ", ".join(f"{family} {pct:.1f}%" for family, pct in profile.expected_error_pct.items())
+        out.print(
+            f"{profile.engine}: {profile.fitted_rows} latency rows, median |error| "
+            f"{profile.fitted_median_abs_pct_error}%; iteration_overhead {c.iteration_overhead_s * 1e3:.3f} "
+            f"+/- {u['iteration_overhead_s'] * 1e3:.3f} ms, per_seq_overhead {c.per_seq_overhead_s * 1e6:.2f} "
+            f"+/- {u['per_seq_overhead_s'] * 1e6:.2f} us; held-out error by GPU family: {errors}"
+        )
     if write:
         if cat.root.name == "_catalog":
             err.print(

@@ -28,6 +28,7 @@ class Scenario(str, Enum):
     offline = "offline"  # every request queued at once
     concurrency = "concurrency"  # closed loop of C clients
     rate = "rate"  # Poisson arrivals
+    static_batch = "static-batch"  # B requests prefilled together and decoded together to output_len
 
 
 class Estimate(BaseModel):
@@ -66,7 +67,11 @@ class Estimate(BaseModel):
     memory_gib: dict[str, float]
     bottleneck: str
     stable: bool
-    notes: list[str]
+    latency_s: float | None = None  # static batch: end-to-end latency of the whole batch
+    total_throughput_tok_s: float | None = None  # static batch: B x (input + output) / latency
+    expected_error_pct: float | None = None  # held-out validation error of this engine on this GPU family
+    calibration_basis: str = ""  # what the expected error and the constants rest on
+    notes: list[str] = []
 
 
 def kernel_basis(deployment: Deployment) -> str:
@@ -75,6 +80,18 @@ def kernel_basis(deployment: Deployment) -> str:
     if kernels.derived_from:
         return f"{kernels.basis.value} from {kernels.derived_from}"
     return kernels.basis.value
+
+
+def calibration_basis(catalog: Catalog, deployment: Deployment) -> tuple[float | None, str]:
+    """The expected error of a prediction on this deployment (the engine's median held-out validation error
+    on the GPU's architecture family) and a sentence saying what it rests on."""
+    gpu, engine = deployment.cluster.gpu, deployment.engine
+    family = gpu.architecture.value
+    kernels = f"kernel constants {kernel_basis(deployment)}"
+    errors = catalog.calibration(engine.id).expected_error_pct
+    if family not in errors:
+        return None, f"uncalibrated: no measurements of {engine.name} on {family} GPUs or this vendor; {kernels}"
+    return errors[family], f"{engine.name} on {family} GPUs, held-out validation error; {kernels}"
 
 
 def default_engine(catalog: Catalog, gpu: GpuSpec) -> EngineSpec:
@@ -144,6 +161,7 @@ def estimate(
     concurrency: float | None = None,
     rate: float | None = None,
     *,
+    batch_size: int | None = None,
     kv_dtype: str | Dtype | None = None,
     engine: str | None = None,
     network: str | None = None,
@@ -154,8 +172,9 @@ def estimate(
     """Predict throughput, latency and memory of one configuration.
 
     model: catalog id/alias, a config.json path, or a ModelSpec. gpus: `8xL20`-style text or a Cluster.
-    No concurrency or rate: offline (all `num_requests` queued). concurrency: closed loop of C clients.
-    rate: Poisson arrivals at `rate` requests/s. Both are split evenly over the data-parallel replicas.
+    No concurrency, rate or batch_size: offline (all `num_requests` queued). concurrency: closed loop of C
+    clients. rate: Poisson arrivals at `rate` requests/s. Both are split evenly over the data-parallel replicas.
+    batch_size: one static batch of B requests on one instance, prefilled together and decoded together.
     """
     catalog = catalog or load_catalog()
     notes: list[str] = []
@@ -168,10 +187,13 @@ def estimate(
         (pp, "--pp"),
         (num_requests, "--num-requests"),
         (gpus_per_node, "--gpus-per-node"),
+        (batch_size, "--batch-size"),
     ):
         _positive(value, what)
-    if concurrency is not None and rate is not None:
-        raise PlannerError("give --concurrency or --rate, not both")
+    if sum(x is not None for x in (concurrency, rate, batch_size)) > 1:
+        raise PlannerError("give one of --concurrency, --rate and --batch-size, not several")
+    if batch_size is not None and batch_size != int(batch_size):
+        raise PlannerError(f"--batch-size must be a whole number of requests, got {batch_size}")
     if isinstance(model, str):
         spec = catalog.model(model)
         if spec.id != model.strip().lower():
@@ -204,6 +226,11 @@ def estimate(
         notes.append(f"TP {tp} chosen: the smallest TP within a node at which the model fits (PP {pp})")
     deployment = catalog.deployment(spec, cluster, tp, pp, weight_dtype, kv, engine_spec)
     memory = memory_breakdown(deployment)
+    if batch_size is not None and memory.kv_capacity_tokens < batch_size * tokens_per_request:
+        raise PlannerError(
+            f"a static batch of {batch_size} x {tokens_per_request} tokens needs more KV cache than the "
+            f"{memory.kv_capacity_tokens} tokens TP {tp} x PP {pp} holds: lower --batch-size or raise --tp/--pp"
+        )
     if memory.kv_capacity_tokens < tokens_per_request:
         raise PlannerError(
             f"one request of {tokens_per_request} tokens needs more KV cache than the "
@@ -214,7 +241,9 @@ def estimate(
             f"{cluster.num_gpus % deployment.gpus_per_replica} GPU(s) left idle: "
             f"{cluster.num_gpus} is not a multiple of TP x PP = {deployment.gpus_per_replica}"
         )
-    return _serve(deployment, memory, input_len, output_len, concurrency, rate, num_requests, notes)
+    expected, basis = calibration_basis(catalog, deployment)
+    result = _serve(deployment, memory, input_len, output_len, concurrency, rate, batch_size, num_requests, notes)
+    return result.model_copy(update={"expected_error_pct": expected, "calibration_basis": basis})
 
 
 def _serve(
@@ -224,12 +253,22 @@ def _serve(
     output_len: int,
     concurrency: float | None,
     rate: float | None,
+    batch_size: int | None,
     num_requests: int,
     notes: list[str],
 ) -> Estimate:
     replicas = deployment.replicas
     max_batch = continuous.max_decode_batch(deployment, input_len, output_len, memory.kv_capacity_tokens)
-    if rate is not None:
+    latency_s = total_tok_s = None
+    if batch_size is not None:
+        scenario = Scenario.static_batch
+        point = continuous.static_batch(deployment, input_len, output_len, batch_size)
+        latency_s = batch_size / point.request_rate_req_s
+        total_tok_s = batch_size * (input_len + output_len) / latency_s
+        if replicas > 1:
+            notes.append(f"the static batch runs on one instance; the other {replicas - 1} replica(s) stay idle")
+        replicas = 1
+    elif rate is not None:
         scenario = Scenario.rate
         point = continuous.poisson(deployment, input_len, output_len, max_batch, rate / replicas)
         if not point.stable:
@@ -245,7 +284,8 @@ def _serve(
         point = continuous.offline(deployment, input_len, output_len, max_batch, math.ceil(num_requests / replicas))
     prefill = iteration_cost(deployment, BatchShape.prefill(input_len))
     decode_part = (output_len - 1) * point.decode_step.time_s
-    prefill_part = point.batch_size * point.prefill_time_s
+    batch_prefills = 1 if scenario is Scenario.static_batch else point.batch_size  # static: one batched prefill
+    prefill_part = batch_prefills * point.prefill_time_s
     bottleneck = point.decode_step.bound if decode_part >= prefill_part else prefill.bound
     cluster = deployment.cluster
     return Estimate(
@@ -280,5 +320,7 @@ def _serve(
         memory_gib=memory.as_gib(),
         bottleneck=bottleneck.value,
         stable=point.stable,
+        latency_s=latency_s,
+        total_throughput_tok_s=total_tok_s,
         notes=notes,
     )

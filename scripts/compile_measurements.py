@@ -2,7 +2,7 @@
 
 Usage::
 
-    python scripts/compile_measurements.py PATH/TO/measurements_dev.csv
+    python scripts/compile_measurements.py PATH/TO/measurements_dev.csv --argonne PATH/TO/argonne_a100_static_batch.csv
 
 Reads the raw compilation (one row per published number, each with its source and locator) and writes
 
@@ -646,6 +646,41 @@ def compile_rows(rows: list[Row]) -> tuple[dict[str, list[Row]], dict[str, Count
     return tables, summary
 
 
+ARGONNE_SOURCE = "Argonne LLM-Inference-Bench (A100 static batch)"
+
+
+def argonne_row(row: Row) -> Row:
+    """Argonne LLM-Inference-Bench (arXiv 2411.00136): one static batch of B identical-length prompts generated
+    to output_len tokens, timed end to end on an A100 (40GB SXM4 inferred by the compilation)."""
+    engines = {"vLLM": "vllm", "TensorRT-LLM": "trtllm"}
+    if row["framework"] not in engines:
+        raise Skip(f"framework {row['framework']} has no engine profile")
+    dtypes = {"fp16": "fp16", "int8": "int8", "fp8": "fp8"}
+    return {
+        "id": row["id"],
+        "source": ARGONNE_SOURCE,
+        "source_locator": f"github.com/argonne-lcf/LLM-Inference-Bench {row['source_file']} (subset {row['subset']})",
+        "engine": engines[row["framework"]],
+        "engine_version": "",
+        "gpu": row["gpu"],
+        "num_gpus": row["gpu_count"],
+        "tp": row["tp"],
+        "pp": row["pp"],
+        "model": row["model_id"],
+        "dtype": dtypes[row["weight_dtype"]],
+        "kv_dtype": dtypes[row["kv_dtype"]],
+        "input_len": row["input_len"],
+        "output_len": row["output_len"],
+        "dataset": "fixed",
+        "scenario": "static-batch",
+        "concurrency": row["batch_size"],
+        "metric": "batch_latency_s",
+        "value": fmt(float(row["latency_s"])),
+        "unit": "s",
+        "assumptions": row["notes"],
+    }
+
+
 def write_csv(path: Path, columns: list[str], rows: list[Row]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
@@ -672,10 +707,21 @@ def main(argv: list[str] | None = None) -> None:
         default=DEFAULT_OUT_DIR,
         help="output directory (default: planner/data in this repository)",
     )
+    parser.add_argument(
+        "--argonne", type=Path, help="argonne_a100_static_batch.csv: static-batch latencies on A100 to append"
+    )
     args = parser.parse_args(argv)
     with args.raw_csv.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     tables, summary = compile_rows(rows)
+    if args.argonne:
+        with args.argonne.open(newline="", encoding="utf-8") as handle:
+            for raw in csv.DictReader(handle):
+                try:
+                    tables["measurements"].append(argonne_row(raw))
+                    summary["Argonne"]["kept -> measurements"] += 1
+                except Skip as reason:
+                    summary["Argonne"][f"skipped: {reason}"] += 1
     write_csv(args.out_dir / "measurements.csv", MEASUREMENT_COLUMNS, tables["measurements"])
     write_csv(args.out_dir / "microbenchmarks.csv", MICRO_COLUMNS, tables["microbenchmarks"])
     print_summary(summary, len(rows))

@@ -1,5 +1,5 @@
-"""Communication time (`planner.cost.comm`): ring all-reduce, point-to-point sends, and which link carries
-them.
+"""Communication (`planner.cost.comm`): point-to-point sends and which link carries a collective (the all-reduce
+law itself is in planner.cost.kernels, tested in test_kernels.py).
 
 Link numbers come from the catalog GPU files (datasheet values); the formulas are checked on literals.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from test_ops import catalog_gpu, make_deployment, make_model
 
-from planner.cost.comm import allreduce_time_s, group_link, p2p_time_s, pp_link, tp_link
+from planner.cost.comm import group_link, p2p_time_s, pp_link, tp_link
 from planner.errors import PlannerError
 from planner.specs.hardware import Cluster, NetworkSpec
 
@@ -23,22 +23,6 @@ def cluster(gpu_id: str, num_gpus: int, network: str = "100gbe") -> Cluster:
     gpu = catalog_gpu(gpu_id)
     network_spec = NetworkSpec.parse(network)
     return Cluster(gpu=gpu, num_gpus=num_gpus, gpus_per_node=gpu.gpus_per_node, network=network_spec)
-
-
-class TestAllReduce:
-    def test_ring_allreduce_eight_gpus(self) -> None:
-        """8 GPUs, 16 MB, 450 GB/s at 90%, 3 us per step: each GPU moves 2 x 7/8 x 16e6 = 28e6 bytes at
-        405e9 B/s = 6.9136e-5 s, plus 2 x 7 = 14 steps x 3e-6 = 4.2e-5 s -> 1.1114e-4 s."""
-        t = allreduce_time_s(16e6, 8, 450e9, 3e-6, 0.9)
-        assert t == pytest.approx(1.1113580246913579e-04, rel=1e-12)
-
-    def test_ring_allreduce_two_gpus(self) -> None:
-        """2 GPUs, 1 MB, 100 GB/s at 100%, 5 us: 2 x 1/2 x 1e6 / 1e11 = 1e-5 s, plus 2 x 5e-6 = 1e-5 s
-        -> 2e-5 s."""
-        assert allreduce_time_s(1e6, 2, 100e9, 5e-6, 1.0) == pytest.approx(2e-5, rel=1e-12)
-
-    def test_single_gpu_has_no_allreduce(self) -> None:
-        assert allreduce_time_s(16e6, 1, 450e9, 3e-6, 0.9) == 0.0
 
 
 class TestPointToPoint:

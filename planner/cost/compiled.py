@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from planner.cost import kernels
 from planner.cost.comm import allreduce_link, p2p_link
-from planner.cost.ops import ROWS, BatchShape, Op, OpKind, stage_ops, stage_send_op
+from planner.cost.ops import ROWS, BatchShape, Op, OpKind, experts_touched, op_load, stage_ops, stage_send_op
 from planner.specs.deployment import Deployment
 from planner.specs.kernels import AllReduceImpl, GemmConstants, KernelProfile
 from planner.specs.precision import Dtype
@@ -60,6 +60,14 @@ def gemm_constants(profile: KernelProfile, dtype: Dtype, has_rate: bool) -> Gemm
     return next(iter(profile.gemm.values()))
 
 
+def _gemm(deployment: Deployment, dtype: Dtype) -> GemmConstants:
+    """The GEMM constants for `dtype` on the deployment's GPU (8-bit formats run W8A8 only where the GPU has
+    that tensor-core rate)."""
+    gpu = deployment.cluster.gpu
+    has_rate = dtype.is_float16 or gpu.gemm_flops_s(dtype) > gpu.dense_tflops.fp16 * 1e12
+    return gemm_constants(deployment.kernels, dtype, has_rate)
+
+
 def _format_key(table: dict[str, object], dtype: Dtype) -> str:
     """The entry for a KV or attention format: 8-bit formats use `fp8` where fitted, else the 16-bit one."""
     if not dtype.is_float16 and "fp8" in table:
@@ -72,10 +80,8 @@ def op_rates(deployment: Deployment, op: Op) -> OpRates:
     gpu, profile = deployment.cluster.gpu, deployment.kernels
     bw = gpu.memory_bw_bytes_s
     if op.kind is OpKind.gemm:
-        rate = gpu.gemm_flops_s(op.dtype)
-        has_rate = rate > gpu.dense_tflops.fp16 * 1e12 or op.dtype.is_float16
-        c = gemm_constants(profile, op.dtype, has_rate)
-        return OpRates(c.fixed_s, rate * c.compute_eff, c.m_half, bw * c.memory_eff)
+        c = _gemm(deployment, op.dtype)
+        return OpRates(c.fixed_s, gpu.gemm_flops_s(op.dtype) * c.compute_eff, c.m_half, bw * c.memory_eff)
     if op.kind is OpKind.prefill_attention:
         p = profile.prefill_attention[_format_key(dict(profile.prefill_attention), Dtype.bf16)]
         return OpRates(p.fixed_s, gpu.attention_flops_s() * p.compute_eff, p.s_half, math.inf)
@@ -87,20 +93,13 @@ def op_rates(deployment: Deployment, op: Op) -> OpRates:
         return OpRates(e.fixed_s, math.inf, 0.0, bw * e.bw_eff)
     if op.kind is OpKind.allreduce:
         n = deployment.tp_size
-        impl = deployment.engine.allreduce
-        a = profile.allreduce.get(impl) or profile.allreduce[AllReduceImpl.nccl]
+        a = profile.allreduce.get(deployment.engine.allreduce) or profile.allreduce[AllReduceImpl.nccl]
         link_bw_s, extra_latency_s = allreduce_link(deployment)
         latency = a.latency_s + a.latency_per_peer_s * (n - 1) + extra_latency_s
         # 2 (n - 1) / n of the message crosses each rank's link (reduce-scatter + all-gather)
         return OpRates(latency, math.inf, 0.0, link_bw_s * a.bus_bw_eff * n / (2 * (n - 1)), communication=True)
     link_bw_s, latency_s = p2p_link(deployment)
     return OpRates(latency_s, math.inf, 0.0, link_bw_s, communication=True)
-
-
-def experts_touched(rows: Array | float, experts: int, topk: int) -> Array:
-    """Experts a batch of `rows` tokens touches: each token picks k of e; with uniform routing an expert is
-    missed by all rows with probability (1 - k/e)^rows, so e (1 - (1 - k/e)^rows) experts are read."""
-    return np.asarray(experts * -np.expm1(np.asarray(rows, dtype=float) * math.log1p(-topk / experts)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,40 +218,36 @@ def compile_send(deployment: Deployment) -> CompiledStage:
 
 def op_cost(deployment: Deployment, op: Op, batch: BatchShape) -> StageTimes:
     """Reference path: one op through its kernel law (planner.cost.kernels) at one batch shape, times its count."""
-    x = batch.features()
-    if float(op.gate @ x) <= 0:
-        zero = np.zeros(1)
+    load = op_load(op, batch)
+    zero = np.zeros(1)
+    if not load.runs:
         return StageTimes(zero, zero, zero, zero)
-    rates = op_rates(deployment, op)
     gpu, profile = deployment.cluster.gpu, deployment.kernels
-    flops, bytes_moved, size = float(op.flops @ x), float(op.bytes @ x), float(op.size @ x)
-    if op.moe_experts:
-        touched = max(float(experts_touched(float(ROWS @ x), op.moe_experts, op.moe_topk)), 1.0)
-        bytes_moved += touched * op.moe_weight_bytes
-        size /= touched
+    bw = gpu.memory_bw_bytes_s
     compute_bound = np.zeros(1, dtype=bool)
     if op.kind is OpKind.gemm:
-        has_rate = gpu.gemm_flops_s(op.dtype) > gpu.dense_tflops.fp16 * 1e12 or op.dtype.is_float16
-        c = gemm_constants(profile, op.dtype, has_rate)
+        c = _gemm(deployment, op.dtype)
         fixed, roof, compute_bound = kernels.gemm_time_s(
-            c, size, flops, bytes_moved, gpu.gemm_flops_s(op.dtype), gpu.memory_bw_bytes_s
+            c, load.size, load.flops, load.bytes, gpu.gemm_flops_s(op.dtype), bw
         )
     elif op.kind is OpKind.prefill_attention:
         p = profile.prefill_attention[_format_key(dict(profile.prefill_attention), Dtype.bf16)]
-        s = size / max(float(op.size_per @ x), 1e-12)
-        fixed, roof, compute_bound = kernels.prefill_attention_time_s(p, s, flops, gpu.attention_flops_s())
+        fixed, roof, compute_bound = kernels.prefill_attention_time_s(p, load.size, load.flops, gpu.attention_flops_s())
     elif op.kind is OpKind.decode_attention:
         d = profile.decode_attention[_format_key(dict(profile.decode_attention), deployment.kv_dtype)]
-        fixed, roof, _ = kernels.decode_attention_time_s(d, float(op.items @ x), bytes_moved, gpu.memory_bw_bytes_s)
+        fixed, roof, _ = kernels.decode_attention_time_s(d, load.items, load.bytes, bw)
     elif op.kind is OpKind.elementwise:
-        fixed, roof, _ = kernels.elementwise_time_s(profile.elementwise, bytes_moved, gpu.memory_bw_bytes_s)
+        fixed, roof, _ = kernels.elementwise_time_s(profile.elementwise, load.bytes, bw)
         fixed = fixed * op.kernels
+    elif op.kind is OpKind.allreduce:
+        a = profile.allreduce.get(deployment.engine.allreduce) or profile.allreduce[AllReduceImpl.nccl]
+        link_bw_s, extra_latency_s = allreduce_link(deployment)
+        total = kernels.allreduce_time_s(a, load.bytes, deployment.tp_size, link_bw_s) + extra_latency_s
+        return StageTimes(zero, zero, np.atleast_1d(total) * op.count, zero)
     else:
-        total = rates.fixed_s + bytes_moved / rates.memory_bytes_s
-        zero = np.zeros(1)
-        return StageTimes(zero, zero, np.atleast_1d(total * op.count), zero)
+        link_bw_s, latency_s = p2p_link(deployment)
+        return StageTimes(zero, zero, np.atleast_1d(latency_s + load.bytes / link_bw_s) * op.count, zero)
     fixed, roof = np.atleast_1d(fixed) * op.count, np.atleast_1d(roof) * op.count
-    zero = np.zeros(1)
     return StageTimes(
         compute_s=np.where(compute_bound, roof, 0.0),
         memory_s=np.where(compute_bound, 0.0, roof),

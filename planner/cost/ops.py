@@ -154,6 +154,41 @@ class Op:
     moe_weight_bytes: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class OpLoad:
+    """An op's work at one batch shape: what its kernel law takes."""
+
+    flops: float
+    bytes: float
+    size: float  # GEMM rows per weight matrix; prefill attention tokens per sequence
+    items: float  # decode sequences (per-sequence work)
+    runs: bool  # the op is launched at all
+
+
+def experts_touched(rows: NDArray[np.float64] | float, experts: int, topk: int) -> NDArray[np.float64]:
+    """Experts a batch of `rows` tokens touches: each token picks k of e; with uniform routing an expert is
+    missed by all rows with probability (1 - k/e)^rows, so e (1 - (1 - k/e)^rows) experts are read."""
+    return np.asarray(experts * -np.expm1(np.asarray(rows, dtype=float) * math.log1p(-topk / experts)))
+
+
+def op_load(op: Op, batch: BatchShape) -> OpLoad:
+    """Evaluate an op's linear forms at `batch`; routed experts read only the experts the batch touches, and
+    each touched expert's GEMM sees the token-expert pairs shared among them."""
+    x = batch.features()
+    bytes_moved, size = float(op.bytes @ x), float(op.size @ x)
+    if op.moe_experts:
+        touched = max(float(experts_touched(batch.tokens, op.moe_experts, op.moe_topk)), 1.0)
+        bytes_moved += touched * op.moe_weight_bytes
+        size /= touched
+    return OpLoad(
+        flops=float(op.flops @ x),
+        bytes=bytes_moved,
+        size=size / max(float(op.size_per @ x), 1e-12),
+        items=float(op.items @ x),
+        runs=float(op.gate @ x) > 0,
+    )
+
+
 def kv_heads_per_gpu(deployment: Deployment) -> int:
     return math.ceil(deployment.model.num_key_value_heads / deployment.tp_size)
 
@@ -235,7 +270,7 @@ def layer_ops(deployment: Deployment) -> list[Op]:
                     layers,
                     flops=2 * k * n * kk * ROWS,
                     bytes=k * (n + kk) * ACT_BYTES * ROWS,
-                    size=ROWS,
+                    size=k * ROWS,  # token-expert pairs, shared among the touched experts
                     dtype=dtype,
                     moe_experts=e,
                     moe_topk=k,

@@ -20,13 +20,15 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str]]:
         scenario += f" ({est.rate_req_s:g} req/s, Poisson)"
     if est.num_requests is not None:
         scenario += f" ({est.num_requests} requests queued)"
+    if est.scenario.value == "static-batch":
+        scenario += f" (B = {est.batch_size:g})"
     memory = ", ".join(f"{part} {gib:.1f}" for part, gib in est.memory_gib.items())
-    return [
+    rows = [
         ("model", f"{est.model_name} ({est.model})"),
         ("GPUs", f"{est.num_gpus} x {est.gpu_name} in {est.num_nodes} node(s), network {est.network}"),
         ("layout", f"TP {est.tp} x PP {est.pp}, {est.replicas} replica(s)"),
         ("precision", f"weights {est.dtype}, KV cache {est.kv_dtype}"),
-        ("engine profile", f"{est.engine} (calibration {est.calibration})"),
+        ("engine profile", f"{est.engine} (kernel constants {est.calibration})"),
         ("request", f"{est.input_len} input + {est.output_len} output tokens"),
         ("scenario", scenario),
         ("output throughput", f"{est.output_throughput_tok_s:,.0f} tok/s"),
@@ -39,7 +41,21 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str]]:
         ("decode step at that batch", _ms(est.decode_step_time_s)),
         ("memory per GPU (GiB)", memory),
         ("bottleneck", est.bottleneck),
+        ("expected error", _expected(est)),
     ]
+    if est.latency_s is not None:
+        rows.insert(rows.index(("TTFT (mean)", _ms(est.ttft_s))), ("batch latency", _ms(est.latency_s)))
+        rows.insert(
+            rows.index(("request throughput", f"{est.request_throughput_req_s:,.3f} req/s")),
+            ("total throughput", f"{est.total_throughput_tok_s or 0:,.0f} tok/s (input + output)"),
+        )
+    return rows
+
+
+def _expected(est: Estimate) -> str:
+    if est.expected_error_pct is None:
+        return est.calibration_basis
+    return f"about {est.expected_error_pct:.0f}% ({est.calibration_basis})"
 
 
 def gpu_rows(gpu: GpuSpec) -> list[tuple[str, str]]:

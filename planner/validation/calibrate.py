@@ -1,139 +1,181 @@
-"""Fit the efficiency and overhead constants per engine and GPU architecture family (`tdplan calibrate`).
+"""Fit each engine's two host-side constants on latency rows (`tdplan calibrate`), with the kernel constants of
+every GPU held fixed (they come from kernel microbenchmarks, planner.specs.kernels).
 
-For each engine profile, the rows of the measurements table that belong to its fitting era (`FIT_ROWS`) are
-grouped by the GPU's architecture family. Each family with at least `MIN_FAMILY_ROWS` rows gets its own fit;
-a `default` entry is fitted on all of the engine's rows pooled, and serves every family without data.
+Fitted per engine: `iteration_overhead_s` and `per_seq_overhead_s` (planner.specs.engine.EngineConstants), on
+the rows that time latency rather than saturated throughput (`is_latency_row`): single-request TTFT and decode
+speed, and static batches timed end to end. Max-throughput tables are validation, never fitting data.
 
-Fitted per entry: compute_eff, gemm_ridge_scale, memory_bw_eff, attention_bw_eff, iteration_overhead_s,
-layer_overhead_s and seq_layer_overhead_s (see planner.specs.engine.Calibration), by
-robust least squares (scipy `least_squares`, soft-L1 loss) on log(predicted / measured). Weak priors keep
-constants the rows do not constrain near the microbenchmarks: the share of peak that large cuBLAS GEMMs reach
-and the share of datasheet bandwidth that STREAM copy reaches (Azure AI-benchmarking-guide), each weighted as
-one row. comm_bw_eff is not fitted to serving rows: it is the median NCCL all-reduce bus bandwidth over link
-bandwidth for large messages, capped at 1.
+Every prediction, written as a time, is linear in the two constants (planner.validation.predict.time_design), so
+the fit is a bounded robust linear least squares on relative error (scipy `least_squares`, soft-L1 loss with a
+10% scale) and takes milliseconds; leave-one-source-out refits are as cheap. A constant that ends at a bound
+(zero) raises: the data would be saying the host does no work, which points at a missing kernel term instead.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
-from scipy.optimize import least_squares
 
+from planner.errors import PlannerError
 from planner.specs.catalog import Catalog
-from planner.specs.engine import Calibration, CalibrationProfile
-from planner.validation.measurements import Measurement, load_measurements, load_microbenchmarks
-from planner.validation.predict import Prepared, predict, prepare
+from planner.specs.engine import CalibrationProfile, EngineConstants
+from planner.validation.measurements import Measurement, load_measurements
+from planner.validation.predict import Prepared, as_time, prepare, time_design
 
-MIN_FAMILY_ROWS = 8
-
-FIT_ROWS: dict[str, Callable[[Measurement], bool]] = {
-    # Throughput: in-flight batching with trtllm-bench / gptManagerBenchmark without streaming (v0.11-v0.14),
-    # one methodology; v0.10 (streaming, max_utilization) and the static-batching throughput of v0.5-v0.9 are
-    # validated, not fitted, as the source notes advise against mixing methodologies. Batch-1 TTFT rows
-    # (v0.5, v0.9) are fitted: they are the only rows that isolate prefill latency.
-    "trtllm": lambda row: row.engine_version in ("0.11.0", "0.12.0", "0.13.0", "0.14.0") or row.metric == "ttft_s",
-    "vllm": lambda row: True,
-}
-
-PARAMS = (
-    "compute_eff",
-    "gemm_ridge_scale",
-    "memory_bw_eff",
-    "attention_bw_eff",
-    "iteration_overhead_s",
-    "layer_overhead_s",
-    "seq_layer_overhead_s",
-)
-LOWER = np.array([0.2, 0.01, 0.3, 0.2, 0.0, 0.0, 0.0])
-UPPER = np.array([1.0, 10.0, 1.0, 1.0, 0.05, 1e-3, 1e-5])
-# Prior spread (one standard deviation) of each constant, in its own units.
-PRIOR_SCALE = np.array([0.1, 0.5, 0.1, 0.1, 0.005, 50e-6, 1e-7])
+PARAMS = ("iteration_overhead_s", "per_seq_overhead_s")
+UPPER = np.array([0.05, 1e-3])  # 50 ms per iteration, 1 ms per sequence: beyond any engine's host work
+SCALE = np.array([1e-3, 1e-5])  # typical sizes, for the solver's step control
 
 
-def microbenchmark_priors(catalog: Catalog) -> dict[str, float]:
-    """Median achieved/peak of large GEMMs and of STREAM copy, and of large-message NCCL all-reduce."""
-    gemm, stream, comm = [], [], []
-    for bench in load_microbenchmarks():
-        gpu = catalog.gpus.get(bench.gpu)
-        if gpu is None:
-            continue
-        if bench.metric.startswith("gemm_tflops") and "8192" in bench.conditions:
-            peak = gpu.dense_tflops.fp8 if bench.metric.endswith("fp8") else gpu.dense_tflops.fp16
-            if peak:
-                gemm.append(bench.value / peak)
-        elif bench.metric == "hbm_stream_copy_gb_s":
-            stream.append(bench.value / gpu.memory_bw_gb_s)
-        elif bench.metric == "nccl_allreduce_busbw_gb_s" and ("GB" in bench.conditions or "GiB" in bench.conditions):
-            comm.append(min(1.0, bench.value / gpu.interconnect.bw_gb_s))
-    return {
-        "compute_eff": statistics.median(gemm),
-        "memory_bw_eff": statistics.median(stream),
-        "comm_bw_eff": statistics.median(comm),
-    }
+def is_latency_row(row: Measurement) -> bool:
+    """Rows that pin host-side overheads: one request at a time, or static batches timed end to end."""
+    return row.scenario in ("single", "static-batch")
 
 
-def _calibration(theta: np.ndarray, comm_bw_eff: float, **record: object) -> Calibration:
-    return Calibration(**dict(zip(PARAMS, (float(x) for x in theta), strict=True)), comm_bw_eff=comm_bw_eff, **record)
+@dataclass(frozen=True)
+class FitResult:
+    constants: EngineConstants
+    uncertainty: dict[str, float]
+    rows: int
+    median_abs_pct_error: float
+    sources: tuple[str, ...]
 
 
-def _fit(rows: list[Prepared], prior: np.ndarray, comm_bw_eff: float) -> tuple[np.ndarray, list[float]]:
-    measured = np.array([p.row.value for p in rows])
+@dataclass(frozen=True)
+class EngineRows:
+    """An engine's predictable rows with their linear time forms, for fitting and validation."""
+
+    rows: list[Prepared]
+    base_s: np.ndarray
+    design_s: np.ndarray
+    measured_s: np.ndarray
+
+    @classmethod
+    def build(cls, rows: list[Prepared]) -> EngineRows:
+        base, design = time_design(rows) if rows else (np.zeros(0), np.zeros((0, 2)))
+        measured = np.array([as_time(p.row.metric, p.row.value) for p in rows])
+        return cls(rows=rows, base_s=base, design_s=design, measured_s=measured)
+
+    def predicted_s(self, theta: np.ndarray) -> np.ndarray:
+        return np.asarray(self.base_s + self.design_s @ theta)
+
+    def subset(self, keep: np.ndarray) -> EngineRows:
+        return EngineRows(
+            rows=[p for p, k in zip(self.rows, keep, strict=True) if k],
+            base_s=self.base_s[keep],
+            design_s=self.design_s[keep],
+            measured_s=self.measured_s[keep],
+        )
+
+
+def fit_constants(data: EngineRows, engine: str) -> FitResult:
+    """Robust least squares of predicted / measured - 1 over `data` (time form), constants >= 0."""
+    from scipy.optimize import least_squares
+
+    if len(data.rows) < 3:
+        raise PlannerError(f"engine '{engine}' has {len(data.rows)} latency rows: too few to fit its constants")
 
     def residuals(theta: np.ndarray) -> np.ndarray:
-        cal = _calibration(theta, comm_bw_eff, fitted_rows=0)
-        predicted = np.array([predict(p, cal) for p in rows])
-        return np.concatenate([np.log(predicted / measured), (theta - prior) / PRIOR_SCALE * 0.05])
+        return np.asarray(data.predicted_s(theta) / data.measured_s - 1.0)
 
     result = least_squares(
-        residuals,
-        np.clip(prior, LOWER, UPPER),
-        bounds=(LOWER, UPPER),
-        loss="soft_l1",
-        f_scale=0.1,
-        x_scale=PRIOR_SCALE,
-        diff_step=1e-3,
-        max_nfev=40,
+        residuals, SCALE.copy(), bounds=(np.zeros(2), UPPER), loss="soft_l1", f_scale=0.1, x_scale=SCALE
     )
-    cal = _calibration(result.x, comm_bw_eff, fitted_rows=0)
-    errors = [abs(predict(p, cal) / p.row.value - 1) * 100 for p in rows]
-    return result.x, errors
+    theta = result.x
+    at_bound = [
+        name
+        for name, value, scale, high in zip(PARAMS, theta, SCALE, UPPER, strict=True)
+        if value <= 1e-3 * scale or value >= 0.999 * high
+    ]
+    if at_bound:
+        raise PlannerError(
+            f"engine '{engine}': {', '.join(at_bound)} fitted to a bound ({theta}); the latency rows do not "
+            "support a physical value: check the kernel constants or the rows"
+        )
+    jacobian = data.design_s / data.measured_s[:, None]
+    dof = max(len(data.rows) - len(PARAMS), 1)
+    sigma2 = float(np.sum(residuals(theta) ** 2) / dof)
+    covariance = np.linalg.pinv(jacobian.T @ jacobian) * sigma2
+    errors = np.abs(residuals(theta)) * 100
+    return FitResult(
+        constants=EngineConstants(**dict(zip(PARAMS, (float(x) for x in theta), strict=True))),
+        uncertainty={name: float(np.sqrt(covariance[k, k])) for k, name in enumerate(PARAMS)},
+        rows=len(data.rows),
+        median_abs_pct_error=float(np.median(errors)),
+        sources=tuple(sorted({p.row.source for p in data.rows})),
+    )
+
+
+def engine_rows(catalog: Catalog, engine: str) -> tuple[EngineRows, list[tuple[Measurement, str]]]:
+    """Every predictable row of `engine` (latency and throughput), and the rows skipped with their reason."""
+    prepared, skipped = [], []
+    for row in load_measurements():
+        if row.engine != engine:
+            continue
+        result = prepare(row, catalog)
+        if isinstance(result, Prepared):
+            prepared.append(result)
+        else:
+            skipped.append((row, result))
+    return EngineRows.build(prepared), skipped
+
+
+def fit_rows_mask(data: EngineRows) -> np.ndarray:
+    return np.array([is_latency_row(p.row) for p in data.rows], dtype=bool)
+
+
+def leave_one_source_out_s(data: EngineRows, engine: str) -> np.ndarray:
+    """Predicted time of every row by a fit that never saw the row's source: fitted sources are refitted
+    without themselves; rows of sources that were never fitted on are predicted by the full fit."""
+    fit_mask = fit_rows_mask(data)
+    full = fit_constants(data.subset(fit_mask), engine)
+    theta_full = np.array([getattr(full.constants, name) for name in PARAMS])
+    predicted = data.predicted_s(theta_full)
+    sources = np.array([p.row.source for p in data.rows])
+    for source in sorted(set(sources[fit_mask])):
+        keep = fit_mask & (sources != source)
+        held_out = sources == source
+        try:
+            result = fit_constants(data.subset(keep), engine)
+            theta = np.array([getattr(result.constants, name) for name in PARAMS])
+        except PlannerError:
+            theta = theta_full * 0  # no other source pins the constants: host work unknown, counted as none
+        predicted[held_out] = data.predicted_s(theta)[held_out]
+    return np.asarray(predicted)
+
+
+def expected_errors_pct(catalog: Catalog, data: EngineRows, engine: str) -> dict[str, float]:
+    """Median absolute leave-one-source-out error of the engine's rows per GPU architecture family, and `all`."""
+    predicted = leave_one_source_out_s(data, engine)
+    errors = np.abs(predicted / data.measured_s - 1) * 100
+    by_family: dict[str, list[float]] = defaultdict(list)
+    for prepared, error in zip(data.rows, errors, strict=True):
+        by_family[catalog.gpus[prepared.row.gpu].architecture.value].append(float(error))
+    out = {family: round(statistics.median(values), 1) for family, values in sorted(by_family.items())}
+    out["all"] = round(float(np.median(errors)), 1) if len(errors) else 0.0
+    return out
 
 
 def fit_engine(catalog: Catalog, engine: str) -> CalibrationProfile:
-    """Fit one engine's profile: a `default` entry on all its rows, and one per family with enough rows."""
-    priors = microbenchmark_priors(catalog)
-    prior = np.array([priors["compute_eff"], 0.5, priors["memory_bw_eff"], priors["memory_bw_eff"], 0.0, 0.0, 0.0])
-    placeholder = _calibration(prior, priors["comm_bw_eff"], fitted_rows=0)
-    by_family: dict[str, list[Prepared]] = defaultdict(list)
-    for row in load_measurements():
-        if row.engine != engine or not FIT_ROWS[engine](row):
-            continue
-        prepared = prepare(row, catalog, placeholder)
-        if isinstance(prepared, Prepared):
-            by_family[catalog.gpus[row.gpu].architecture.value].append(prepared)
-    groups = {"default": [p for rows in by_family.values() for p in rows]}
-    groups.update({family: rows for family, rows in sorted(by_family.items()) if len(rows) >= MIN_FAMILY_ROWS})
-    families = {}
-    for family, rows in groups.items():
-        theta, errors = _fit(rows, prior, priors["comm_bw_eff"])
-        families[family] = _calibration(
-            theta,
-            priors["comm_bw_eff"],
-            fitted_rows=len(rows),
-            fitted_median_abs_pct_error=round(statistics.median(errors), 2),
-            fitted_sources=tuple(sorted({p.row.source for p in rows})),
-        )
+    """Fit one engine's constants and record its expected error per GPU family."""
+    data, _ = engine_rows(catalog, engine)
+    result = fit_constants(data.subset(fit_rows_mask(data)), engine)
     return CalibrationProfile(
         engine=engine,
         generated_by="tdplan calibrate --write",
-        fitted_on="rows of planner/data/measurements.csv selected by planner.validation.calibrate.FIT_ROWS; "
-        "priors and comm_bw_eff from planner/data/microbenchmarks.csv",
-        families=families,
+        fitted_on="latency rows (single request, static batch) of planner/data/measurements.csv "
+        "(planner.validation.calibrate.is_latency_row), with the GPUs' kernel constants held fixed",
+        constants=result.constants,
+        uncertainty=result.uncertainty,
+        fitted_rows=result.rows,
+        fitted_median_abs_pct_error=round(result.median_abs_pct_error, 2),
+        fitted_sources=result.sources,
+        expected_error_pct=expected_errors_pct(catalog, data, engine),
     )
 
 
@@ -147,10 +189,8 @@ def write_profiles(profiles: list[CalibrationProfile], root: Path) -> list[Path]
     for profile in profiles:
         path = root / "hardware" / "calibration" / f"{profile.engine}.yaml"
         data = profile.model_dump(mode="json")
-        for cal in data["families"].values():
-            for key, value in cal.items():
-                if isinstance(value, float):
-                    cal[key] = float(f"{value:.4g}")
+        for section in ("constants", "uncertainty"):
+            data[section] = {key: float(f"{value:.4g}") for key, value in data[section].items()}
         header = "# Written by `tdplan calibrate --write`; do not edit by hand.\n"
         path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=110))
         paths.append(path)
