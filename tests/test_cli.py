@@ -117,7 +117,7 @@ CLI_ERROR_CASES: list[tuple[str, list[str], str]] = [
     ("model too large", estimate_args(model="llama-3.1-405b", gpus="1xL20"), "GiB"),
     ("zero input", estimate_args(input_len="0"), "--input-len"),
     ("negative output", estimate_args(output_len="-5"), "--output-len"),
-    ("concurrency and rate", estimate_args(concurrency="4", rate="1"), "not both"),
+    ("concurrency and rate", estimate_args(concurrency="4", rate="1"), "not several"),
     ("unknown dtype", estimate_args(dtype="fp9"), "unknown --dtype 'fp9'"),
     ("unreadable --gpus", estimate_args(gpus="8x#L20"), "cannot read --gpus"),
     ("zero GPUs", estimate_args(gpus="0xL20"), "at least 1"),

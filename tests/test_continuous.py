@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from test_ops import make_calibration, make_deployment
+from test_iteration import NO_FIXED
+from test_ops import make_constants, make_deployment, make_kernels
 
 from planner.cost.memory import memory_breakdown
 from planner.cost.roofline import Bound
@@ -178,8 +179,9 @@ class TestStaticBatch:
         """Static batches of the tiny model on the test GPU: decode steps stay memory bound up to 64
         sequences (GEMMs at full efficiency from one row, no fixed overheads), and each larger batch
         finishes more requests per second."""
-        calibration = make_calibration(gemm_ridge_scale=0.001, iteration_overhead_s=0, layer_overhead_s=0)
-        deployment = make_deployment(calibration=calibration)
+        deployment = make_deployment(
+            kernels=make_kernels(**NO_FIXED), constants=make_constants(iteration_overhead_s=0, per_seq_overhead_s=0)
+        )
         points = [static_batch(deployment, 512, 128, batch) for batch in (1, 2, 4, 8, 16, 32, 64)]
         assert all(point.decode_step.bound is Bound.memory for point in points)
         for small, large in itertools.pairwise(points):

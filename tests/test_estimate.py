@@ -34,7 +34,7 @@ ERROR_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("model too large", {"model": "llama-3.1-405b", "gpus": "1xL20"}, r"needs [0-9.]+ GiB \(756\.0 GiB w"),
     ("zero input", {"input_len": 0}, r"--input-len must be a positive number, got 0"),
     ("negative output", {"output_len": -5}, r"--output-len must be a positive number, got -5"),
-    ("concurrency and rate", {"concurrency": 4, "rate": 1.0}, r"--concurrency or --rate, not both"),
+    ("concurrency and rate", {"concurrency": 4, "rate": 1.0}, r"--concurrency, --rate and --batch-size, not several"),
     ("unknown dtype", {"dtype": "fp9"}, r"unknown --dtype 'fp9': choose one of bf16"),
     ("unknown KV dtype", {"kv_dtype": "int4"}, r"unknown --kv-dtype 'int4'"),
     ("unreadable --gpus", {"gpus": "8x#L20"}, r"cannot read --gpus '8x#L20'"),

@@ -39,6 +39,7 @@ METRIC_UNITS = {
     "tpot_s": "s",
     "itl_s": "s",
     "forward_time_s": "s",
+    "batch_latency_s": "s",
 }
 SCENARIOS = {"offline", "static-batch", "concurrency", "single", "forward"}
 MICRO_METRIC_UNITS = {
@@ -85,7 +86,7 @@ def test_measurement_columns_exact() -> None:
 def test_measurement_ids_unique_and_well_formed(measurements: list[dict[str, str]]) -> None:
     ids = [row["id"] for row in measurements]
     assert len(ids) == len(set(ids))
-    assert all(re.fullmatch(r"M\d{4}", i) for i in ids)
+    assert all(re.fullmatch(r"(M|ARG)\d{4}", i) for i in ids)  # compilation rows M, Argonne rows ARG
     assert len(measurements) > 900
 
 

@@ -14,12 +14,13 @@ from functools import cache
 import numpy as np
 import pytest
 
-from planner.cost.iteration import iteration_cost, op_cost
+from planner.cost.compiled import op_cost
+from planner.cost.iteration import iteration_cost
 from planner.cost.memory import memory_breakdown
-from planner.cost.ops import BatchShape, Op
+from planner.cost.ops import ONE, ROWS, BatchShape, Op, OpKind, layer_ops, op_load
 from planner.specs.catalog import load_catalog
-from planner.specs.engine import Calibration
 from planner.specs.hardware import Cluster
+from planner.specs.kernels import GemmConstants
 from planner.specs.precision import Dtype
 from planner.specs.workload import Workload
 from planner.strategies import get_strategy
@@ -54,26 +55,20 @@ def make_candidate(share: float = 0.5, max_batch: int = 256, tp: int = 1) -> Can
 
 
 class TestSaturationArithmetic:
-    """An attention op on an A100-SXM-80GB (312 TFLOPS, 2039 GB/s) with compute_eff 0.5 and bandwidth
-    efficiencies 0.8: attainable 156 TFLOP/s and 1631.2 GB/s. The op does 1.56e12 FLOPs (10 ms of compute)
-    and moves 3.2624e10 bytes (20 ms of traffic): s_sat = 10 / 20 = 0.5 (intensity 47.8 FLOP/B over a ridge
-    of 95.6 FLOP/B)."""
+    """A GEMM on an A100-SXM-80GB (312 TFLOPS, 2039 GB/s) with compute efficiency 0.5 at every size and
+    bandwidth efficiency 0.8, no fixed latency: attainable 156 TFLOP/s and 1631.2 GB/s. The op does 1.56e12
+    FLOPs (10 ms of compute) and moves 3.2624e10 bytes (20 ms of traffic): s_sat = 10 / 20 = 0.5 (intensity
+    47.8 FLOP/B over a ridge of 95.6 FLOP/B)."""
 
     FLOPS, BYTES = 1.56e12, 3.2624e10
+    OP = Op("gemm", OpKind.gemm, 1, flops=FLOPS / 100 * ROWS, bytes=BYTES * ONE, size=ROWS)
+    BATCH = BatchShape.decode(100, 1)
 
     @pytest.fixture
     def deployment(self):  # type: ignore[no-untyped-def]
-        calibration = Calibration(
-            compute_eff=0.5,
-            gemm_ridge_scale=0.5,
-            memory_bw_eff=0.8,
-            attention_bw_eff=0.8,
-            comm_bw_eff=0.9,
-            iteration_overhead_s=0.0,
-            layer_overhead_s=0.0,
-            fitted_rows=0,
-        )
-        return make_context(gpu="a100").deployment(1, 1).model_copy(update={"calibration": calibration})
+        base = make_context(gpu="a100").deployment(1, 1)
+        gemm = {"bf16": GemmConstants(compute_eff=0.5, m_half=0.0, memory_eff=0.8, fixed_s=0.0)}
+        return base.model_copy(update={"kernels": base.kernels.model_copy(update={"gemm": gemm})})
 
     def test_saturation_share(self) -> None:
         assert sp.saturation_share(self.FLOPS, self.BYTES, 156e12, 1631.2e9) == pytest.approx(0.5)
@@ -82,14 +77,14 @@ class TestSaturationArithmetic:
     def test_op_time_saturates(self, deployment, share: float, seconds: float) -> None:  # type: ignore[no-untyped-def]
         """Above s_sat the op stays on its 20 ms of traffic; below it, 10 ms / share: 40 ms at 0.25, 100 ms
         at 0.1. The cost model on the worker's deployment and Nexus's t_min max(1, s_sat / s) agree."""
-        op = Op("attention", "attention", 1, self.FLOPS, self.BYTES)
-        assert op_cost(sp.worker(deployment, share), op).time_s == pytest.approx(seconds)
+        cost = op_cost(sp.worker(deployment, share), self.OP, self.BATCH)
+        assert float(cost.compute_s[0] + cost.memory_s[0]) == pytest.approx(seconds)
         assert sp.phase_time_s(0.020, 0.5, share) == pytest.approx(seconds)
 
     def test_bandwidth_share_stretches_traffic(self, deployment) -> None:  # type: ignore[no-untyped-def]
         """Half the bandwidth: 20 ms of traffic becomes 40 ms, on all the SMs."""
-        op = Op("attention", "attention", 1, self.FLOPS, self.BYTES)
-        assert op_cost(sp.worker(deployment, 1.0, 0.5), op).time_s == pytest.approx(0.040)
+        cost = op_cost(sp.worker(deployment, 1.0, 0.5), self.OP, self.BATCH)
+        assert float(cost.memory_s[0]) == pytest.approx(0.040)
 
     @pytest.mark.parametrize(("demand", "left"), [(0.08, 0.92), (0.5, 0.5), (0.7, 0.5), (1.0, 0.5)])
     def test_max_min_fair_bandwidth(self, demand: float, left: float) -> None:
@@ -101,15 +96,15 @@ class TestSaturationArithmetic:
         head per cached token over 2 d x 2 bytes per KV head): far below an H100's ridge, s_sat < 0.05. A
         2048-token prefill MLP is above the ridge on the whole GPU (s_sat > 1): it slows with every SM taken."""
         deployment = make_context().deployment(1, 1)
-        gpu, cal = deployment.cluster.gpu, deployment.calibration
-        flops_s, bytes_s = gpu.attention_flops_s() * cal.compute_eff, gpu.memory_bw_bytes_s * cal.attention_bw_eff
-        from planner.cost.ops import layer_ops
-
-        attention = next(op for op in layer_ops(deployment, BatchShape.decode(64, 1000)) if op.kind == "attention")
-        assert sp.saturation_share(attention.flops, attention.bytes, flops_s, bytes_s) < 0.05
-        mlp = next(op for op in layer_ops(deployment, BatchShape.prefill(2048)) if op.name == "mlp")
-        gemm_flops_s = gpu.gemm_flops_s(deployment.dtype) * cal.compute_eff
-        assert sp.saturation_share(mlp.flops, mlp.bytes, gemm_flops_s, gpu.memory_bw_bytes_s * cal.memory_bw_eff) > 1
+        gpu, kernels = deployment.cluster.gpu, deployment.kernels
+        gemm = kernels.gemm["bf16"]
+        bytes_s = gpu.memory_bw_bytes_s * kernels.decode_attention["bf16"].kv_bw_eff
+        attention = next(op for op in layer_ops(deployment) if op.name == "decode_attention")
+        load = op_load(attention, BatchShape.decode(64, 1000))
+        assert sp.saturation_share(load.flops, load.bytes, gpu.attention_flops_s() * gemm.compute_eff, bytes_s) < 0.05
+        mlp = op_load(next(op for op in layer_ops(deployment) if op.name == "mlp_up"), BatchShape.prefill(2048))
+        gemm_flops_s = gpu.gemm_flops_s(deployment.dtype) * gemm.compute_eff
+        assert sp.saturation_share(mlp.flops, mlp.bytes, gemm_flops_s, gpu.memory_bw_bytes_s * gemm.memory_eff) > 1
 
 
 class TestInvariants:

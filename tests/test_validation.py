@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from planner.estimate import build_deployment
 from planner.specs.catalog import load_catalog
 from planner.specs.hardware import Cluster
 from planner.specs.precision import Dtype
@@ -72,9 +71,7 @@ def test_l20_forward_time_follows_the_tdpipe_profile(model: str, file: str, boun
     """Whole-model forward time on one L20 against TD-Pipe's profiler results (1..2048 batched tokens)."""
     catalog = load_catalog()
     cluster = Cluster(gpu=catalog.gpu("l20"), num_gpus=1, gpus_per_node=8)
-    deployment = build_deployment(
-        catalog, catalog.models[model], cluster, 1, 1, Dtype.fp16, Dtype.fp16, catalog.engine("vllm")
-    )
+    deployment = catalog.deployment(catalog.models[model], cluster, 1, 1, Dtype.fp16, Dtype.fp16, catalog.engine("vllm"))
     points = compare_forward_profile(deployment, load_forward_profile(TDPIPE / file))
     assert len(points) >= 2000
     assert median_abs_error_pct(points) <= bound_pct
