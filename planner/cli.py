@@ -482,13 +482,16 @@ def _show(lookup: Callable[[], list[tuple[str, str]]], title: str) -> None:
 @hardware_app.command("list")
 def hardware_list(catalog: CatalogRoot = None) -> None:
     """List the GPUs in the catalog."""
+    from planner.report.tables import kernel_basis
     from planner.specs.catalog import load_catalog
 
     with _errors():
-        gpus = load_catalog(catalog).gpus.values()
+        cat = load_catalog(catalog)
+        gpus = cat.gpus.values()
+        basis = {g.id: kernel_basis(cat.kernel_profile(g.id)) if cat.kernels else "-" for g in gpus}
     _listing(
         "GPUs",
-        ["id", "name", "memory GiB", "GB/s", "bf16 TFLOPS", "fp8 TFLOPS", "link"],
+        ["id", "name", "memory GiB", "GB/s", "bf16 TFLOPS", "fp8 TFLOPS", "link", "kernels"],
         [
             [
                 g.id,
@@ -498,6 +501,7 @@ def hardware_list(catalog: CatalogRoot = None) -> None:
                 f"{g.dense_tflops.bf16:g}",
                 f"{g.dense_tflops.fp8:g}" if g.dense_tflops.fp8 else "-",
                 f"{g.interconnect.kind.value} {g.interconnect.bw_gb_s:g} GB/s",
+                basis[g.id],
             ]
             for g in gpus
         ],
@@ -506,11 +510,16 @@ def hardware_list(catalog: CatalogRoot = None) -> None:
 
 @hardware_app.command("show")
 def hardware_show(name: Annotated[str, typer.Argument(help="GPU id or alias.")], catalog: CatalogRoot = None) -> None:
-    """Show one GPU's specs and sources."""
-    from planner.report.tables import gpu_rows
+    """Show one GPU's specs, sources and kernel constants (measured, derived or extrapolated)."""
+    from planner.report.tables import gpu_rows, kernel_rows
     from planner.specs.catalog import load_catalog
 
-    _show(lambda: gpu_rows(load_catalog(catalog).gpu(name)), name)
+    def rows() -> list[tuple[str, str]]:
+        cat = load_catalog(catalog)
+        gpu = cat.gpu(name)
+        return gpu_rows(gpu) + (kernel_rows(cat.kernel_profile(gpu.id)) if cat.kernels else [])
+
+    _show(rows, name)
 
 
 @models_app.command("list")
