@@ -20,7 +20,7 @@ from planner.specs.kernels import (
     PrefillAttentionConstants,
 )
 from planner.validation import kernel_fit as kf
-from planner.validation.kernel_data import FitGpu, fit_gpu, load_table, microbench_gpus
+from planner.validation.kernel_data import CATALOG_ID, FitGpu, fit_gpu, load_table, microbench_gpus
 
 # Fit order: a format without weights >= 256 MiB on a GPU takes memory_eff from the first fitted format listed
 # with it (the same weight stream through the same memory system).
@@ -127,4 +127,17 @@ def profile_errors(profile: KernelProfile, gpu: FitGpu) -> dict[str, tuple[int, 
         else:
             raise PlannerError(f"kernel profile {profile.gpu}: unknown fit table '{key}'")
         out[key] = (int(predicted.size), kf.mdape_pct(predicted, t["latency_s"]))
+    return out
+
+
+def kernel_error_rows(catalog_gpus: dict[str, GpuSpec], measured: dict[str, KernelProfile]) -> list[list[str]]:
+    """[gpu, table, rows, MdAPE recorded %, MdAPE recomputed %] for every measured profile of the catalog."""
+    by_catalog_id = {catalog_id: name for name, catalog_id in CATALOG_ID.items()}
+    out = []
+    for gpu_id, profile in sorted(measured.items()):
+        if gpu_id not in by_catalog_id:
+            continue
+        errors = profile_errors(profile, fit_gpu(by_catalog_id[gpu_id], catalog_gpus))
+        for key, (rows, mdape) in errors.items():
+            out.append([gpu_id, key, str(rows), f"{profile.fit_median_abs_pct_error[key]:.1f}", f"{mdape:.1f}"])
     return out
