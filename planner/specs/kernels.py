@@ -24,7 +24,7 @@ class KernelBasis(str, Enum):
     """Where a GPU's kernel constants come from."""
 
     measured = "measured"  # fitted on this GPU's own kernel microbenchmarks
-    derived = "derived"  # copied from a measured GPU of the same architecture, scaled by datasheet ratios
+    derived = "derived"  # efficiencies of a measured GPU of the same architecture, on this GPU's own peaks
     extrapolated = "extrapolated"  # no measured GPU of the architecture: copied across architectures
 
 
