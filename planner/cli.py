@@ -405,6 +405,9 @@ def strategies() -> None:
 def validate(
     markdown: Annotated[Path | None, typer.Option(help="Also write the validation page (Markdown) here.")] = None,
     rows: Annotated[bool, typer.Option("--rows", help="List every row with its prediction and error.")] = False,
+    kernels: Annotated[
+        bool, typer.Option("--kernels", help="Also score the kernel constants against the kernel microbenchmarks.")
+    ] = False,
     catalog: CatalogRoot = None,
 ) -> None:
     """Predict every published measurement tdplan can express and print the error per source and metric."""
@@ -430,10 +433,23 @@ def validate(
         f"{len(results.predicted)} rows predicted, {len(results.skipped)} skipped "
         f"({', '.join(f'{n} {r}' for r, n in results.skip_reasons().items())})"
     )
+    if kernels:
+        _kernel_errors(catalog)
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(markdown_page(results))
         out.print(f"wrote {markdown}")
+
+
+def _kernel_errors(catalog: Path | None) -> None:
+    """The kernel constants of every measured GPU against the packaged kernel microbenchmarks."""
+    from planner.specs.catalog import load_catalog
+    from planner.validation.kernel_profiles import kernel_error_rows
+
+    with _errors():
+        cat = load_catalog(catalog)
+        rows = kernel_error_rows(cat.gpus, cat.kernels)
+    _listing("kernel constants vs kernel microbenchmarks (MdAPE %)", ["gpu", "table", "rows", "recorded", "now"], rows)
 
 
 @app.command()
@@ -488,13 +504,16 @@ def _show(lookup: Callable[[], list[tuple[str, str]]], title: str) -> None:
 @hardware_app.command("list")
 def hardware_list(catalog: CatalogRoot = None) -> None:
     """List the GPUs in the catalog."""
+    from planner.report.tables import kernel_basis
     from planner.specs.catalog import load_catalog
 
     with _errors():
-        gpus = load_catalog(catalog).gpus.values()
+        cat = load_catalog(catalog)
+        gpus = cat.gpus.values()
+        basis = {g.id: kernel_basis(cat.kernel_profile(g.id)) if cat.kernels else "-" for g in gpus}
     _listing(
         "GPUs",
-        ["id", "name", "memory GiB", "GB/s", "bf16 TFLOPS", "fp8 TFLOPS", "link"],
+        ["id", "name", "memory GiB", "GB/s", "bf16 TFLOPS", "fp8 TFLOPS", "link", "kernels"],
         [
             [
                 g.id,
@@ -504,6 +523,7 @@ def hardware_list(catalog: CatalogRoot = None) -> None:
                 f"{g.dense_tflops.bf16:g}",
                 f"{g.dense_tflops.fp8:g}" if g.dense_tflops.fp8 else "-",
                 f"{g.interconnect.kind.value} {g.interconnect.bw_gb_s:g} GB/s",
+                basis[g.id],
             ]
             for g in gpus
         ],
@@ -512,11 +532,16 @@ def hardware_list(catalog: CatalogRoot = None) -> None:
 
 @hardware_app.command("show")
 def hardware_show(name: Annotated[str, typer.Argument(help="GPU id or alias.")], catalog: CatalogRoot = None) -> None:
-    """Show one GPU's specs and sources."""
-    from planner.report.tables import gpu_rows
+    """Show one GPU's specs, sources and kernel constants (measured, derived or extrapolated)."""
+    from planner.report.tables import gpu_rows, kernel_rows
     from planner.specs.catalog import load_catalog
 
-    _show(lambda: gpu_rows(load_catalog(catalog).gpu(name)), name)
+    def rows() -> list[tuple[str, str]]:
+        cat = load_catalog(catalog)
+        gpu = cat.gpu(name)
+        return gpu_rows(gpu) + (kernel_rows(cat.kernel_profile(gpu.id)) if cat.kernels else [])
+
+    _show(rows, name)
 
 
 @models_app.command("list")

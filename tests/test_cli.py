@@ -94,8 +94,13 @@ class TestCatalogCommands:
     def test_hardware_show(self) -> None:
         result = invoke("hardware", "show", "h100")
         assert result.exit_code == 0, result.output
-        for key in ("NVIDIA H100 SXM5 80GB", "hopper", "80 GiB at 3350 GB/s", "nvlink4"):
+        for key in ("NVIDIA H100 SXM5 80GB", "hopper", "80 GiB at 3350 GB/s", "nvlink4", "measured", "GEMM bf16"):
             assert key in result.output
+
+    def test_hardware_show_names_the_donor_of_derived_constants(self) -> None:
+        result = invoke("hardware", "show", "l20")
+        assert result.exit_code == 0, result.output
+        assert "derived from l40s" in result.output
 
     def test_models_list_shows_every_id_whole(self) -> None:
         result = invoke("models", "list")

@@ -49,6 +49,9 @@ WHEEL_FILES = (
     "planner/_catalog/hardware/calibration/trtllm.yaml",
     "planner/data/measurements.csv",
     "planner/data/microbenchmarks.csv",
+    "planner/data/microbench/gemm.csv.gz",
+    "planner/data/microbench/NOTICE",
+    "planner/_catalog/hardware/kernels/h100-sxm.yaml",
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from planner.estimate import Estimate
 from planner.specs.hardware import GpuSpec
+from planner.specs.kernels import KernelProfile
 from planner.specs.model import ModelSpec, active_params, total_params
 
 
@@ -79,6 +80,54 @@ def gpu_rows(gpu: GpuSpec) -> list[tuple[str, str]]:
         ("source", gpu.source),
         ("notes", gpu.notes or "-"),
     ]
+
+
+def kernel_basis(profile: KernelProfile) -> str:
+    """measured / derived from X / extrapolated from X."""
+    if profile.derived_from is None:
+        return profile.basis.value
+    return f"{profile.basis.value} from {profile.derived_from}"
+
+
+def kernel_rows(profile: KernelProfile) -> list[tuple[str, str]]:
+    """The main kernel constants of one GPU, one line per op kind and format."""
+    rows = [("kernel basis", kernel_basis(profile))]
+    for fmt, g in profile.gemm.items():
+        rows.append(
+            (
+                f"GEMM {fmt}",
+                f"compute {g.compute_eff:.0%} (m_half {g.m_half:.0f}), memory {g.memory_eff:.0%}, "
+                f"fixed {g.fixed_s * 1e6:.1f} us",
+            )
+        )
+    for kv, d in profile.decode_attention.items():
+        rows.append(
+            (
+                f"decode attention KV {kv}",
+                f"bandwidth {d.kv_bw_eff:.0%}, {d.per_seq_s * 1e9:.0f} ns per sequence, fixed {d.fixed_s * 1e6:.1f} us",
+            )
+        )
+    for dtype, p in profile.prefill_attention.items():
+        rows.append(
+            (
+                f"prefill attention {dtype}",
+                f"compute {p.compute_eff:.0%} (s_half {p.s_half:.0f}), fixed {p.fixed_s * 1e6:.1f} us",
+            )
+        )
+    e = profile.elementwise
+    rows.append(("elementwise", f"bandwidth {e.bw_eff:.0%}, fixed {e.fixed_s * 1e6:.1f} us"))
+    for impl, a in profile.allreduce.items():
+        rows.append(
+            (
+                f"all-reduce {impl.value}",
+                f"{a.latency_s * 1e6:.1f} us + {a.latency_per_peer_s * 1e6:.2f} us per peer, "
+                f"bus bandwidth {a.bus_bw_eff:.0%} of the link",
+            )
+        )
+    errors = ", ".join(f"{k} {v:.1f}%" for k, v in profile.fit_median_abs_pct_error.items())
+    rows.append(("kernel fit MdAPE", errors or "-"))
+    rows.append(("kernel source", profile.source))
+    return rows
 
 
 def model_rows(model: ModelSpec) -> list[tuple[str, str]]:

@@ -17,11 +17,10 @@ import yaml
 from pydantic import Field, ValidationError
 
 from planner.errors import PlannerError
-from planner.specs._provisional import provisional_kernel_profile
 from planner.specs.deployment import Deployment
 from planner.specs.engine import CalibrationProfile, EngineSpec
 from planner.specs.hardware import DEFAULT_NETWORK, Cluster, Frozen, GpuPool, GpuSpec, NetworkSpec
-from planner.specs.kernels import KernelProfile
+from planner.specs.kernels import KernelProfile, derive_kernel_profile
 from planner.specs.model import ModelSpec, model_from_hf_config
 from planner.specs.precision import Dtype
 
@@ -93,6 +92,8 @@ class Catalog(Frozen):
     models: dict[str, ModelSpec]
     engines: dict[str, EngineSpec]
     calibrations: dict[str, CalibrationProfile]
+    kernels: dict[str, KernelProfile] = Field(default_factory=dict)  # measured: hardware/kernels/<gpu>.yaml
+    derived_kernels: dict[str, KernelProfile] = Field(default_factory=dict)  # every other GPU, by the rule
 
     def gpu(self, name: str) -> GpuSpec:
         """Look a GPU up by id or alias, case-insensitively."""
@@ -109,13 +110,19 @@ class Catalog(Frozen):
             network=NetworkSpec.parse(network) if network else DEFAULT_NETWORK,
         )
 
+    def kernel_profile(self, gpu_id: str) -> KernelProfile:
+        """Kernel constants of a GPU: its measured profile, else the one derived from the measured GPUs
+        (planner.specs.kernels.derive_kernel_profile, computed once when the catalog is loaded)."""
+        gpu = self.gpu(gpu_id)
+        profile = self.kernels.get(gpu.id) or self.derived_kernels.get(gpu.id)
+        if profile is None:
+            raise PlannerError(f"the catalog at {self.root} has no kernel constants (hardware/kernels/*.yaml)")
+        return profile
+
     def engine(self, name: str) -> EngineSpec:
         if not self.engines:
             raise PlannerError(f"the catalog at {self.root} has no engine profiles (hardware/engines/*.yaml)")
         return self._resolve(name, self.engines, "engine", f"choose one of {', '.join(sorted(self.engines))}")
-
-    def kernel_profile(self, gpu_id: str) -> KernelProfile:
-        return provisional_kernel_profile(self.gpus[gpu_id])
 
     def deployment(
         self,
@@ -201,13 +208,41 @@ def _load(root: Path) -> Catalog:
     for path in sorted((hardware / "calibration").glob("*.yaml")):
         profile = _validate(CalibrationProfile, _read_yaml(path), path)
         calibrations[profile.engine] = profile
+    kernels = _load_kernels(hardware / "kernels", gpus)
+    unmeasured = {g: spec for g, spec in gpus.items() if g not in kernels} if kernels else {}
+    derived = {g: derive_kernel_profile(spec, kernels, gpus) for g, spec in unmeasured.items()}
     model_specs = {}
     for path in sorted(models.glob("*.yaml")):
         entry = _validate(ModelEntry, _read_yaml(path), path)
         if entry.id != path.stem:
             raise PlannerError(f"{path}: id '{entry.id}' differs from the file name: name the file {entry.id}.yaml")
         model_specs[entry.id] = entry.to_spec()
-    return Catalog(root=root, gpus=gpus, models=model_specs, engines=engines, calibrations=calibrations)
+    return Catalog(
+        root=root,
+        gpus=gpus,
+        models=model_specs,
+        engines=engines,
+        calibrations=calibrations,
+        kernels=kernels,
+        derived_kernels=derived,
+    )
+
+
+def _load_kernels(folder: Path, gpus: Mapping[str, GpuSpec]) -> dict[str, KernelProfile]:
+    """Measured kernel profiles, one file per catalog GPU named after it."""
+    kernels = {}
+    for path in sorted(folder.glob("*.yaml")):
+        profile = _validate(KernelProfile, _read_yaml(path), path)
+        if profile.gpu != path.stem:
+            fix = f"name the file {profile.gpu}.yaml"
+            raise PlannerError(f"{path}: gpu '{profile.gpu}' differs from the file name: {fix}")
+        if profile.gpu not in gpus:
+            raise PlannerError(
+                f"{path}: gpu '{profile.gpu}' is not in the GPU catalog: add hardware/gpus/{profile.gpu}.yaml "
+                "or use a catalog GPU id"
+            )
+        kernels[profile.gpu] = profile
+    return kernels
 
 
 def load_catalog(root: Path | str | None = None) -> Catalog:

@@ -3,25 +3,28 @@
 `hardware/kernels/<gpu-id>.yaml` holds, for a GPU with kernel measurements, the constants that
 `planner.cost.kernels` turns into op times (written by `scripts/fit_kernels.py`, with what they were fitted on
 and the fit's error per table). A GPU without measurements gets its constants from the nearest measured GPU of
-its architecture by the written rule in `planner.cost.kernels.derive_kernel_profile`; the profile says which.
+its architecture by the written rule in `derive_kernel_profile` below; the profile says which.
 
 Every time constant is in seconds, every efficiency a share of the GPU's datasheet peak (dimensionless).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from enum import Enum
 
 from pydantic import Field
 
-from planner.specs.hardware import Frozen
+from planner.errors import PlannerError
+from planner.specs.hardware import Frozen, GpuSpec, LinkKind
 
 
 class KernelBasis(str, Enum):
     """Where a GPU's kernel constants come from."""
 
     measured = "measured"  # fitted on this GPU's own kernel microbenchmarks
-    derived = "derived"  # copied from a measured GPU of the same architecture, scaled by datasheet ratios
+    derived = "derived"  # efficiencies of a measured GPU of the same architecture, on this GPU's own peaks
     extrapolated = "extrapolated"  # no measured GPU of the architecture: copied across architectures
 
 
@@ -121,3 +124,94 @@ class KernelProfile(Frozen):
                 tuple(self.allreduce.items()),
             )
         )
+
+
+# GEMM formats whose constants only apply where the GPU has the matching tensor-core rate (DenseTflops field);
+# bf16 and the weight-only formats (int8_wo, int4_wo) run at the 16-bit rate every GPU has.
+_GEMM_FORMAT_PEAK = {"fp8": "fp8", "fp8_block": "fp8", "nvfp4": "fp4", "int8_sq": "int8"}
+
+
+def _bandwidth_per_flop(gpu: GpuSpec) -> float:
+    """Memory bandwidth over 16-bit dense compute, bytes per FLOP: where a GPU sits between compute- and
+    memory-bound, hence which measured GPU's efficiencies (shares of either peak) transfer best."""
+    return gpu.memory_bw_gb_s * 1e9 / (gpu.dense_tflops.bf16 * 1e12)
+
+
+# NVLink generation of each architecture's bridge (A100/A800 PCIe: NVLink3; H100/H200 NVL: NVLink4).
+_BRIDGE_NVLINK_GENERATION = {"ampere": 3, "hopper": 4, "blackwell": 5}
+
+
+def _link_family(gpu: GpuSpec) -> tuple[str, int]:
+    """(family, generation) of a GPU's intra-node link: pcie5 -> (pcie, 5), nvlink4 -> (nvlink, 4), an NVLink
+    bridge -> (nvlink, its architecture's generation); other kinds are a family of their own."""
+    kind = gpu.interconnect.kind
+    if kind == LinkKind.nvlink_bridge and gpu.architecture.value in _BRIDGE_NVLINK_GENERATION:
+        return "nvlink", _BRIDGE_NVLINK_GENERATION[gpu.architecture.value]
+    for family in ("pcie", "nvlink"):
+        generation = kind.value.removeprefix(family)
+        if kind.value.startswith(family) and generation.isdigit():
+            return family, int(generation)
+    return kind.value, 0
+
+
+def _link_distance(gpu: GpuSpec, other: GpuSpec) -> tuple[int, int, float, str]:
+    """Order measured GPUs by how well their all-reduce constants fit `gpu`'s link: same family (PCIe, NVLink)
+    first, then the nearest generation, then the nearest link bandwidth, then the id (deterministic)."""
+    family, generation = _link_family(gpu)
+    other_family, other_generation = _link_family(other)
+    same = family == other_family
+    bandwidth = abs(math.log(gpu.interconnect.bw_gb_s / other.interconnect.bw_gb_s))
+    return (0 if same else 1, abs(generation - other_generation) if same else 0, bandwidth, other.id)
+
+
+def derive_kernel_profile(
+    gpu: GpuSpec, measured: Mapping[str, KernelProfile], gpus: Mapping[str, GpuSpec]
+) -> KernelProfile:
+    """Kernel constants for a GPU without its own measurements, from the measured ones (keyed by GPU id).
+
+    1. Compute donor: among the measured GPUs of `gpu`'s architecture, the one closest in memory bandwidth per
+       16-bit FLOP, |log(B/F of gpu) - log(B/F of donor)| smallest (basis `derived`). With no measured GPU of the
+       architecture, the closest by the same distance over all measured GPUs (basis `extrapolated`).
+    2. Copied from the compute donor as they are: the dimensionless efficiencies (compute_eff, memory_eff,
+       kv_bw_eff, bw_eff: shares of *this* GPU's datasheet peaks, so the peaks scale the times), the shape
+       constants (m_half in rows, s_half in tokens) and the fixed latencies (fixed_s, per_seq_s: GPU-side
+       floors of one kernel, which depend on the architecture more than on the part). GEMM formats are kept
+       only where this GPU has the tensor-core rate they run at (fp8, fp8_block: fp8; nvfp4: fp4; int8_sq:
+       int8); formats the donor lacks are not invented: the cost model maps a missing format to the nearest
+       present one.
+    3. All-reduce donor: the measured GPU whose intra-node link matches best: same family (NVLink or PCIe;
+       an NVLink bridge counts as its architecture's NVLink generation), then the nearest generation
+       (NVLink4 -> an NVLink4 GPU; PCIe 4 -> PCIe 4, else the nearest PCIe generation), then the nearest link
+       bandwidth (also the only criterion for a link of another family, e.g. Infinity Fabric). Its latency_s,
+       latency_per_peer_s and bus_bw_eff are copied; bus_bw_eff multiplies this GPU's own link bandwidth. A
+       GPU without PCIe peer-to-peer (`interconnect.p2p: false`) keeps the constants too: the cost model
+       halves its bandwidth already.
+    """
+    candidates = {g: gpus[g] for g in measured if g in gpus and g != gpu.id}
+    if not candidates:
+        raise PlannerError(f"no measured kernel profile to derive {gpu.id}'s from: add hardware/kernels/*.yaml")
+    same_arch = {g: spec for g, spec in candidates.items() if spec.architecture == gpu.architecture}
+    pool = same_arch or candidates
+    ratio = math.log(_bandwidth_per_flop(gpu))
+    donor = min(pool, key=lambda g: (abs(ratio - math.log(_bandwidth_per_flop(pool[g]))), g))
+    link_donor = min(candidates, key=lambda g: _link_distance(gpu, candidates[g]))
+    source = measured[donor]
+    present = gpu.dense_tflops.model_dump()
+    gemm = {f: c for f, c in source.gemm.items() if f not in _GEMM_FORMAT_PEAK or present[_GEMM_FORMAT_PEAK[f]]}
+    basis = KernelBasis.derived if same_arch else KernelBasis.extrapolated
+    why = "same architecture" if same_arch else f"no measured {gpu.architecture.value} GPU"
+    return KernelProfile(
+        gpu=gpu.id,
+        basis=basis,
+        derived_from=donor,
+        source=(
+            f"planner.specs.kernels.derive_kernel_profile: GEMM, attention and elementwise constants of {donor} "
+            f"({why}; closest memory bandwidth per 16-bit FLOP), all-reduce constants of {link_donor} "
+            f"({gpus[link_donor].interconnect.kind.value} link for this GPU's {gpu.interconnect.kind.value})"
+        ),
+        gemm=gemm,
+        decode_attention=dict(source.decode_attention),
+        prefill_attention=dict(source.prefill_attention),
+        elementwise=source.elementwise,
+        allreduce=dict(measured[link_donor].allreduce),
+    )
