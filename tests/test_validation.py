@@ -48,8 +48,13 @@ def test_every_row_with_known_lengths_and_metric_is_predicted(results: Validatio
     configuration that was measured is never predicted not to fit."""
     reasons = results.skip_reasons()
     assert "predicted not to fit in memory" not in reasons
-    assert set(reasons) <= {"variable-length dataset (sharegpt) without lengths", "metric itl_s not modelled"}
-    assert len(results.predicted) >= 970
+    assert set(reasons) <= {
+        "variable-length dataset (sharegpt) without lengths",
+        "metric itl_s not modelled",
+        "static batch larger than the predicted KV cache",
+    }
+    assert reasons.get("static batch larger than the predicted KV cache", 0) <= 40
+    assert len(results.predicted) >= 1500
 
 
 def test_markdown_page_has_a_row_per_source(results: ValidationResults) -> None:

@@ -3,7 +3,7 @@ every GPU held fixed (they come from kernel microbenchmarks, planner.specs.kerne
 
 Fitted per engine: `iteration_overhead_s` and `per_seq_overhead_s` (planner.specs.engine.EngineConstants), on
 the rows that time latency rather than saturated throughput (`is_latency_row`): single-request TTFT and decode
-speed, and static batches timed end to end. Max-throughput tables are validation, never fitting data.
+speed, and static batches timed end to end at batch sizes 1-64. Max-throughput tables are validation, never fitting data.
 
 Every prediction, written as a time, is linear in the two constants (planner.validation.predict.time_design), so
 the fit is a bounded robust linear least squares on relative error (scipy `least_squares`, soft-L1 loss with a
@@ -33,8 +33,10 @@ SCALE = np.array([1e-3, 1e-5])  # typical sizes, for the solver's step control
 
 
 def is_latency_row(row: Measurement) -> bool:
-    """Rows that pin host-side overheads: one request at a time, or static batches timed end to end."""
-    return row.scenario in ("single", "static-batch")
+    """Rows that pin host-side overheads: one request at a time, or static batches timed end to end at many
+    batch sizes. Static-batch *throughput* tables (one batch per setting, picked for throughput) are
+    validation, as the max-throughput tables are."""
+    return row.scenario == "single" or row.metric == "batch_latency_s"
 
 
 @dataclass(frozen=True)

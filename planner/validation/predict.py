@@ -71,9 +71,12 @@ def prepare(row: Measurement, catalog: Catalog) -> Prepared | str:
         memory = memory_breakdown(deployment)
     except PlannerError:
         return "predicted not to fit in memory"
-    batch = int(row.concurrency or 1) if row.scenario == "static-batch" else 1
-    if memory.kv_capacity_tokens < batch * ((row.input_len or 0) + (row.output_len or 0)):
+    tokens = (row.input_len or 0) + (row.output_len or 0)
+    if memory.kv_capacity_tokens < tokens:
         return "predicted not to fit in memory"
+    if row.metric == "batch_latency_s" and memory.kv_capacity_tokens < int(row.concurrency or 1) * tokens:
+        # The engine would preempt or swap part of the batch, which the static-batch model does not run.
+        return "static batch larger than the predicted KV cache"
     return Prepared(row=row, deployment=deployment, memory=memory)
 
 
