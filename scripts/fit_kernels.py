@@ -2,7 +2,9 @@
 
 Usage: python scripts/fit_kernels.py [--markdown docs/kernels.md]
 
-One KernelProfile per microbenchmark GPU that has a catalog entry (b60, an Intel XPU without an architecture in
+One KernelProfile per microbenchmark GPU that has a catalog entry, then one per catalog GPU without kernel data
+that has forward-time measurements of its own (derived, compute efficiencies scaled to them:
+planner.validation.kernel_profiles.scale_to_forward_rows) (b60, an Intel XPU without an architecture in
 the catalog schema, is fitted and reported in the markdown page only). Floats are written to 4 significant
 digits. The markdown page lists, per GPU and table, the rows, the MdAPE over all rows and over the rows that
 are not L2-resident, the engines' biases and the constants.
@@ -16,11 +18,11 @@ from typing import Any
 
 import yaml
 
-from planner.specs.catalog import load_catalog
+from planner.specs.catalog import _load, load_catalog
 from planner.specs.kernels import KernelProfile
 from planner.validation.kernel_data import CATALOG_ID, microbench_gpus
 from planner.validation.kernel_fit import TableFit
-from planner.validation.kernel_profiles import fit_kernel_profile
+from planner.validation.kernel_profiles import fit_kernel_profile, scale_to_forward_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "# Written by scripts/fit_kernels.py; do not edit by hand.\n"
@@ -107,6 +109,14 @@ def main() -> None:
         for f in fits:
             errors = f"MdAPE {f.mdape_pct:5.1f} %  non-L2 {f.mdape_non_l2_pct:5.1f} %"
             print(f"  {name:13s} {f.key:24s} rows {f.rows:5d}  {errors}")
+    _load.cache_clear()  # the catalog is cached per root: read it again with the profiles just written
+    catalog = load_catalog(ROOT)
+    for gpu_id in sorted(catalog.gpus):
+        if gpu_id in {CATALOG_ID.get(name) for name in microbench_gpus()}:
+            continue
+        corrected = scale_to_forward_rows(catalog, gpu_id)
+        if corrected is not None:
+            print(f"wrote {write_profile(corrected, folder).relative_to(ROOT)} ({corrected.source.split('; ')[-1]})")
     if args.markdown:
         args.markdown.write_text(markdown(results))
         print(f"wrote {args.markdown}")

@@ -152,11 +152,14 @@ def leave_one_source_out_s(data: EngineRows, engine: str) -> np.ndarray:
 
 
 def expected_errors_pct(catalog: Catalog, data: EngineRows, engine: str) -> dict[str, float]:
-    """Median absolute leave-one-source-out error of the engine's rows per GPU architecture family, and `all`."""
+    """Median absolute leave-one-source-out error of the engine's serving rows (forward-time profiles run no
+    engine) per GPU architecture family, and `all`."""
     predicted = leave_one_source_out_s(data, engine)
     errors = np.abs(predicted / data.measured_s - 1) * 100
+    serving = np.array([p.row.metric != "forward_time_s" for p in data.rows], dtype=bool)  # profiles: no engine
+    errors = errors[serving]
     by_family: dict[str, list[float]] = defaultdict(list)
-    for prepared, error in zip(data.rows, errors, strict=True):
+    for prepared, error in zip([p for p, s in zip(data.rows, serving, strict=True) if s], errors, strict=True):
         by_family[catalog.gpus[prepared.row.gpu].architecture.value].append(float(error))
     out = {family: round(statistics.median(values), 1) for family, values in sorted(by_family.items())}
     out["all"] = round(float(np.median(errors)), 1) if len(errors) else 0.0

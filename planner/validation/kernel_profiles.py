@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from planner.errors import PlannerError
+from planner.specs.catalog import Catalog
 from planner.specs.hardware import GpuSpec
 from planner.specs.kernels import (
     AllReduceConstants,
@@ -141,3 +142,62 @@ def kernel_error_rows(catalog_gpus: dict[str, GpuSpec], measured: dict[str, Kern
         for key, (rows, mdape) in errors.items():
             out.append([gpu_id, key, str(rows), f"{profile.fit_median_abs_pct_error[key]:.1f}", f"{mdape:.1f}"])
     return out
+
+
+def scale_to_forward_rows(catalog: Catalog, gpu_id: str) -> KernelProfile | None:
+    """A derived GPU's kernel constants corrected by its own forward-time measurements, or None without any.
+
+    A GPU without kernel microbenchmarks takes a measured GPU's constants (derive_kernel_profile). Where the
+    measurements table holds forward-time profiles of that GPU (a whole model's forward pass over a prompt of
+    256+ tokens: GEMM- and prefill-attention-bound), one factor s scales its compute efficiencies (GEMM
+    compute_eff and prefill-attention compute_eff, capped at 0.98 of the peak) so that the median of
+    predicted / measured over those rows is 1. Bandwidth efficiencies and fixed latencies stay as derived: the
+    rows do not see them. The factor is found by fixed-point iteration (predicted time is about 1 / s)."""
+    from planner.validation.measurements import load_measurements
+    from planner.validation.predict import Prepared, predict, prepare
+
+    rows = [
+        r for r in load_measurements() if r.gpu == gpu_id and r.metric == "forward_time_s" and (r.input_len or 0) >= 256
+    ]
+    prepared = [p for p in (prepare(r, catalog) for r in rows) if isinstance(p, Prepared)]
+    if not prepared:
+        return None
+    base = catalog.kernel_profile(gpu_id)
+
+    def scaled(factor: float) -> KernelProfile:
+        return base.model_copy(
+            update={
+                "gemm": {
+                    k: c.model_copy(update={"compute_eff": min(0.98, c.compute_eff * factor)})
+                    for k, c in base.gemm.items()
+                },
+                "prefill_attention": {
+                    k: c.model_copy(update={"compute_eff": min(0.98, c.compute_eff * factor)})
+                    for k, c in base.prefill_attention.items()
+                },
+            }
+        )
+
+    def ratios(profile: KernelProfile) -> list[float]:
+        return [
+            predict(
+                Prepared(row=p.row, deployment=p.deployment.model_copy(update={"kernels": profile}), memory=p.memory)
+            )
+            / p.row.value
+            for p in prepared
+        ]
+
+    factor = 1.0
+    for _ in range(8):
+        factor *= float(np.median(ratios(scaled(factor))))
+    profile = scaled(factor)
+    errors = [abs(r - 1) * 100 for r in ratios(profile)]
+    return profile.model_copy(
+        update={
+            "source": f"{base.source}; compute efficiencies x {factor:.3f} to match {len(prepared)} forward-time rows "
+            f"of its own ({', '.join(sorted({p.row.source for p in prepared}))}), by "
+            "planner.validation.kernel_profiles.scale_to_forward_rows",
+            "fit_rows": {"forward_time": len(prepared)},
+            "fit_median_abs_pct_error": {"forward_time": round(float(np.median(errors)), 2)},
+        }
+    )
