@@ -154,14 +154,32 @@ def _link_family(gpu: GpuSpec) -> tuple[str, int]:
     return kind.value, 0
 
 
-def _link_distance(gpu: GpuSpec, other: GpuSpec) -> tuple[int, int, float, str]:
+ALLREDUCE_FIT_AIM_PCT = 15.0  # a measured all-reduce curve that misses this is inconsistent across collections
+
+
+def _allreduce_consistent(profile: KernelProfile) -> bool:
+    """Whether the GPU's all-reduce constants reproduce its own measurements within the aim: the L40S tables,
+    for one, disagree tenfold between collections at 4 and 8 GPUs (machines with and without a PCIe switch)."""
+    errors = [v for k, v in profile.fit_median_abs_pct_error.items() if k.startswith("allreduce")]
+    return bool(errors) and max(errors) <= ALLREDUCE_FIT_AIM_PCT
+
+
+def _link_distance(gpu: GpuSpec, other: GpuSpec, profile: KernelProfile) -> tuple[int, int, int, float, str]:
     """Order measured GPUs by how well their all-reduce constants fit `gpu`'s link: same family (PCIe, NVLink)
-    first, then the nearest generation, then the nearest link bandwidth, then the id (deterministic)."""
+    first, then consistent measurements (`_allreduce_consistent`), then the nearest generation, then the
+    nearest link bandwidth, then the id (deterministic)."""
     family, generation = _link_family(gpu)
     other_family, other_generation = _link_family(other)
     same = family == other_family
     bandwidth = abs(math.log(gpu.interconnect.bw_gb_s / other.interconnect.bw_gb_s))
-    return (0 if same else 1, abs(generation - other_generation) if same else 0, bandwidth, other.id)
+    consistent = _allreduce_consistent(profile)
+    return (
+        0 if same else 1,
+        0 if consistent else 1,
+        abs(generation - other_generation) if same else 0,
+        bandwidth,
+        other.id,
+    )
 
 
 def derive_kernel_profile(
@@ -181,20 +199,23 @@ def derive_kernel_profile(
        present one.
     3. All-reduce donor: the measured GPU whose intra-node link matches best: same family (NVLink or PCIe;
        an NVLink bridge counts as its architecture's NVLink generation), then the nearest generation
-       (NVLink4 -> an NVLink4 GPU; PCIe 4 -> PCIe 4, else the nearest PCIe generation), then the nearest link
+       (NVLink4 -> an NVLink4 GPU; PCIe 4 -> PCIe 4, else the nearest PCIe generation), preferring GPUs whose
+       all-reduce fit meets its aim (`_allreduce_consistent`) over closer generations, then the nearest link
        bandwidth (also the only criterion for a link of another family, e.g. Infinity Fabric). Its latency_s,
        latency_per_peer_s and bus_bw_eff are copied; bus_bw_eff multiplies this GPU's own link bandwidth. A
        GPU without PCIe peer-to-peer (`interconnect.p2p: false`) keeps the constants too: the cost model
        halves its bandwidth already.
     """
-    candidates = {g: gpus[g] for g in measured if g in gpus and g != gpu.id}
+    candidates = {
+        g: gpus[g] for g, p in measured.items() if g in gpus and g != gpu.id and p.basis is KernelBasis.measured
+    }
     if not candidates:
         raise PlannerError(f"no measured kernel profile to derive {gpu.id}'s from: add hardware/kernels/*.yaml")
     same_arch = {g: spec for g, spec in candidates.items() if spec.architecture == gpu.architecture}
     pool = same_arch or candidates
     ratio = math.log(_bandwidth_per_flop(gpu))
     donor = min(pool, key=lambda g: (abs(ratio - math.log(_bandwidth_per_flop(pool[g]))), g))
-    link_donor = min(candidates, key=lambda g: _link_distance(gpu, candidates[g]))
+    link_donor = min(candidates, key=lambda g: _link_distance(gpu, candidates[g], measured[g]))
     source = measured[donor]
     present = gpu.dense_tflops.model_dump()
     gemm = {f: c for f, c in source.gemm.items() if f not in _GEMM_FORMAT_PEAK or present[_GEMM_FORMAT_PEAK[f]]}

@@ -3,7 +3,8 @@ every GPU held fixed (they come from kernel microbenchmarks, planner.specs.kerne
 
 Fitted per engine: `iteration_overhead_s` and `per_seq_overhead_s` (planner.specs.engine.EngineConstants), on
 the rows that time latency rather than saturated throughput (`is_latency_row`): single-request TTFT and decode
-speed, and static batches timed end to end at batch sizes 1-64. Max-throughput tables are validation, never fitting data.
+speed, and static batches timed end to end at batch sizes 1-64. Max-throughput tables are validation, never
+fitting data.
 
 Every prediction, written as a time, is linear in the two constants (planner.validation.predict.time_design), so
 the fit is a bounded robust linear least squares on relative error (scipy `least_squares`, soft-L1 loss with a

@@ -19,6 +19,7 @@ from planner.specs.kernels import (
     KernelBasis,
     KernelProfile,
     PrefillAttentionConstants,
+    derive_kernel_profile,
 )
 from planner.validation import kernel_fit as kf
 from planner.validation.kernel_data import CATALOG_ID, FitGpu, fit_gpu, load_table, microbench_gpus
@@ -162,7 +163,7 @@ def scale_to_forward_rows(catalog: Catalog, gpu_id: str) -> KernelProfile | None
     prepared = [p for p in (prepare(r, catalog) for r in rows) if isinstance(p, Prepared)]
     if not prepared:
         return None
-    base = catalog.kernel_profile(gpu_id)
+    base = derive_kernel_profile(catalog.gpus[gpu_id], catalog.kernels, catalog.gpus)
 
     def scaled(factor: float) -> KernelProfile:
         return base.model_copy(
