@@ -170,11 +170,12 @@ class TestPrecision:
         assert fp8.memory_gib["weights"] < 0.6 * bf16.memory_gib["weights"]
 
     def test_fp8_on_h100_uses_the_fp8_rate(self, catalog: Catalog) -> None:
-        """The H100 runs fp8 GEMMs at 1978 TFLOPS against 989 in bf16: prefill is clearly faster."""
+        """The H100 runs fp8 GEMMs at 1978 TFLOPS against 989 in bf16, but reaches a smaller share of it
+        (kernel microbenchmarks: 0.55 against 0.79), and attention stays 16-bit: prefill is faster, not 2x."""
         assert catalog.gpu("h100").gemm_flops_s(Dtype.fp8) == 1978e12
         bf16 = run(catalog, model="llama-8b", gpus="1xh100", tp=1)
         fp8 = run(catalog, model="llama-8b", gpus="1xh100", tp=1, dtype="fp8")
-        assert fp8.prefill_time_s < 0.8 * bf16.prefill_time_s
+        assert fp8.prefill_time_s < 0.9 * bf16.prefill_time_s
 
     def test_kv_dtype_follows_16_bit_weights(self, catalog: Catalog) -> None:
         assert run(catalog, tp=8, dtype="fp16").kv_dtype == "fp16"

@@ -173,14 +173,6 @@ class TestPublished:
         colocated, capacity, _ = best_capacities((("kv_fill", 0.02),))
         assert capacity / colocated < 0.8
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="the re-shards take at most 35% of a cycle in tdplan (8 RTX 4090s without peer-to-peer, "
-        "Qwen2.5-32B, HumanEval-like requests, one request per phase; prefill TP2 x PP2, decode TP4: 2.31 s of "
-        "re-shards, 4.16 s of decode): "
-        "each decode step re-streams the GPU's weights from memory, so a phase of O - 1 steps costs about as "
-        "much as moving the weights once over a link 60x slower than memory",
-    )
     def test_reshards_dominate_short_phases_on_a_slow_link(self) -> None:
         ctx = make_context(gpu="rtx-4090", model="qwen2.5-32b", workload="humaneval")
         strategy = pr.PhaseResharding()
