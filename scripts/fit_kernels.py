@@ -2,10 +2,12 @@
 
 Usage: python scripts/fit_kernels.py [--markdown docs/kernels.md]
 
-One KernelProfile per microbenchmark GPU that has a catalog entry, then one per catalog GPU without kernel data
-that has forward-time measurements of its own (derived, compute efficiencies scaled to them:
-planner.validation.kernel_profiles.scale_to_forward_rows) (b60, an Intel XPU without an architecture in
-the catalog schema, is fitted and reported in the markdown page only). Floats are written to 4 significant
+One KernelProfile per microbenchmark GPU that has a catalog entry (b60, an Intel XPU without an architecture in
+the catalog schema, is fitted and reported in the markdown page only). A measured GPU whose all-reduce tables
+disagree between collections then takes a consistent GPU's all-reduce constants
+(planner.specs.kernels.with_consistent_allreduce). Last, one profile per catalog GPU without kernel data that
+has forward-time measurements of its own: derived, compute efficiencies scaled to them
+(planner.validation.kernel_profiles.scale_to_forward_rows). Floats are written to 4 significant
 digits. The markdown page lists, per GPU and table, the rows, the MdAPE over all rows and over the rows that
 are not L2-resident, the engines' biases and the constants.
 """
@@ -19,7 +21,7 @@ from typing import Any
 import yaml
 
 from planner.specs.catalog import _load, load_catalog
-from planner.specs.kernels import KernelProfile
+from planner.specs.kernels import KernelProfile, with_consistent_allreduce
 from planner.validation.kernel_data import CATALOG_ID, microbench_gpus
 from planner.validation.kernel_fit import TableFit
 from planner.validation.kernel_profiles import fit_kernel_profile, scale_to_forward_rows
@@ -110,6 +112,12 @@ def main() -> None:
             errors = f"MdAPE {f.mdape_pct:5.1f} %  non-L2 {f.mdape_non_l2_pct:5.1f} %"
             print(f"  {name:13s} {f.key:24s} rows {f.rows:5d}  {errors}")
     _load.cache_clear()  # the catalog is cached per root: read it again with the profiles just written
+    catalog = load_catalog(ROOT)
+    for _, profile in sorted(catalog.kernels.items()):
+        consistent = with_consistent_allreduce(profile, catalog.kernels, catalog.gpus)
+        if consistent is not profile:
+            print(f"wrote {write_profile(consistent, folder).relative_to(ROOT)} ({consistent.source.split('; ')[-1]})")
+    _load.cache_clear()
     catalog = load_catalog(ROOT)
     for gpu_id in sorted(catalog.gpus):
         if gpu_id in {CATALOG_ID.get(name) for name in microbench_gpus()}:

@@ -182,6 +182,41 @@ def _link_distance(gpu: GpuSpec, other: GpuSpec, profile: KernelProfile) -> tupl
     )
 
 
+def allreduce_donor(gpu: GpuSpec, measured: Mapping[str, KernelProfile], gpus: Mapping[str, GpuSpec]) -> str:
+    """The measured GPU (other than `gpu`) whose all-reduce constants best fit `gpu`'s link (`_link_distance`)."""
+    candidates = {
+        g: gpus[g] for g, p in measured.items() if g in gpus and g != gpu.id and p.basis is KernelBasis.measured
+    }
+    if not candidates:
+        raise PlannerError(f"no measured kernel profile to take {gpu.id}'s all-reduce from: add hardware/kernels/")
+    return min(candidates, key=lambda g: _link_distance(gpu, candidates[g], measured[g]))
+
+
+def with_consistent_allreduce(
+    profile: KernelProfile, measured: Mapping[str, KernelProfile], gpus: Mapping[str, GpuSpec]
+) -> KernelProfile:
+    """A measured profile whose own all-reduce tables are inconsistent (`_allreduce_consistent` false: the fit
+    misses its aim because collections on different machines disagree) takes the all-reduce constants of the
+    donor `allreduce_donor` picks, as a derived GPU would; its fit record keeps only the tables it still uses."""
+    if _allreduce_consistent(profile) or not any(k.startswith("allreduce") for k in profile.fit_rows):
+        return profile
+    donor = allreduce_donor(gpus[profile.gpu], measured, gpus)
+    missed = ", ".join(
+        f"{k} {v:.1f}%" for k, v in profile.fit_median_abs_pct_error.items() if k.startswith("allreduce")
+    )
+    return profile.model_copy(
+        update={
+            "allreduce": dict(measured[donor].allreduce),
+            "source": f"{profile.source}; all-reduce constants of {donor}: this GPU's own all-reduce tables disagree "
+            f"between collections (fit {missed}, aim {ALLREDUCE_FIT_AIM_PCT:g}%)",
+            "fit_rows": {k: v for k, v in profile.fit_rows.items() if not k.startswith("allreduce")},
+            "fit_median_abs_pct_error": {
+                k: v for k, v in profile.fit_median_abs_pct_error.items() if not k.startswith("allreduce")
+            },
+        }
+    )
+
+
 def derive_kernel_profile(
     gpu: GpuSpec, measured: Mapping[str, KernelProfile], gpus: Mapping[str, GpuSpec]
 ) -> KernelProfile:
@@ -215,7 +250,7 @@ def derive_kernel_profile(
     pool = same_arch or candidates
     ratio = math.log(_bandwidth_per_flop(gpu))
     donor = min(pool, key=lambda g: (abs(ratio - math.log(_bandwidth_per_flop(pool[g]))), g))
-    link_donor = min(candidates, key=lambda g: _link_distance(gpu, candidates[g], measured[g]))
+    link_donor = allreduce_donor(gpu, measured, gpus)
     source = measured[donor]
     present = gpu.dense_tflops.model_dump()
     gemm = {f: c for f, c in source.gemm.items() if f not in _GEMM_FORMAT_PEAK or present[_GEMM_FORMAT_PEAK[f]]}
