@@ -406,13 +406,16 @@ def validate(
     markdown: Annotated[Path | None, typer.Option(help="Also write the validation page (Markdown) here.")] = None,
     rows: Annotated[bool, typer.Option("--rows", help="List every row with its prediction and error.")] = False,
     kernels: Annotated[
-        bool, typer.Option("--kernels", help="Also score the kernel constants against the kernel microbenchmarks.")
-    ] = False,
+        bool,
+        typer.Option(
+            "--kernels/--no-kernels", help="Also score the kernel constants against the kernel microbenchmarks."
+        ),
+    ] = True,
     catalog: CatalogRoot = None,
 ) -> None:
     """Predict every published measurement tdplan can express and print the error per source and metric."""
     from planner.specs.catalog import load_catalog
-    from planner.validation.report import SUMMARY_HEADER, markdown_page, summary_rows
+    from planner.validation.report import KERNEL_HEADER, SUMMARY_HEADER, markdown_page, summary_rows
     from planner.validation.validate import validate_all
 
     with _errors():
@@ -433,23 +436,23 @@ def validate(
         f"{len(results.predicted)} rows predicted, {len(results.skipped)} skipped "
         f"({', '.join(f'{n} {r}' for r, n in results.skip_reasons().items())})"
     )
+    kernel_rows = _kernel_errors(catalog) if kernels or markdown is not None else []
     if kernels:
-        _kernel_errors(catalog)
+        _listing("kernel constants vs kernel microbenchmarks (MdAPE %)", KERNEL_HEADER, kernel_rows)
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(markdown_page(results))
+        markdown.write_text(markdown_page(results, kernel_rows))
         out.print(f"wrote {markdown}")
 
 
-def _kernel_errors(catalog: Path | None) -> None:
+def _kernel_errors(catalog: Path | None) -> list[list[str]]:
     """The kernel constants of every measured GPU against the packaged kernel microbenchmarks."""
     from planner.specs.catalog import load_catalog
     from planner.validation.kernel_profiles import kernel_error_rows
 
     with _errors():
         cat = load_catalog(catalog)
-        rows = kernel_error_rows(cat.gpus, cat.kernels)
-    _listing("kernel constants vs kernel microbenchmarks (MdAPE %)", ["gpu", "table", "rows", "recorded", "now"], rows)
+        return kernel_error_rows(cat.gpus, cat.kernels)
 
 
 @app.command()

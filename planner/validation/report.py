@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from planner.validation.validate import METRIC_LABELS, Stats, ValidationResults
 
+KERNEL_HEADER = ["gpu", "table", "rows", "recorded", "now"]
 SUMMARY_HEADER = [
     "source",
     "metric",
@@ -49,7 +50,7 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def markdown_page(results: ValidationResults) -> str:
+def markdown_page(results: ValidationResults, kernel_rows: list[list[str]] | None = None) -> str:
     """The validation page: summary per source and metric, skips, and the worst rows."""
     worst = sorted(results.predicted, key=lambda r: -abs(r.held_out_error_pct))[:15]
     worst_rows = [
@@ -87,6 +88,11 @@ def markdown_page(results: ValidationResults) -> str:
                 "profiles). A separate held-out set judges the model outside this repository.",
                 "## Error per source and metric",
                 _markdown_table(SUMMARY_HEADER, summary_rows(results)),
+                "## Kernel constants against the kernel microbenchmarks",
+                "Median absolute error (%) of each measured GPU's kernel constants over every row of each packaged "
+                "microbenchmark table, L2-resident rows included ('recorded' by the fit, 'now' recomputed from the "
+                "shipped constants); docs/kernels.md has the fit report with and without L2-resident rows.",
+                _markdown_table(["GPU", "table", "rows", "recorded", "now"], kernel_rows or []),
                 "## Rows not predicted",
                 _markdown_table(["reason", "rows"], skips),
                 "## Largest errors",
