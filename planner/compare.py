@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from planner.errors import PlannerError
 from planner.estimate import default_engine
+from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.precision import resolve_dtypes
 from planner.specs.workload import Workload
@@ -41,6 +41,19 @@ class Comparison(BaseModel):
     per_strategy: list[StrategyResult]
     best: StrategyResult | None
     reason: str
+
+
+def build_slo(ttft: float | None, tpot: float | None, attainment: float = 0.9) -> Slo:
+    """Latency targets from `ttft`/`tpot` (seconds; omitted ones take DEFAULT_SLO's) and `attainment`, the
+    share of requests that must meet both."""
+    ttft = inputs.positive(ttft, "ttft", inputs.MAX_SLO_S)
+    tpot = inputs.positive(tpot, "tpot", inputs.MAX_SLO_S)
+    share = inputs.positive(attainment, "attainment", 1.0)
+    return Slo(
+        ttft_s=DEFAULT_SLO.ttft_s if ttft is None else ttft,
+        tpot_s=DEFAULT_SLO.tpot_s if tpot is None else tpot,
+        attainment=DEFAULT_SLO.attainment if share is None else share,
+    )
 
 
 def rank_key(result: StrategyResult, objective: str = "goodput") -> tuple[float, float]:
@@ -127,6 +140,7 @@ def evaluate_strategy(
 ) -> list[StrategyResult]:
     """Every configuration of one strategy (optionally pinned to a TP/PP and knob values), evaluated."""
     strategy = get_strategy(name)
+    strategy.check_knobs(knobs)
     results = []
     for candidate in strategy.candidates(ctx, knobs):
         if (tp is not None and candidate.tp != tp) or (pp is not None and candidate.pp != pp):
@@ -156,13 +170,14 @@ def compare(
 ) -> Comparison:
     """Evaluate every strategy (or those named) on the same GPUs, model and workload."""
     catalog = catalog or load_catalog()
+    rate = inputs.positive(rate, "rate", inputs.MAX_RATE_REQ_S)
+    slo = build_slo(ttft, tpot, attainment)
+    if isinstance(strategies, str):
+        strategies = [strategies]
+    names = [get_strategy(name).name for name in strategies] if strategies else sorted(REGISTRY)
     work = Workload.resolve(workload, input_len, output_len)
-    if rate is not None and rate <= 0:
-        raise PlannerError(f"--rate must be a positive number, got {rate}")
-    slo = Slo(ttft_s=ttft or DEFAULT_SLO.ttft_s, tpot_s=tpot or DEFAULT_SLO.tpot_s, attainment=attainment)
     objective = objective_for(rate, ttft, tpot)
     ctx = build_context(catalog, model, gpus, work, dtype, kv_dtype, engine, network, gpus_per_node)
-    names = list(strategies) if strategies else sorted(REGISTRY)
     configs: list[StrategyResult] = []
     per_strategy: list[StrategyResult] = []
     for name in names:

@@ -9,8 +9,9 @@ A strategy answers three questions about one candidate configuration (layout and
 and goodput (the largest rate at which the target share of requests meets both SLOs, found by bisection).
 
 Adding a strategy: subclass `Strategy` in a module of its own under planner/strategies/, give it a `name`,
-`summary`, `reference` and `knobs`, implement `candidates`, `capacity`, `latencies` and `memory`, decorate it
-with `@register`, and import the module in planner/strategies/__init__.py.
+`summary`, `reference` and `knobs` (and each new knob's accepted values in `KNOB_RANGES`), implement
+`candidates`, `capacity`, `latencies` and `memory`, decorate it with `@register`, and import the module in
+planner/strategies/__init__.py.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from planner.specs.catalog import Catalog
 from planner.specs.deployment import Deployment
 from planner.specs.engine import EngineSpec
 from planner.specs.hardware import Cluster, Frozen
+from planner.specs.inputs import format_number
 from planner.specs.model import ModelSpec
 from planner.specs.precision import Dtype
 from planner.specs.workload import Workload
@@ -50,6 +52,66 @@ class Knob(Frozen):
     default: float
     search: tuple[float, ...]
     help: str
+
+
+@dataclass(frozen=True)
+class KnobRange:
+    """The values a knob accepts: a whole count in [low, high], or a share in [low, high] with the ends
+    excluded where a value there divides by zero or leaves a phase nothing to do."""
+
+    integer: bool
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def describe(self) -> str:
+        low, high = format_number(self.low), format_number(self.high)
+        if self.integer:
+            return f"a whole number from {low} to {high}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"a number in {left}{low}, {high}{right}"
+
+    def admits(self, value: float) -> bool:
+        return (
+            math.isfinite(value)
+            and (not self.integer or value == int(value))
+            and (self.low < value if self.low_open else self.low <= value)
+            and (value < self.high if self.high_open else value <= self.high)
+        )
+
+
+_COUNT = KnobRange(integer=True, low=1, high=1_048_576)
+# Every knob of every strategy, by name (a name means the same thing in every strategy that has it).
+KNOB_RANGES: dict[str, KnobRange] = {
+    "chunk_size": _COUNT,  # tokens per iteration
+    "max_batch": _COUNT,  # sequences in flight
+    "macro_size": KnobRange(integer=True, low=1, high=64),  # instances per macro instance
+    "prefill_tokens": _COUNT,
+    "max_prefill_tokens": _COUNT,
+    "min_prefill_tokens": _COUNT,
+    "iterp": KnobRange(integer=True, low=1, high=1_024),  # micro-batches the waiting prompts spread over
+    "kv_fill": KnobRange(integer=False, low=0, high=1, low_open=True),  # share of the KV cache
+    "prefill_sm_share": KnobRange(integer=False, low=0, high=1, low_open=True, high_open=True),  # both get SMs
+    "switch_share": KnobRange(integer=False, low=0, high=1, high_open=True),  # 0: TD-Pipe's own test
+    "kv_threshold": KnobRange(integer=False, low=0, high=1, high_open=True),  # share kept free
+}
+
+
+def parse_knobs(items: Iterable[str]) -> dict[str, float]:
+    """Read `KEY=NUMBER` texts (the CLI's `--knob`) into a mapping; the values are checked per strategy by
+    `Strategy.check_knobs`."""
+    parsed: dict[str, float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise PlannerError(f"cannot read '{item}': write KEY=NUMBER, e.g. chunk_size=512", "knobs")
+        parsed[key.strip()] = number
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -160,13 +222,32 @@ class Strategy(ABC):
 
     # Shared helpers for subclasses.
     @classmethod
-    def knob_grid(cls, pinned: Mapping[str, float] | None) -> Iterator[dict[str, float]]:
-        """Every combination of knob values: pinned ones fixed, the rest over their search values."""
+    def check_knobs(cls, pinned: Mapping[str, float] | None) -> dict[str, float]:
+        """The pinned knob values, or PlannerError naming a knob this strategy lacks or a value out of range."""
+        if pinned is not None and not isinstance(pinned, Mapping):
+            raise PlannerError(f"expected a mapping of knob name to number, got {pinned!r}", "knobs")
         pinned = dict(pinned or {})
         unknown = set(pinned) - {k.name for k in cls.knobs}
         if unknown:
             names = ", ".join(k.name for k in cls.knobs) or "none"
-            raise PlannerError(f"strategy {cls.name} has no knob {', '.join(sorted(unknown))}: its knobs are {names}")
+            raise PlannerError(
+                f"strategy {cls.name} has no knob {', '.join(sorted(unknown))}: its knobs are {names}", "knobs"
+            )
+        for name, value in pinned.items():
+            allowed = KNOB_RANGES.get(name, KnobRange(integer=False, low=-math.inf, high=math.inf))
+            if isinstance(value, bool) or not isinstance(value, int | float) or not allowed.admits(value):
+                got = (
+                    format_number(value)
+                    if isinstance(value, int | float) and not isinstance(value, bool)
+                    else repr(value)
+                )
+                raise PlannerError(f"{name} must be {allowed.describe()}, got {got}", "knobs")
+        return pinned
+
+    @classmethod
+    def knob_grid(cls, pinned: Mapping[str, float] | None) -> Iterator[dict[str, float]]:
+        """Every combination of knob values: pinned ones fixed, the rest over their search values."""
+        pinned = cls.check_knobs(pinned)
         grids: list[dict[str, float]] = [{}]
         for knob in cls.knobs:
             values = (pinned[knob.name],) if knob.name in pinned else knob.search
@@ -184,9 +265,10 @@ def register(cls: type[Strategy]) -> type[Strategy]:
 
 
 def get_strategy(name: str) -> Strategy:
-    key = name.strip().lower()
+    """The strategy called `name` (case, spaces and underscores forgiven: chunked, phase_resharding)."""
+    key = name.strip().lower().replace("_", "-").replace(" ", "-") if isinstance(name, str) else ""
     if key not in REGISTRY:
-        raise PlannerError(f"unknown strategy '{name}': choose one of {', '.join(sorted(REGISTRY))}")
+        raise PlannerError(f"unknown strategy '{name}': choose one of {', '.join(sorted(REGISTRY))}", "strategy")
     return REGISTRY[key]()
 
 
