@@ -69,6 +69,10 @@ def positive(value: float | None, param: str, high: float) -> float | None:
     return check_number(value, param, integer=False, low=0, high=high, low_open=True)
 
 
+def _size(num_bytes: int) -> str:
+    return f"{num_bytes / 1024**2:,.1f} MiB" if num_bytes >= 1024**2 else f"{num_bytes:,} bytes"
+
+
 def read_text(path: Path, param: str | None, what: str, max_bytes: int) -> str:
     """The UTF-8 text of the regular file at `path`, or PlannerError saying which check failed and what to do:
     missing, a directory or other non-file, unreadable, larger than `max_bytes`, or not UTF-8 text.
@@ -82,9 +86,7 @@ def read_text(path: Path, param: str | None, what: str, max_bytes: int) -> str:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise PlannerError(
-                f"{path} is {size / 1024**2:,.1f} MiB, over the {max_bytes / 1024**2:g} MiB limit for a {what}", param
-            )
+            raise PlannerError(f"{path} is {_size(size)}, over the {_size(max_bytes)} limit for a {what}", param)
         data = path.read_bytes()
     except OSError as err:
         raise PlannerError(f"cannot read {path} ({err.strerror or err}): check its permissions", param) from None
