@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from planner.estimate import default_engine
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
+from planner.specs.hardware import GpuPool
 from planner.specs.precision import resolve_dtypes
 from planner.specs.workload import Workload
 from planner.strategies import REGISTRY, get_strategy
@@ -175,6 +176,7 @@ def compare(
     if isinstance(strategies, str):
         strategies = [strategies]
     names = [get_strategy(name).name for name in strategies] if strategies else sorted(REGISTRY)
+    GpuPool.parse(gpus)  # the count and name, checked before the workload file is read
     work = Workload.resolve(workload, input_len, output_len)
     objective = objective_for(rate, ttft, tpot)
     ctx = build_context(catalog, model, gpus, work, dtype, kv_dtype, engine, network, gpus_per_node)

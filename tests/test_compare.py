@@ -44,6 +44,14 @@ def compared() -> dict[str, object]:
 class TestCompareJson:
     def test_has_configs_and_best(self, compared: dict[str, object]) -> None:
         assert {"configs", "best"} <= set(compared)
+        assert compared["schema_version"] == 1
+        inputs = compared["inputs"]
+        assert isinstance(inputs, dict) and (inputs["model"], inputs["gpu"], inputs["num_gpus"]) == (
+            "llama-3.1-8b",
+            "a100-sxm-80gb",
+            2,
+        )
+        assert inputs["workload"] == "fixed 512/128" and inputs["engine"]
         configs = compared["configs"]
         assert isinstance(configs, list) and configs
         for config in configs:
