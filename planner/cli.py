@@ -397,7 +397,11 @@ def compare(
     from planner.compare import compare as run_compare
     from planner.specs.catalog import load_catalog
 
-    with _errors():
+    with _errors(), err.status("comparing strategies") as status:
+
+        def progress(name: str, index: int, count: int) -> None:
+            status.update(f"evaluating {name} ({index + 1}/{count} strategies)")
+
         result = run_compare(
             model,
             gpus,
@@ -415,6 +419,7 @@ def compare(
             network=network,
             gpus_per_node=gpus_per_node,
             catalog=load_catalog(catalog),
+            progress=progress,
         )
         if result.best is None:
             _fail(f"nothing to compare: {result.reason}")

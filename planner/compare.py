@@ -9,7 +9,7 @@ overall best is the best of those.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -168,8 +168,12 @@ def compare(
     network: str | None = None,
     gpus_per_node: int | None = None,
     catalog: Catalog | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Comparison:
-    """Evaluate every strategy (or those named) on the same GPUs, model and workload."""
+    """Evaluate every strategy (or those named) on the same GPUs, model and workload.
+
+    progress: called as progress(strategy, index, count) before each strategy is evaluated (for a status line;
+    a comparison on a large cluster takes a minute)."""
     catalog = catalog or load_catalog()
     rate = inputs.positive(rate, "rate", inputs.MAX_RATE_REQ_S)
     slo = build_slo(ttft, tpot, attainment)
@@ -182,7 +186,9 @@ def compare(
     ctx = build_context(catalog, model, gpus, work, dtype, kv_dtype, engine, network, gpus_per_node)
     configs: list[StrategyResult] = []
     per_strategy: list[StrategyResult] = []
-    for name in names:
+    for index, name in enumerate(names):
+        if progress is not None:
+            progress(name, index, len(names))
         results = evaluate_strategy(ctx, name, slo, rate)
         configs += results
         feasible = [r for r in results if r.feasible]
@@ -191,8 +197,10 @@ def compare(
     per_strategy.sort(key=lambda r: rank_key(r, objective), reverse=True)
     best = per_strategy[0] if per_strategy else None
     if best is None:
-        reasons = sorted({r.reason or "" for r in configs})
-        reason = "no strategy has a feasible configuration: " + "; ".join(reasons[:3])
+        reasons = sorted({r.reason or "no reason given" for r in configs})
+        others = f" (and {len(configs) - 1} other configurations)" if len(configs) > 1 else ""
+        first = reasons[0] if reasons else f"no configuration fits {ctx.cluster.num_gpus} GPU(s)"
+        reason = f"no strategy has a feasible configuration: {first}{others}"
     else:
         reason = why(best, per_strategy[1] if len(per_strategy) > 1 else None, slo, objective)
     return Comparison(
