@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from planner import SCHEMA_VERSION
 from planner.errors import PlannerError
@@ -21,7 +22,29 @@ if TYPE_CHECKING:  # the command modules import these when they run: `tdplan --h
     from planner.specs.catalog import Catalog
     from planner.strategies.base import Context, StrategyResult
 
+
+class _OneLineUsageErrors(TyperGroup):
+    """Usage errors (an option typed wrong, an unknown flag, a missing argument) as one `error:` line naming
+    the flag, exit code 2, like every other input error; typer would draw a boxed usage panel."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        try:
+            code = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except Exception as e:
+            message, exit_code = getattr(e, "format_message", None), getattr(e, "exit_code", None)
+            if message is None or exit_code is None or type(e).__name__ == "NoArgsIsHelpError":
+                if type(e).__name__ == "NoArgsIsHelpError":  # `tdplan` alone: the help, as typer prints it
+                    return super().main(*args, **kwargs)
+                raise
+            err.print(f"[bold red]error:[/] {message()} (see --help)", highlight=False, crop=False)
+            sys.exit(exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     help="tdplan: analytical performance model and deployment planner for LLM inference serving.",
     no_args_is_help=True,
     add_completion=False,
@@ -237,7 +260,7 @@ def estimate(
             kv_dtype,
             concurrency,
             rate,
-            strategy or "colocated",
+            "colocated" if strategy is None else strategy,
             knobs,
             ttft,
             tpot,

@@ -117,7 +117,7 @@ def build_context(
     cluster = catalog.cluster(gpus, network, gpus_per_node)
     weight_dtype, kv = resolve_dtypes(dtype, kv_dtype)
     gpu = cluster.gpu
-    engine_spec = catalog.engine(engine) if engine else default_engine(catalog, gpu)
+    engine_spec = catalog.engine(engine) if engine is not None else default_engine(catalog, gpu)
     return Context(
         catalog=catalog,
         model=spec,

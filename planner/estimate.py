@@ -186,6 +186,8 @@ def estimate(
         raise PlannerError(f"expected a model id, a config.json path or a ModelSpec, got {model!r}", "model")
     if not isinstance(gpus, str | Cluster):
         raise PlannerError(f"expected text such as 8xL20 or a Cluster, got {gpus!r}", "gpus")
+    if engine is not None:
+        catalog.engine(engine)  # an empty or unknown name is an error, not the default profile
     if isinstance(model, str):
         spec = catalog.model(model)
         if spec.id != model.strip().lower():

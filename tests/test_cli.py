@@ -209,6 +209,15 @@ HARDENING_CASES: list[tuple[str, list[str], str]] = [
     ),
     ("compare too many GPUs", ["compare", "--model", "llama-8b", "--gpus", "100000xH100"], "give 1 to 65,536"),
     ("show a folder without config", ["models", "show", "/"], "NAME: no config.json in the folder"),
+    ("empty network", estimate_args(network=""), "--network: unknown network ''"),
+    ("empty engine", estimate_args(engine=""), "--engine: give an engine id"),
+    ("unknown engine", estimate_args(engine="sglang"), "--engine: unknown engine 'sglang'"),
+    ("empty strategy", _strategy_args(strategy=""), "--strategy: unknown strategy ''"),
+    ("option not a whole number", estimate_args(tp="1.5"), "Invalid value for '--tp'"),
+    ("unknown option", [*estimate_args(), "--bogus"], "No such option: --bogus"),
+    ("missing option", ["estimate"], "Missing option '--model'"),
+    ("extra argument", ["strategies", "extra"], "unexpected extra argument"),
+    ("unknown command", ["recommend"], "No such command 'recommend'"),
 ]  # fmt: skip
 
 

@@ -112,13 +112,18 @@ class Catalog(Frozen):
             gpu=gpu,
             num_gpus=pool.count,
             gpus_per_node=per_node or gpu.gpus_per_node,
-            network=NetworkSpec.parse(network) if network else DEFAULT_NETWORK,
+            network=NetworkSpec.parse(network) if network is not None else DEFAULT_NETWORK,
         )
 
     def engine(self, name: str) -> EngineSpec:
+        if not isinstance(name, str) or not name.strip():
+            raise PlannerError(f"give an engine id ({', '.join(sorted(self.engines))}), got {name!r}", "engine")
         if not self.engines:
             raise PlannerError(f"the catalog at {self.root} has no engine profiles (hardware/engines/*.yaml)")
-        return self._resolve(name, self.engines, "engine", f"choose one of {', '.join(sorted(self.engines))}")
+        try:
+            return self._resolve(name, self.engines, "engine", f"choose one of {', '.join(sorted(self.engines))}")
+        except PlannerError as err:
+            raise PlannerError(err.problem, "engine") from None
 
     def calibration(self, engine_id: str) -> CalibrationProfile:
         if engine_id not in self.calibrations:
