@@ -243,7 +243,7 @@ def estimate(
                 "--rate or --concurrency; drop it",
                 "num_requests",
             )
-        from planner.strategies.base import parse_knobs
+        from planner.strategies.knobs import parse_knobs
 
         knobs = parse_knobs(knob or [])
         cat = load_catalog(catalog)

@@ -25,7 +25,7 @@ from planner.specs.hardware import GpuPool, NetworkSpec
 from planner.specs.inputs import check_number, check_output_file, read_text
 from planner.specs.workload import Workload
 from planner.strategies import REGISTRY, get_strategy
-from planner.strategies.base import KNOB_RANGES, parse_knobs
+from planner.strategies.knobs import KNOB_RANGES, parse_knobs
 
 ROOT = Path(__file__).resolve().parents[1]
 
