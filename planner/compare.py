@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from planner.errors import PlannerError
 from planner.estimate import default_engine
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
@@ -179,6 +180,8 @@ def compare(
     slo = build_slo(ttft, tpot, attainment)
     if isinstance(strategies, str):
         strategies = [strategies]
+    if strategies is not None and not isinstance(strategies, Sequence):
+        raise PlannerError(f"expected strategy names, got {strategies!r}", "strategies")
     names = [get_strategy(name).name for name in strategies] if strategies else sorted(REGISTRY)
     GpuPool.parse(gpus)  # the count and name, checked before the workload file is read
     work = Workload.resolve(workload, input_len, output_len)

@@ -172,6 +172,9 @@ def estimate(
     """
     catalog = catalog or load_catalog()
     notes: list[str] = []
+    for value, param in ((input_len, "input_len"), (output_len, "output_len"), (num_requests, "num_requests")):
+        if value is None:
+            raise PlannerError("give a whole number, not None", param)
     input_len = inputs.count(input_len, "input_len", inputs.MAX_REQUEST_TOKENS) or 0
     output_len = inputs.count(output_len, "output_len", inputs.MAX_REQUEST_TOKENS) or 0
     concurrency = inputs.count(concurrency, "concurrency", inputs.MAX_CONCURRENCY)

@@ -389,6 +389,10 @@ class TestLibraryParameters:
             ({"dtype": 5}, "dtype: expected one of bf16"),
             ({"kv_dtype": "int4"}, "kv_dtype: unknown format 'int4'"),
             ({"network": "1x"}, "network: unknown network '1x'"),
+            ({"network": 5}, "network: expected text such as 100gbe"),
+            ({"engine": ""}, "engine: give an engine id"),
+            ({"input_len": None}, "input_len: give a whole number, not None"),
+            ({"num_requests": None}, "num_requests: give a whole number, not None"),
         ],
     )
     def test_estimate(self, overrides: dict[str, Any], fragment: str) -> None:
@@ -404,6 +408,7 @@ class TestLibraryParameters:
             ({"tpot": -1}, "tpot: must be a number greater than 0"),
             ({"attainment": 1.5}, "attainment: .* at most 1"),
             ({"strategies": "teleport"}, "strategy: unknown strategy 'teleport'"),
+            ({"strategies": 5}, "strategies: expected strategy names"),
             ({"workload": "sharegpt"}, "workload: a workload sets the request lengths"),
             ({"gpus": "100000xH100"}, "gpus: '100000xH100' asks for 100,000 GPUs"),
         ],

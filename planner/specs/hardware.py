@@ -199,6 +199,8 @@ class NetworkSpec(Frozen):
     @classmethod
     def parse(cls, text: str) -> NetworkSpec:
         """Read `100gbe`, `ib-ndr` or `8xib-ndr` (eight ports per node)."""
+        if not isinstance(text, str):
+            raise PlannerError(f"expected text such as 100gbe or 8xib-ndr, got {text!r}", "network")
         match = re.fullmatch(r"\s*(?:(\d+)\s*x\s*)?([a-z0-9-]+)\s*", text.lower())
         kinds = {k.value: k for k in NetworkKind}
         if match is None or match.group(2) not in kinds:
