@@ -3,19 +3,63 @@
 >>> import planner
 >>> est = planner.estimate(model="llama-70b", gpus="8xL20", input_len=1024, output_len=256)
 >>> est.tp, round(est.output_throughput_tok_s)
+
+The names below are imported on first use (PEP 562), so that `import planner` and `tdplan --help` do not pay for
+numpy, scipy and the cost model.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from planner.errors import PlannerError
-from planner.estimate import Estimate, Scenario, estimate
-from planner.specs.catalog import Catalog, load_catalog
-from planner.specs.deployment import Deployment
-from planner.specs.engine import CalibrationProfile, EngineConstants, EngineSpec
-from planner.specs.hardware import Cluster, GpuPool, GpuSpec, LinkSpec, NetworkSpec
-from planner.specs.kernels import KernelProfile
-from planner.specs.model import ModelSpec
-from planner.specs.precision import Dtype
+
+# Version of the layout of every `--json` output (schema_version, inputs, then the command's fields); bump it
+# when a field is renamed or removed.
+SCHEMA_VERSION = 1
+
+_LAZY = {
+    "CalibrationProfile": "planner.specs.engine",
+    "Catalog": "planner.specs.catalog",
+    "Cluster": "planner.specs.hardware",
+    "Deployment": "planner.specs.deployment",
+    "Dtype": "planner.specs.precision",
+    "EngineConstants": "planner.specs.engine",
+    "EngineSpec": "planner.specs.engine",
+    "Estimate": "planner.estimate",
+    "GpuPool": "planner.specs.hardware",
+    "GpuSpec": "planner.specs.hardware",
+    "KernelProfile": "planner.specs.kernels",
+    "LinkSpec": "planner.specs.hardware",
+    "ModelSpec": "planner.specs.model",
+    "NetworkSpec": "planner.specs.hardware",
+    "Scenario": "planner.estimate",
+    "estimate": "planner.estimate",
+    "load_catalog": "planner.specs.catalog",
+}
+
+if TYPE_CHECKING:
+    from planner.estimate import Estimate, Scenario, estimate
+    from planner.specs.catalog import Catalog, load_catalog
+    from planner.specs.deployment import Deployment
+    from planner.specs.engine import CalibrationProfile, EngineConstants, EngineSpec
+    from planner.specs.hardware import Cluster, GpuPool, GpuSpec, LinkSpec, NetworkSpec
+    from planner.specs.kernels import KernelProfile
+    from planner.specs.model import ModelSpec
+    from planner.specs.precision import Dtype
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'planner' has no attribute {name!r}")
+
 
 __all__ = [
+    "SCHEMA_VERSION",
     "CalibrationProfile",
     "Catalog",
     "Cluster",

@@ -7,18 +7,44 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
+from planner import SCHEMA_VERSION
 from planner.errors import PlannerError
-from planner.specs.catalog import Catalog
-from planner.strategies.base import StrategyResult
+
+if TYPE_CHECKING:  # the command modules import these when they run: `tdplan --help` stays fast
+    from planner.specs.catalog import Catalog
+    from planner.strategies.base import Context, StrategyResult
+
+
+class _OneLineUsageErrors(TyperGroup):
+    """Usage errors (an option typed wrong, an unknown flag, a missing argument) as one `error:` line naming
+    the flag, exit code 2, like every other input error; typer would draw a boxed usage panel."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        try:
+            code = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except Exception as e:
+            message, exit_code = getattr(e, "format_message", None), getattr(e, "exit_code", None)
+            if message is None or exit_code is None or type(e).__name__ == "NoArgsIsHelpError":
+                if type(e).__name__ == "NoArgsIsHelpError":  # `tdplan` alone: the help, as typer prints it
+                    return super().main(*args, **kwargs)
+                raise
+            err.print(f"[bold red]error:[/] {message()} (see --help)", highlight=False, crop=False)
+            sys.exit(exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     help="tdplan: analytical performance model and deployment planner for LLM inference serving.",
     no_args_is_help=True,
     add_completion=False,
@@ -34,19 +60,60 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+# Library parameter -> the flag that sets it, where the flag is not simply --param-with-dashes.
+FLAGS = {"knobs": "--knob", "strategies": "--strategy"}
+
+
+def flag(param: str) -> str:
+    """The command-line flag of a library parameter: `input_len` -> `--input-len`."""
+    return FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Turn domain and validation errors into one line on stderr and exit code 2."""
+def _errors(names: dict[str, str] | None = None) -> Iterator[None]:
+    """Turn domain and validation errors into one line on stderr and exit code 2. `names` maps parameters to
+    what this command calls them where that is not the flag (an argument: NAME)."""
     try:
         yield
     except PlannerError as e:
-        err.print(f"[bold red]error:[/] {e}")
+        text = f"{(names or {}).get(e.param, flag(e.param))}: {e.problem}" if e.param else str(e)
+        err.print(f"[bold red]error:[/] {text}", markup=True, highlight=False, crop=False)
         raise typer.Exit(code=2) from None
     except ValidationError as e:
         first = e.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "input"
         err.print(f"[bold red]error:[/] {field}: {first['msg']}")
         raise typer.Exit(code=2) from None
+
+
+def _fail(problem: str, param: str | None = None) -> NoReturn:
+    """Raise the PlannerError `_errors` prints: for checks only the command line makes."""
+    raise PlannerError(problem, param)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out.print(f"tdplan {version('tdplan')}")
+        except PackageNotFoundError:
+            out.print("tdplan (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """tdplan: analytical performance model and deployment planner for LLM inference serving."""
+
+
+def _print_json(payload: dict[str, Any], inputs: dict[str, Any]) -> None:
+    """Every --json output: the schema version, the inputs it answers, then the payload."""
+    out.print_json(json.dumps({"schema_version": SCHEMA_VERSION, "inputs": inputs, **payload}))
 
 
 def _table(rows: list[tuple[str, str]], title: str) -> Table:
@@ -62,19 +129,6 @@ CatalogRoot = Annotated[
     Path | None,
     typer.Option("--catalog", help="Folder holding hardware/ and models/ (default: the shipped catalogs)."),
 ]
-
-
-def _parse_knobs(knobs: list[str]) -> dict[str, float]:
-    parsed = {}
-    for item in knobs:
-        key, sep, value = item.partition("=")
-        try:
-            parsed[key.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not key.strip():
-            raise PlannerError(f"cannot read --knob '{item}': write KEY=NUMBER, e.g. --knob chunk_size=512")
-    return parsed
 
 
 def _result_rows(result: StrategyResult) -> list[tuple[str, str]]:
@@ -126,13 +180,19 @@ def estimate(
     batch_size: Annotated[
         int | None, typer.Option(help="Static batch: B requests prefilled and decoded together (one instance).")
     ] = None,
-    num_requests: Annotated[int, typer.Option(help="Offline: requests queued at once (sets mean TTFT).")] = 1000,
+    num_requests: Annotated[
+        int | None, typer.Option(help="Offline: requests queued at once (sets mean TTFT; default 1000).")
+    ] = None,
     strategy: Annotated[
         str | None, typer.Option(help="Serving strategy (default colocated); see `tdplan strategies`.")
     ] = None,
     knob: Annotated[list[str] | None, typer.Option(help="Strategy knob KEY=VALUE (repeatable).")] = None,
-    ttft: Annotated[float | None, typer.Option(help="TTFT SLO in seconds (strategy estimates; default 1).")] = None,
-    tpot: Annotated[float | None, typer.Option(help="TPOT SLO in seconds (strategy estimates; default 0.1).")] = None,
+    ttft: Annotated[
+        float | None, typer.Option(help="TTFT SLO in seconds (strategy estimates only; default 1).")
+    ] = None,
+    tpot: Annotated[
+        float | None, typer.Option(help="TPOT SLO in seconds (strategy estimates only; default 0.1).")
+    ] = None,
     engine: Annotated[
         str | None, typer.Option(help="Calibration profile: trtllm or vllm (default: most evidence).")
     ] = None,
@@ -147,15 +207,22 @@ def estimate(
 
     Without --strategy, --knob or --workload this is the colocated continuous-batching estimate of one request
     shape. With them, the strategy's best configuration at the given --tp/--pp and knobs is evaluated, with
-    latency percentiles, SLO attainment and goodput.
+    latency percentiles, SLO attainment (against --ttft/--tpot) and goodput.
     """
     from planner.specs.catalog import load_catalog
 
     with _errors():
-        cat = load_catalog(catalog)
         if batch_size is not None and (strategy is not None or knob or workload is not None):
-            raise PlannerError("--batch-size is a single-instance scenario: drop --strategy, --knob and --workload")
+            raise PlannerError("is a single-instance scenario: drop --strategy, --knob and --workload", "batch_size")
         if strategy is None and not knob and workload is None:
+            for value, param in ((ttft, "ttft"), (tpot, "tpot")):
+                if value is not None:
+                    _fail(
+                        "SLO targets apply to strategy estimates, which report SLO attainment: "
+                        "add --strategy colocated (or --workload)",
+                        param,
+                    )
+            cat = load_catalog(catalog)
             _colocated_estimate(
                 cat,
                 model,
@@ -176,7 +243,17 @@ def estimate(
                 as_json,
             )
             return
-        result = _strategy_estimate(
+        if num_requests is not None:
+            _fail(
+                "applies to the plain estimate only: a strategy estimate is offline capacity plus latencies at "
+                "--rate or --concurrency; drop it",
+                "num_requests",
+            )
+        from planner.strategies.knobs import parse_knobs
+
+        knobs = parse_knobs(knob or [])
+        cat = load_catalog(catalog)
+        result, ctx = _strategy_estimate(
             cat,
             model,
             gpus,
@@ -189,8 +266,8 @@ def estimate(
             kv_dtype,
             concurrency,
             rate,
-            strategy or "colocated",
-            _parse_knobs(knob or []),
+            "colocated" if strategy is None else strategy,
+            knobs,
             ttft,
             tpot,
             engine,
@@ -198,9 +275,22 @@ def estimate(
             gpus_per_node,
         )
     if as_json:
-        out.print_json(json.dumps(result.model_dump(mode="json")))
+        _print_json(result.model_dump(mode="json"), _context_inputs(ctx))
         return
     out.print(_table(_result_rows(result), "tdplan estimate"))
+
+
+def _context_inputs(ctx: Context) -> dict[str, Any]:
+    return {
+        "model": ctx.model.id,
+        "gpu": ctx.cluster.gpu.id,
+        "num_gpus": ctx.cluster.num_gpus,
+        "engine": ctx.engine.id,
+        "workload": ctx.workload.name,
+        "dtype": ctx.dtype.value,
+        "kv_dtype": ctx.kv_dtype.value,
+        "network": ctx.cluster.network.label,
+    }
 
 
 def _colocated_estimate(
@@ -216,7 +306,7 @@ def _colocated_estimate(
     concurrency: float | None,
     rate: float | None,
     batch_size: int | None,
-    num_requests: int,
+    num_requests: int | None,
     engine: str | None,
     network: str | None,
     gpus_per_node: int | None,
@@ -226,7 +316,11 @@ def _colocated_estimate(
     from planner.report.tables import estimate_rows
 
     if input_len is None or output_len is None:
-        raise PlannerError("give --input-len and --output-len (or --workload NAME)")
+        _fail("give --input-len and --output-len (or --workload NAME)", "output_len" if input_len else "input_len")
+    if concurrency is not None and num_requests is not None:
+        _fail("applies to the offline scenario only, not to --concurrency: drop one", "num_requests")
+    if rate is not None and num_requests is not None:
+        _fail("applies to the offline scenario only, not to --rate: drop one", "num_requests")
     result = run_estimate(
         model,
         gpus,
@@ -242,11 +336,21 @@ def _colocated_estimate(
         engine=engine,
         network=network,
         gpus_per_node=gpus_per_node,
-        num_requests=num_requests,
+        num_requests=1000 if num_requests is None else num_requests,
         catalog=cat,
     )
     if as_json:
-        out.print_json(json.dumps(result.model_dump(mode="json")))
+        inputs = {
+            "model": result.model,
+            "gpu": result.gpu,
+            "num_gpus": result.num_gpus,
+            "engine": result.engine,
+            "workload": f"fixed {result.input_len}/{result.output_len}",
+            "dtype": result.dtype,
+            "kv_dtype": result.kv_dtype,
+            "network": result.network,
+        }
+        _print_json(result.model_dump(mode="json"), inputs)
         return
     out.print(_table(estimate_rows(result), "tdplan estimate"))
     for note in result.notes:
@@ -273,23 +377,27 @@ def _strategy_estimate(
     engine: str | None,
     network: str | None,
     gpus_per_node: int | None,
-) -> StrategyResult:
-    from planner.compare import DEFAULT_SLO, build_context, evaluate_strategy, objective_for, rank_key
+) -> tuple[StrategyResult, Context]:
+    from planner.compare import build_context, build_slo, evaluate_strategy, objective_for, rank_key
+    from planner.specs import inputs
     from planner.specs.workload import Workload
-    from planner.strategies.base import Slo
 
     if concurrency is not None and rate is not None:
-        raise PlannerError("give --concurrency or --rate, not both")
+        _fail("give --concurrency (a closed loop) or --rate (Poisson arrivals), not both", "rate")
+    concurrency = inputs.count(concurrency, "concurrency", inputs.MAX_CONCURRENCY)
+    rate = inputs.positive(rate, "rate", inputs.MAX_RATE_REQ_S)
+    tp = inputs.count(tp, "tp", inputs.MAX_GPUS)
+    pp = inputs.count(pp, "pp", inputs.MAX_GPUS)
+    slo = build_slo(ttft, tpot)
     work = Workload.resolve(workload, input_len, output_len)
-    slo = Slo(ttft_s=ttft or DEFAULT_SLO.ttft_s, tpot_s=tpot or DEFAULT_SLO.tpot_s)
     ctx = build_context(cat, model, gpus, work, dtype, kv_dtype, engine, network, gpus_per_node)
     results = evaluate_strategy(ctx, strategy, slo, rate, knobs, tp, pp, concurrency)
     feasible = [r for r in results if r.feasible]
     if not feasible:
         reasons = sorted({r.reason or "no configuration" for r in results}) or ["no configuration matches --tp/--pp"]
-        raise PlannerError(f"{strategy} has no feasible configuration here: {reasons[0]}")
+        _fail(f"{strategy} has no feasible configuration here: {reasons[0]}")
     objective = objective_for(rate, ttft, tpot) if concurrency is None else "goodput"
-    return max(feasible, key=lambda r: rank_key(r, objective))
+    return max(feasible, key=lambda r: rank_key(r, objective)), ctx
 
 
 @app.command()
@@ -320,12 +428,11 @@ def compare(
     from planner.compare import compare as run_compare
     from planner.specs.catalog import load_catalog
 
-    with _errors():
-        if attainment <= 0 or attainment > 1:
-            raise PlannerError(f"--attainment must be in (0, 1], got {attainment}")
-        for value, what in ((ttft, "--ttft"), (tpot, "--tpot")):
-            if value is not None and value <= 0:
-                raise PlannerError(f"{what} must be a positive number of seconds, got {value}")
+    with _errors(), err.status("comparing strategies") as status:
+
+        def progress(name: str, index: int, count: int) -> None:
+            status.update(f"evaluating {name} ({index + 1}/{count} strategies)")
+
         result = run_compare(
             model,
             gpus,
@@ -343,7 +450,10 @@ def compare(
             network=network,
             gpus_per_node=gpus_per_node,
             catalog=load_catalog(catalog),
+            progress=progress,
         )
+        if result.best is None:
+            _fail(f"nothing to compare: {result.reason}")
     if as_json:
         payload = {
             "configs": [c.model_dump(mode="json") for c in result.configs],
@@ -355,7 +465,17 @@ def compare(
             "workload": result.workload,
             "engine": result.engine,
         }
-        out.print_json(json.dumps(payload))
+        inputs = {
+            "model": result.model,
+            "gpu": result.gpu,
+            "num_gpus": result.num_gpus,
+            "engine": result.engine,
+            "workload": result.workload,
+            "dtype": dtype,
+            "kv_dtype": kv_dtype,
+            "network": network,
+        }
+        _print_json(payload, inputs)
         return
     rows = result.configs if show_all else result.per_strategy
     title = (
@@ -415,10 +535,13 @@ def validate(
 ) -> None:
     """Predict every published measurement tdplan can express and print the error per source and metric."""
     from planner.specs.catalog import load_catalog
+    from planner.specs.inputs import check_output_file
     from planner.validation.report import KERNEL_HEADER, SUMMARY_HEADER, markdown_page, summary_rows
     from planner.validation.validate import validate_all
 
     with _errors():
+        if markdown is not None:
+            check_output_file(markdown, "markdown")
         results = validate_all(load_catalog(catalog))
     table = Table(title="tdplan validate: prediction error against published measurements", title_justify="left")
     for column in SUMMARY_HEADER:
@@ -440,8 +563,12 @@ def validate(
     if kernels:
         _listing("kernel constants vs kernel microbenchmarks (MdAPE %)", KERNEL_HEADER, kernel_rows)
     if markdown is not None:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(markdown_page(results, kernel_rows))
+        with _errors():
+            try:
+                markdown.parent.mkdir(parents=True, exist_ok=True)
+                markdown.write_text(markdown_page(results, kernel_rows))
+            except OSError as e:
+                _fail(f"cannot write {markdown} ({e.strerror or e}): choose another path", "markdown")
         out.print(f"wrote {markdown}")
 
 
@@ -499,7 +626,7 @@ def _listing(title: str, columns: list[str], rows: list[list[str]]) -> None:
 
 
 def _show(lookup: Callable[[], list[tuple[str, str]]], title: str) -> None:
-    with _errors():
+    with _errors({"model": "NAME", "gpus": "NAME"}):
         rows = lookup()
     out.print(_table(rows, title))
 

@@ -9,13 +9,15 @@ overall best is the best of those.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
 from planner.errors import PlannerError
 from planner.estimate import default_engine
+from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
+from planner.specs.hardware import GpuPool
 from planner.specs.precision import resolve_dtypes
 from planner.specs.workload import Workload
 from planner.strategies import REGISTRY, get_strategy
@@ -41,6 +43,19 @@ class Comparison(BaseModel):
     per_strategy: list[StrategyResult]
     best: StrategyResult | None
     reason: str
+
+
+def build_slo(ttft: float | None, tpot: float | None, attainment: float = 0.9) -> Slo:
+    """Latency targets from `ttft`/`tpot` (seconds; omitted ones take DEFAULT_SLO's) and `attainment`, the
+    share of requests that must meet both."""
+    ttft = inputs.positive(ttft, "ttft", inputs.MAX_SLO_S)
+    tpot = inputs.positive(tpot, "tpot", inputs.MAX_SLO_S)
+    share = inputs.positive(attainment, "attainment", 1.0)
+    return Slo(
+        ttft_s=DEFAULT_SLO.ttft_s if ttft is None else ttft,
+        tpot_s=DEFAULT_SLO.tpot_s if tpot is None else tpot,
+        attainment=DEFAULT_SLO.attainment if share is None else share,
+    )
 
 
 def rank_key(result: StrategyResult, objective: str = "goodput") -> tuple[float, float]:
@@ -102,7 +117,7 @@ def build_context(
     spec = catalog.model(model)
     cluster = catalog.cluster(gpus, network, gpus_per_node)
     gpu = cluster.gpu
-    engine_spec = catalog.engine(engine) if engine else default_engine(catalog, gpu)
+    engine_spec = catalog.engine(engine) if engine is not None else default_engine(catalog, gpu)
     weight_dtype, kv = resolve_dtypes(dtype, kv_dtype, engine_spec.fp8_kv_cache_with_fp8_weights)
     return Context(
         catalog=catalog,
@@ -127,6 +142,7 @@ def evaluate_strategy(
 ) -> list[StrategyResult]:
     """Every configuration of one strategy (optionally pinned to a TP/PP and knob values), evaluated."""
     strategy = get_strategy(name)
+    strategy.check_knobs(knobs)
     results = []
     for candidate in strategy.candidates(ctx, knobs):
         if (tp is not None and candidate.tp != tp) or (pp is not None and candidate.pp != pp):
@@ -153,19 +169,29 @@ def compare(
     network: str | None = None,
     gpus_per_node: int | None = None,
     catalog: Catalog | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Comparison:
-    """Evaluate every strategy (or those named) on the same GPUs, model and workload."""
+    """Evaluate every strategy (or those named) on the same GPUs, model and workload.
+
+    progress: called as progress(strategy, index, count) before each strategy is evaluated (for a status line;
+    a comparison on a large cluster takes a minute)."""
     catalog = catalog or load_catalog()
+    rate = inputs.positive(rate, "rate", inputs.MAX_RATE_REQ_S)
+    slo = build_slo(ttft, tpot, attainment)
+    if isinstance(strategies, str):
+        strategies = [strategies]
+    if strategies is not None and not isinstance(strategies, Sequence):
+        raise PlannerError(f"expected strategy names, got {strategies!r}", "strategies")
+    names = [get_strategy(name).name for name in strategies] if strategies else sorted(REGISTRY)
+    GpuPool.parse(gpus)  # the count and name, checked before the workload file is read
     work = Workload.resolve(workload, input_len, output_len)
-    if rate is not None and rate <= 0:
-        raise PlannerError(f"--rate must be a positive number, got {rate}")
-    slo = Slo(ttft_s=ttft or DEFAULT_SLO.ttft_s, tpot_s=tpot or DEFAULT_SLO.tpot_s, attainment=attainment)
     objective = objective_for(rate, ttft, tpot)
     ctx = build_context(catalog, model, gpus, work, dtype, kv_dtype, engine, network, gpus_per_node)
-    names = list(strategies) if strategies else sorted(REGISTRY)
     configs: list[StrategyResult] = []
     per_strategy: list[StrategyResult] = []
-    for name in names:
+    for index, name in enumerate(names):
+        if progress is not None:
+            progress(name, index, len(names))
         results = evaluate_strategy(ctx, name, slo, rate)
         configs += results
         feasible = [r for r in results if r.feasible]
@@ -174,8 +200,10 @@ def compare(
     per_strategy.sort(key=lambda r: rank_key(r, objective), reverse=True)
     best = per_strategy[0] if per_strategy else None
     if best is None:
-        reasons = sorted({r.reason or "" for r in configs})
-        reason = "no strategy has a feasible configuration: " + "; ".join(reasons[:3])
+        reasons = sorted({r.reason or "no reason given" for r in configs})
+        others = f" (and {len(configs) - 1} other configurations)" if len(configs) > 1 else ""
+        first = reasons[0] if reasons else f"no configuration fits {ctx.cluster.num_gpus} GPU(s)"
+        reason = f"no strategy has a feasible configuration: {first}{others}"
     else:
         reason = why(best, per_strategy[1] if len(per_strategy) > 1 else None, slo, objective)
     return Comparison(

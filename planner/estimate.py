@@ -15,6 +15,7 @@ from planner.cost.iteration import iteration_cost
 from planner.cost.memory import MemoryBreakdown, memory_breakdown
 from planner.cost.ops import BatchShape
 from planner.errors import PlannerError
+from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.deployment import Deployment
 from planner.specs.engine import EngineSpec
@@ -145,11 +146,6 @@ def _smallest_fitting_tp(
     )
 
 
-def _positive(value: float | None, what: str) -> None:
-    if value is not None and (not math.isfinite(value) or value <= 0):
-        raise PlannerError(f"{what} must be a positive number, got {value}")
-
-
 def estimate(
     model: str | ModelSpec,
     gpus: str | Cluster,
@@ -178,22 +174,30 @@ def estimate(
     """
     catalog = catalog or load_catalog()
     notes: list[str] = []
-    for value, what in (
-        (input_len, "--input-len"),
-        (output_len, "--output-len"),
-        (concurrency, "--concurrency"),
-        (rate, "--rate"),
-        (tp, "--tp"),
-        (pp, "--pp"),
-        (num_requests, "--num-requests"),
-        (gpus_per_node, "--gpus-per-node"),
-        (batch_size, "--batch-size"),
-    ):
-        _positive(value, what)
+    for value, param in ((input_len, "input_len"), (output_len, "output_len"), (num_requests, "num_requests")):
+        if value is None:
+            raise PlannerError("give a whole number, not None", param)
+    input_len = inputs.count(input_len, "input_len", inputs.MAX_REQUEST_TOKENS) or 0
+    output_len = inputs.count(output_len, "output_len", inputs.MAX_REQUEST_TOKENS) or 0
+    concurrency = inputs.count(concurrency, "concurrency", inputs.MAX_CONCURRENCY)
+    rate = inputs.positive(rate, "rate", inputs.MAX_RATE_REQ_S)
+    tp = inputs.count(tp, "tp", inputs.MAX_GPUS)
+    pp = inputs.count(pp, "pp", inputs.MAX_GPUS)
+    num_requests = inputs.count(num_requests, "num_requests", inputs.MAX_NUM_REQUESTS) or 0
+    gpus_per_node = inputs.count(gpus_per_node, "gpus_per_node", inputs.MAX_GPUS_PER_NODE)
+    batch_size = inputs.count(batch_size, "batch_size", inputs.MAX_CONCURRENCY)
     if sum(x is not None for x in (concurrency, rate, batch_size)) > 1:
-        raise PlannerError("give one of --concurrency, --rate and --batch-size, not several")
-    if batch_size is not None and batch_size != int(batch_size):
-        raise PlannerError(f"--batch-size must be a whole number of requests, got {batch_size}")
+        raise PlannerError(
+            "give one of concurrency (a closed loop), rate (Poisson arrivals) and batch_size (a static batch), "
+            "not several",
+            "batch_size" if batch_size is not None else "rate",
+        )
+    if not isinstance(model, str | ModelSpec):
+        raise PlannerError(f"expected a model id, a config.json path or a ModelSpec, got {model!r}", "model")
+    if not isinstance(gpus, str | Cluster):
+        raise PlannerError(f"expected text such as 8xL20 or a Cluster, got {gpus!r}", "gpus")
+    if engine is not None:
+        catalog.engine(engine)  # an empty or unknown name is an error, not the default profile
     if isinstance(model, str):
         spec = catalog.model(model)
         if spec.id != model.strip().lower():

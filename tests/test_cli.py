@@ -123,9 +123,9 @@ CLI_ERROR_CASES: list[tuple[str, list[str], str]] = [
     ("zero input", estimate_args(input_len="0"), "--input-len"),
     ("negative output", estimate_args(output_len="-5"), "--output-len"),
     ("concurrency and rate", estimate_args(concurrency="4", rate="1"), "not several"),
-    ("unknown dtype", estimate_args(dtype="fp9"), "unknown --dtype 'fp9'"),
-    ("unreadable --gpus", estimate_args(gpus="8x#L20"), "cannot read --gpus"),
-    ("zero GPUs", estimate_args(gpus="0xL20"), "at least 1"),
+    ("unknown dtype", estimate_args(dtype="fp9"), "--dtype: unknown format 'fp9'"),
+    ("unreadable --gpus", estimate_args(gpus="8x#L20"), "--gpus: cannot read '8x#L20'"),
+    ("zero GPUs", estimate_args(gpus="0xL20"), "--gpus: '0xL20' asks for 0 GPUs: give 1 to 65,536"),
     ("network typo", estimate_args(gpus="16xh100", network="100gbee"), "unknown network '100gbee'"),
     ("partial node", estimate_args(gpus="12xL20"), "do not fill whole nodes of 8"),
     ("unknown GPU to show", ["hardware", "show", "h1OO"], "unknown GPU 'h1OO'"),
@@ -171,3 +171,121 @@ class TestErrors:
         config = tmp_path / "config.json"
         config.write_text(json.dumps({"model_type": "deepseek_v3", "hidden_size": 7168}))
         assert_one_error_line(invoke(*estimate_args(model=str(config))), "multi-head latent attention")
+
+
+def _strategy_args(**options: str) -> list[str]:
+    """`estimate --strategy ...` for llama-8b on one H100 with short requests (fast)."""
+    merged = {"model": "llama-8b", "gpus": "1xh100", "input_len": "64", "output_len": "8", **options}
+    args = ["estimate"]
+    for name, value in merged.items():
+        args += [f"--{name.replace('_', '-')}", value]
+    return args
+
+
+COMPARE_8B = ["compare", "--model", "llama-8b", "--gpus", "1xh100"]
+HARDENING_CASES: list[tuple[str, list[str], str]] = [
+    ("knob zero", _strategy_args(strategy="chunked", knob="chunk_size=0"), "--knob: chunk_size must be a whole"),
+    ("knob nan", _strategy_args(strategy="chunked", knob="chunk_size=nan"), "got nan"),
+    ("knob negative", _strategy_args(strategy="chunked", knob="chunk_size=-512"), "got -512"),
+    ("knob share", _strategy_args(strategy="phase-resharding", knob="kv_fill=2"), "kv_fill must be a number in (0, 1]"),
+    ("ttft zero", _strategy_args(strategy="colocated", ttft="0"), "--ttft: must be a number greater than 0"),
+    ("tpot negative", _strategy_args(strategy="colocated", tpot="-1"), "--tpot: must be a number greater than 0"),
+    ("ttft on a plain estimate", estimate_args(ttft="1"), "--ttft: SLO targets apply to strategy estimates"),
+    ("num-requests on a strategy estimate", _strategy_args(strategy="colocated", num_requests="5"), "--num-requests"),
+    ("num-requests with rate", estimate_args(rate="1", num_requests="5"), "--num-requests: applies to the offline"),
+    ("workload and lengths", [*_strategy_args(), "--workload", "sharegpt"], "--workload: a workload sets the request"),
+    ("workload typo", ["estimate", "--model", "llama-8b", "--gpus", "1xh100", "--workload", "sharegtp"], "sharegpt"),
+    ("fractional concurrency", estimate_args(concurrency="2.5"), "--concurrency: must be a whole number"),
+    ("rate nan", estimate_args(rate="nan"), "--rate: must be a number greater than 0"),
+    ("input too long", estimate_args(input_len="100000000"), "--input-len: must be a whole number"),
+    ("GPU name missing", estimate_args(gpus="8x"), "--gpus: '8x' names no GPU"),
+    ("too many GPUs", estimate_args(gpus="100000xH100"), "give 1 to 65,536"),
+    ("fractional GPUs", estimate_args(gpus="2.5xH100"), "the count must be a whole number"),
+    ("GPUs per node", estimate_args(gpus_per_node="100000"), "--gpus-per-node: must be a whole number"),
+    ("network ports", estimate_args(network="99999999x100gbe"), "--network: '99999999x100gbe' asks for 99999999"),
+    ("empty model", estimate_args(model=""), "--model: give a model id"),
+    ("compare rate nan", [*COMPARE_8B, "--rate", "nan"], "--rate"),
+    ("compare attainment nan", [*COMPARE_8B, "--attainment", "nan"], "--attainment"),
+    (
+        "compare nothing fits",
+        ["compare", "--model", "llama-3.1-405b", "--gpus", "1xL4", "--input-len", "16", "--output-len", "16",
+         "--strategy", "colocated"],
+        "nothing to compare: no strategy has a feasible configuration: Llama-3.1-405B does not fit",
+    ),
+    ("compare too many GPUs", ["compare", "--model", "llama-8b", "--gpus", "100000xH100"], "give 1 to 65,536"),
+    ("show a folder without config", ["models", "show", "/"], "NAME: no config.json in the folder"),
+    ("empty network", estimate_args(network=""), "--network: unknown network ''"),
+    ("empty engine", estimate_args(engine=""), "--engine: give an engine id"),
+    ("unknown engine", estimate_args(engine="sglang"), "--engine: unknown engine 'sglang'"),
+    ("empty strategy", _strategy_args(strategy=""), "--strategy: unknown strategy ''"),
+    ("option not a whole number", estimate_args(tp="1.5"), "Invalid value for '--tp'"),
+    ("unknown option", [*estimate_args(), "--bogus"], "No such option: --bogus"),
+    ("missing option", ["estimate"], "Missing option '--model'"),
+    ("extra argument", ["strategies", "extra"], "unexpected extra argument"),
+    ("unknown command", ["recommend"], "No such command 'recommend'"),
+]  # fmt: skip
+
+
+class TestHardening:
+    @pytest.mark.parametrize(("case", "args", "fragment"), HARDENING_CASES, ids=[c[0] for c in HARDENING_CASES])
+    def test_bad_input_is_one_error_line(self, case: str, args: list[str], fragment: str) -> None:
+        assert_one_error_line(invoke(*args), fragment)
+
+    @pytest.mark.parametrize("kind", ["directory", "missing", "binary", "empty", "malformed", "ragged"])
+    def test_workload_file(self, tmp_path: Path, kind: str) -> None:
+        path = tmp_path / "w.csv"
+        content = {"binary": b"\xff\xfe\x00", "empty": b"", "malformed": b"input_len,output_len\n1,x\n"}
+        if kind == "directory":
+            path.mkdir()
+        elif kind == "ragged":
+            path.write_bytes(b"input_len,output_len\n1,2,3\n")
+        elif kind != "missing":
+            path.write_bytes(content[kind])
+        result = invoke("estimate", "--model", "llama-8b", "--gpus", "1xh100", "--workload", str(path))
+        assert_one_error_line(result, "--workload:", str(path))
+
+    @pytest.mark.parametrize("kind", ["directory", "binary", "empty", "malformed", "bool layers"])
+    def test_model_file(self, tmp_path: Path, kind: str) -> None:
+        path = tmp_path / "config.json"
+        if kind == "directory":
+            path = tmp_path
+        elif kind == "bool layers":
+            config = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": True, "num_attention_heads": 4,
+                      "vocab_size": 100, "intermediate_size": 128}  # fmt: skip
+            path.write_text(json.dumps(config))
+        else:
+            path.write_bytes({"binary": b"\xff\xfe", "empty": b"", "malformed": b"{bad"}[kind])
+        assert_one_error_line(invoke(*estimate_args(model=str(path))), "--model:", str(path))
+
+    @pytest.mark.parametrize(
+        ("old", "new", "fragment"),
+        [
+            ("memory_bw_gb_s: 300", "memory_bw_gb_s: .inf", "field 'memory_bw_gb_s'"),
+            ("memory_gib: 24", "memory_gib: 1e12", "field 'memory_gib'"),
+            ("aliases: [l4-24gb]", "aliases: [h100]", "'h100' names both h100-sxm and l4"),
+        ],
+    )
+    @pytest.mark.parametrize("command", [["hardware", "list"], ["hardware", "show", "l4"], estimate_args()])
+    def test_bad_catalog(self, tmp_path: Path, command: list[str], old: str, new: str, fragment: str) -> None:
+        for folder in ("hardware", "models"):
+            shutil.copytree(ROOT / folder, tmp_path / folder)
+        gpu = tmp_path / "hardware" / "gpus" / "l4.yaml"
+        gpu.write_text(gpu.read_text().replace(old, new, 1))
+        assert_one_error_line(invoke(*command, "--catalog", str(tmp_path)), "l4", fragment)
+
+    def test_validate_markdown_into_a_directory(self, tmp_path: Path) -> None:
+        assert_one_error_line(invoke("validate", "--markdown", str(tmp_path)), "--markdown:", "is a directory")
+
+    def test_version(self) -> None:
+        result = invoke("--version")
+        assert result.exit_code == 0 and result.output.startswith("tdplan ")
+
+    def test_json_carries_schema_version_and_inputs(self) -> None:
+        result = invoke(*estimate_args(gpus="8xL20"), "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["schema_version"] == 1
+        assert data["inputs"] == {
+            "model": "llama-3.1-70b", "gpu": "l20", "num_gpus": 8, "engine": data["engine"],
+            "workload": "fixed 1024/256", "dtype": "bf16", "kv_dtype": "bf16", "network": "100gbe",
+        }  # fmt: skip

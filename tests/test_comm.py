@@ -53,7 +53,7 @@ class TestNetworkSpec:
             ("100gbee", "use one of 10gbe, 25gbe, 100gbe"),
             ("infiniband", "use one of 10gbe"),
             ("x100gbe", "use one of 10gbe"),
-            ("0xib-ndr", "the port count must be at least 1"),
+            ("0xib-ndr", "asks for 0 ports per node: give 1 to 64"),
         ],
     )
     def test_bad_network_names_the_fix(self, text: str, fragment: str) -> None:

@@ -44,6 +44,14 @@ def compared() -> dict[str, object]:
 class TestCompareJson:
     def test_has_configs_and_best(self, compared: dict[str, object]) -> None:
         assert {"configs", "best"} <= set(compared)
+        assert compared["schema_version"] == 1
+        inputs = compared["inputs"]
+        assert isinstance(inputs, dict) and (inputs["model"], inputs["gpu"], inputs["num_gpus"]) == (
+            "llama-3.1-8b",
+            "a100-sxm-80gb",
+            2,
+        )
+        assert inputs["workload"] == "fixed 512/128" and inputs["engine"]
         configs = compared["configs"]
         assert isinstance(configs, list) and configs
         for config in configs:
@@ -120,6 +128,7 @@ class TestStrategyEstimate:
         )
         assert result.exit_code == 0, result.output
         payload = json.loads(result.output)
+        assert payload["schema_version"] == 1 and payload["inputs"]["workload"] == "fixed 512/128"
         assert payload["strategy"] == "colocated" and payload["tp"] == 1 and payload["knobs"] == {"max_batch": 64}
         assert payload["rate_req_s"] == 1 and payload["ttft_p90_s"] >= payload["ttft_s"] * 0.5
 
@@ -136,7 +145,7 @@ class TestStrategyEstimate:
         (["estimate", *SMALL, "--strategy", "colocated", "--knob", "chunk"], "KEY=NUMBER"),
         (["estimate", *SMALL, "--strategy", "colocated", "--knob", "warp=9"], "no knob warp"),
         (["compare", "--model", "llama-8b", "--gpus", "2xa100"], "--workload"),
-        (["compare", *SMALL, "--workload", "nowhere.csv"], "no workload file"),
+        (["compare", "--model", "llama-8b", "--gpus", "2xa100", "--workload", "nowhere.csv"], "no workload CSV"),
         (["compare", *SMALL, "--attainment", "1.5"], "--attainment"),
         (["compare", *SMALL, "--ttft", "-1"], "--ttft"),
     ],
@@ -157,5 +166,5 @@ def test_strategies_lists_every_registered_strategy() -> None:
 
 
 def test_library_compare_without_lengths_fails_clearly() -> None:
-    with pytest.raises(PlannerError, match="--workload"):
+    with pytest.raises(PlannerError, match="workload: no request lengths"):
         compare("llama-8b", "1xa100")

@@ -13,13 +13,14 @@ from functools import cache
 import numpy as np
 import pytest
 
+from planner.errors import PlannerError
 from planner.specs.catalog import load_catalog
 from planner.specs.hardware import Cluster
 from planner.specs.precision import Dtype
 from planner.specs.workload import Workload
 from planner.strategies import get_strategy
 from planner.strategies import phase_resharding as pr
-from planner.strategies.base import Candidate, Context, Infeasible
+from planner.strategies.base import Candidate, Context
 
 
 def make_context(
@@ -137,9 +138,9 @@ class TestCycle:
         assert np.all(lat.ttft_s > 0) and np.all(lat.tpot_s >= cycle.step_s(1.0) * (1 - 1e-9))
         assert strategy.latencies(ctx, candidate, 1.05 * capacity) is None
 
-    def test_kv_fill_beyond_gpu_memory_is_infeasible(self) -> None:
-        out = list(pr.PhaseResharding().candidates(make_context(), {"kv_fill": 1.5, "max_batch": 256}))
-        assert out and all(isinstance(c, Infeasible) for c in out)
+    def test_kv_fill_beyond_gpu_memory_is_refused(self) -> None:
+        with pytest.raises(PlannerError, match=r"kv_fill must be a number in \(0, 1\], got 1.5"):
+            list(pr.PhaseResharding().candidates(make_context(), {"kv_fill": 1.5, "max_batch": 256}))
 
 
 @cache

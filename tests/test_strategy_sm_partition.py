@@ -18,6 +18,7 @@ from planner.cost.compiled import op_cost
 from planner.cost.iteration import iteration_cost
 from planner.cost.memory import memory_breakdown
 from planner.cost.ops import ONE, ROWS, BatchShape, Op, OpKind, layer_ops, op_load
+from planner.errors import PlannerError
 from planner.specs.catalog import load_catalog
 from planner.specs.hardware import Cluster
 from planner.specs.kernels import GemmConstants
@@ -25,7 +26,7 @@ from planner.specs.precision import Dtype
 from planner.specs.workload import Workload
 from planner.strategies import get_strategy
 from planner.strategies import sm_partition as sp
-from planner.strategies.base import Candidate, Context, Infeasible, Slo, StrategyResult, evaluate
+from planner.strategies.base import Candidate, Context, Slo, StrategyResult, evaluate
 
 SEED_SLO = Slo(ttft_s=0.5, tpot_s=0.05)
 
@@ -149,9 +150,9 @@ class TestInvariants:
         assert lat.tbt_p99_s >= float(lat.tpot_s[0])
         assert strategy.latencies(ctx, candidate, 1.05 * capacity) is None
 
-    def test_shares_outside_zero_one_are_infeasible(self) -> None:
-        out = list(sp.SmPartition().candidates(make_context(), {"prefill_sm_share": 1.0, "max_batch": 256}))
-        assert out and all(isinstance(c, Infeasible) for c in out)
+    def test_shares_outside_zero_one_are_refused(self) -> None:
+        with pytest.raises(PlannerError, match=r"prefill_sm_share must be a number in \(0, 1\), got 1"):
+            list(sp.SmPartition().candidates(make_context(), {"prefill_sm_share": 1.0, "max_batch": 256}))
 
 
 @cache

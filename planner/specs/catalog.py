@@ -20,6 +20,7 @@ from planner.errors import PlannerError
 from planner.specs.deployment import Deployment
 from planner.specs.engine import CalibrationProfile, EngineSpec
 from planner.specs.hardware import DEFAULT_NETWORK, Cluster, Frozen, GpuPool, GpuSpec, NetworkSpec
+from planner.specs.inputs import MAX_CONFIG_BYTES, MAX_GPUS_PER_NODE, count, read_text
 from planner.specs.kernels import KernelProfile, derive_kernel_profile
 from planner.specs.model import ModelSpec, model_from_hf_config
 from planner.specs.precision import Dtype
@@ -64,9 +65,14 @@ def _normalise(name: str) -> str:
     return name.strip().lower().replace("_", "-").replace(" ", "-")
 
 
+# libyaml's safe loader where PyYAML was built with it: parsing the catalog is then about 10x faster.
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(path: Path) -> Any:
+    text = read_text(path, None, "catalog YAML", MAX_CONFIG_BYTES)
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(text, Loader=_YamlLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -102,12 +108,16 @@ class Catalog(Frozen):
     def cluster(self, gpus: str, network: str | None = None, gpus_per_node: int | None = None) -> Cluster:
         """Read `--gpus 32xL20 [--network 100gbe] [--gpus-per-node 8]` into a Cluster."""
         pool = GpuPool.parse(gpus)
-        gpu = self.gpu(pool.gpu_name)
+        try:
+            gpu = self.gpu(pool.gpu_name)
+        except PlannerError as err:
+            raise PlannerError(err.problem, "gpus") from None
+        per_node = count(gpus_per_node, "gpus_per_node", MAX_GPUS_PER_NODE)
         return Cluster(
             gpu=gpu,
             num_gpus=pool.count,
-            gpus_per_node=gpus_per_node or gpu.gpus_per_node,
-            network=NetworkSpec.parse(network) if network else DEFAULT_NETWORK,
+            gpus_per_node=per_node or gpu.gpus_per_node,
+            network=NetworkSpec.parse(network) if network is not None else DEFAULT_NETWORK,
         )
 
     def kernel_profile(self, gpu_id: str) -> KernelProfile:
@@ -120,9 +130,14 @@ class Catalog(Frozen):
         return profile
 
     def engine(self, name: str) -> EngineSpec:
+        if not isinstance(name, str) or not name.strip():
+            raise PlannerError(f"give an engine id ({', '.join(sorted(self.engines))}), got {name!r}", "engine")
         if not self.engines:
             raise PlannerError(f"the catalog at {self.root} has no engine profiles (hardware/engines/*.yaml)")
-        return self._resolve(name, self.engines, "engine", f"choose one of {', '.join(sorted(self.engines))}")
+        try:
+            return self._resolve(name, self.engines, "engine", f"choose one of {', '.join(sorted(self.engines))}")
+        except PlannerError as err:
+            raise PlannerError(err.problem, "engine") from None
 
     def deployment(
         self,
@@ -154,6 +169,10 @@ class Catalog(Frozen):
 
     def model(self, name: str) -> ModelSpec:
         """Look a model up by id or alias, or load a Hugging Face config.json (or a folder holding one)."""
+        if not isinstance(name, str) or not name.strip():
+            raise PlannerError(
+                f"give a model id or alias (see `tdplan models list`) or a config.json, got {name!r}", "model"
+            )
         path = Path(name).expanduser()
         if name.endswith(".json") or path.is_dir() or (path.exists() and path.is_file()):
             return load_hf_model(path)
@@ -175,25 +194,44 @@ class Catalog(Frozen):
 def load_hf_model(path: Path) -> ModelSpec:
     """Read a Hugging Face config.json (or the config.json inside a folder) into a ModelSpec."""
     file = path / "config.json" if path.is_dir() else path
-    if not file.is_file():
-        raise PlannerError(f"no config.json at {path}: point --model at a config.json or a folder holding one")
+    if path.is_dir() and not file.exists():
+        raise PlannerError(
+            f"no config.json in the folder {path}: point it at a config.json or a folder holding one", "model"
+        )
+    text = read_text(file, "model", "config.json", MAX_CONFIG_BYTES)
     try:
-        config = json.loads(file.read_text())
+        config = json.loads(text)
     except json.JSONDecodeError as err:
-        raise PlannerError(f"malformed JSON in {file} (line {err.lineno}): {err.msg}") from None
+        raise PlannerError(f"malformed JSON in {file} (line {err.lineno}): {err.msg}", "model") from None
     if not isinstance(config, dict):
-        raise PlannerError(f"{file} does not hold a JSON object: it is not a Hugging Face config.json")
-    if "text_config" in config and "hidden_size" not in config:
+        raise PlannerError(f"{file} does not hold a JSON object: it is not a Hugging Face config.json", "model")
+    if isinstance(config.get("text_config"), dict) and "hidden_size" not in config:
         config = {**config["text_config"], "model_type": config["text_config"].get("model_type", "")}
     name = file.parent.name if file.name == "config.json" else file.stem
-    return model_from_hf_config(config, id=name, name=name, source=str(file))
+    try:
+        return model_from_hf_config(config, id=name, name=name, source=str(file))
+    except PlannerError as err:
+        raise PlannerError(f"{file}: {err.problem}", "model") from None
+
+
+def _check_names_unique(entries: Mapping[str, Any], folder: Path) -> None:
+    """PlannerError when an id or alias of one catalog entry also names another (it would shadow it)."""
+    owner: dict[str, str] = {}
+    for entry_id, entry in entries.items():
+        for alias in (entry_id, *getattr(entry, "aliases", ())):
+            key = _normalise(alias)
+            if owner.setdefault(key, entry_id) != entry_id:
+                raise PlannerError(
+                    f"{folder}: '{alias}' names both {owner[key]} and {entry_id}: "
+                    f"remove it from one of {owner[key]}.yaml, {entry_id}.yaml"
+                )
 
 
 @functools.cache
 def _load(root: Path) -> Catalog:
     hardware, models = root / "hardware", root / "models"
     if not hardware.is_dir() or not models.is_dir():
-        raise PlannerError(f"no catalog at {root}: expected hardware/ and models/ folders there")
+        raise PlannerError(f"no catalog at {root}: expected hardware/ and models/ folders there", "catalog")
     gpus = {}
     for path in sorted((hardware / "gpus").glob("*.yaml")):
         gpu = _validate(GpuSpec, _read_yaml(path), path)
@@ -216,7 +254,13 @@ def _load(root: Path) -> Catalog:
         entry = _validate(ModelEntry, _read_yaml(path), path)
         if entry.id != path.stem:
             raise PlannerError(f"{path}: id '{entry.id}' differs from the file name: name the file {entry.id}.yaml")
-        model_specs[entry.id] = entry.to_spec()
+        try:
+            model_specs[entry.id] = entry.to_spec()
+        except PlannerError as err:
+            raise PlannerError(f"{path}: {err.problem}") from None
+    _check_names_unique(gpus, hardware / "gpus")
+    _check_names_unique(engines, hardware / "engines")
+    _check_names_unique(model_specs, models)
     return Catalog(
         root=root,
         gpus=gpus,

@@ -13,6 +13,7 @@ from enum import Enum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planner.errors import PlannerError
+from planner.specs.inputs import MAX_GPUS, MAX_GPUS_PER_NODE, MAX_NETWORK_PORTS
 from planner.specs.precision import Dtype
 
 GIB = 1024**3
@@ -21,9 +22,17 @@ TERA = 1e12
 
 
 class Frozen(BaseModel):
-    """Base of every catalog spec: immutable, unknown keys rejected."""
+    """Base of every catalog spec: immutable, unknown keys rejected, no infinities or NaNs."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+# Physical bounds on catalog numbers: well above any GPU sold, low enough to catch a slipped unit or exponent.
+MAX_MEMORY_GIB = 1024.0
+MAX_MEMORY_BW_GB_S = 100_000.0
+MAX_TFLOPS = 100_000.0
+MAX_LINK_GB_S = 10_000.0
+MAX_LATENCY_US = 1e6
 
 
 class Architecture(str, Enum):
@@ -64,10 +73,10 @@ class LinkSpec(Frozen):
     """
 
     kind: LinkKind
-    bw_gb_s: float = Field(gt=0)
+    bw_gb_s: float = Field(gt=0, le=MAX_LINK_GB_S)
     p2p: bool = True
-    max_peers: int | None = Field(default=None, ge=2)
-    latency_us: float = Field(default=10.0, gt=0)
+    max_peers: int | None = Field(default=None, ge=2, le=MAX_GPUS_PER_NODE, strict=True)
+    latency_us: float = Field(default=10.0, gt=0, le=MAX_LATENCY_US)
     source: str
 
     @property
@@ -82,11 +91,11 @@ class LinkSpec(Frozen):
 class DenseTflops(Frozen):
     """Dense (no sparsity) tensor-core peaks in TFLOPS (TOPS for int8); None where the GPU lacks the format."""
 
-    fp16: float = Field(gt=0)
-    bf16: float = Field(gt=0)
-    fp8: float | None = Field(default=None, gt=0)
-    int8: float | None = Field(default=None, gt=0)
-    fp4: float | None = Field(default=None, gt=0)
+    fp16: float = Field(gt=0, le=MAX_TFLOPS)
+    bf16: float = Field(gt=0, le=MAX_TFLOPS)
+    fp8: float | None = Field(default=None, gt=0, le=MAX_TFLOPS)
+    int8: float | None = Field(default=None, gt=0, le=MAX_TFLOPS)
+    fp4: float | None = Field(default=None, gt=0, le=MAX_TFLOPS)
 
 
 class GpuSpec(Frozen):
@@ -98,14 +107,14 @@ class GpuSpec(Frozen):
     vendor: str = "NVIDIA"
     architecture: Architecture
     form_factor: str
-    memory_gib: float = Field(gt=0)
-    memory_bw_gb_s: float = Field(gt=0)
+    memory_gib: float = Field(gt=0, le=MAX_MEMORY_GIB)
+    memory_bw_gb_s: float = Field(gt=0, le=MAX_MEMORY_BW_GB_S)
     dense_tflops: DenseTflops
-    sm_count: int | None = Field(default=None, gt=0)
-    tdp_w: float | None = Field(default=None, gt=0)
+    sm_count: int | None = Field(default=None, gt=0, le=100_000, strict=True)
+    tdp_w: float | None = Field(default=None, gt=0, le=100_000)
     interconnect: LinkSpec
     host_link: LinkSpec
-    gpus_per_node: int = Field(default=8, ge=1)
+    gpus_per_node: int = Field(default=8, ge=1, le=MAX_GPUS_PER_NODE, strict=True)
     source: str
     notes: str = ""
 
@@ -176,7 +185,7 @@ class NetworkSpec(Frozen):
     """The network between nodes: `ports_per_node` ports of one kind."""
 
     kind: NetworkKind
-    ports_per_node: int = Field(default=1, ge=1)
+    ports_per_node: int = Field(default=1, ge=1, le=MAX_NETWORK_PORTS)
 
     @property
     def node_bw_bytes_s(self) -> float:
@@ -190,14 +199,20 @@ class NetworkSpec(Frozen):
     @classmethod
     def parse(cls, text: str) -> NetworkSpec:
         """Read `100gbe`, `ib-ndr` or `8xib-ndr` (eight ports per node)."""
+        if not isinstance(text, str):
+            raise PlannerError(f"expected text such as 100gbe or 8xib-ndr, got {text!r}", "network")
         match = re.fullmatch(r"\s*(?:(\d+)\s*x\s*)?([a-z0-9-]+)\s*", text.lower())
         kinds = {k.value: k for k in NetworkKind}
         if match is None or match.group(2) not in kinds:
             choices = ", ".join(kinds)
-            raise PlannerError(f"unknown network '{text}': use one of {choices}, optionally as PORTSxNAME (8xib-ndr)")
+            raise PlannerError(
+                f"unknown network '{text}': use one of {choices}, optionally as PORTSxNAME (8xib-ndr)", "network"
+            )
         ports = int(match.group(1) or 1)
-        if ports < 1:
-            raise PlannerError(f"network '{text}' has no ports: the port count must be at least 1")
+        if not 1 <= ports <= MAX_NETWORK_PORTS:
+            raise PlannerError(
+                f"'{text}' asks for {ports} ports per node: give 1 to {MAX_NETWORK_PORTS}, e.g. 8xib-ndr", "network"
+            )
         return cls(kind=kinds[match.group(2)], ports_per_node=ports)
 
 
@@ -207,27 +222,38 @@ DEFAULT_NETWORK = NetworkSpec(kind=NetworkKind.gbe100)
 class GpuPool(Frozen):
     """What `--gpus 32xL20` says before the GPU name is looked up: a count and a name."""
 
-    count: int = Field(ge=1)
+    count: int = Field(ge=1, le=MAX_GPUS)
     gpu_name: str
 
     @classmethod
     def parse(cls, text: str) -> GpuPool:
-        """Read `8xL20`, `8 x h100` or plain `L20` (one GPU)."""
-        match = re.fullmatch(r"\s*(?:(-?\d+)\s*[xX*]\s*)?([A-Za-z0-9][A-Za-z0-9_.\- ]*?)\s*", text)
-        if match is None:
-            raise PlannerError(f"cannot read --gpus '{text}': write COUNTxGPU, for example 8xL20")
-        count = int(match.group(1) or 1)
-        if count < 1:
-            raise PlannerError(f"--gpus '{text}' asks for {count} GPUs: the count must be at least 1")
-        return cls(count=count, gpu_name=match.group(2))
+        """Read `8xL20`, `8 x h100` or plain `L20` (one GPU); at most MAX_GPUS GPUs."""
+        if not isinstance(text, str):
+            raise PlannerError(f"expected text such as 8xL20, got {text!r}", "gpus")
+        example = "write COUNTxGPU, for example 8xH100 (see `tdplan hardware list`)"
+        match = re.fullmatch(r"\s*(?:([-+]?[0-9.eE+]+)\s*[xX*]\s*)?([A-Za-z0-9][A-Za-z0-9_.\- ]*?)?\s*", text)
+        if match is None or not text.strip():
+            raise PlannerError(f"cannot read '{text}': {example}", "gpus")
+        raw_count, name = match.group(1), match.group(2)
+        if name is None:
+            raise PlannerError(f"'{text}' names no GPU: {example}", "gpus")
+        if raw_count is not None and not re.fullmatch(r"\+?\d+", raw_count):
+            raise PlannerError(f"'{text}' asks for {raw_count} GPUs: the count must be a whole number >= 1", "gpus")
+        number = int(raw_count or 1)
+        if not 1 <= number <= MAX_GPUS:
+            raise PlannerError(
+                f"'{text}' asks for {number:,} GPUs: give 1 to {MAX_GPUS:,} (the largest cluster tdplan models)",
+                "gpus",
+            )
+        return cls(count=number, gpu_name=name)
 
 
 class Cluster(Frozen):
     """GPUs of one kind in nodes of `gpus_per_node`, joined by `network`."""
 
     gpu: GpuSpec
-    num_gpus: int = Field(ge=1)
-    gpus_per_node: int = Field(ge=1)
+    num_gpus: int = Field(ge=1, le=MAX_GPUS)
+    gpus_per_node: int = Field(ge=1, le=MAX_GPUS_PER_NODE)
     network: NetworkSpec = DEFAULT_NETWORK
 
     @model_validator(mode="after")
@@ -235,7 +261,8 @@ class Cluster(Frozen):
         if self.num_gpus > self.gpus_per_node and self.num_gpus % self.gpus_per_node:
             raise PlannerError(
                 f"{self.num_gpus} GPUs do not fill whole nodes of {self.gpus_per_node}: "
-                f"use a multiple of {self.gpus_per_node} or set --gpus-per-node"
+                f"use a multiple of {self.gpus_per_node} GPUs, or set gpus_per_node",
+                "gpus",
             )
         return self
 

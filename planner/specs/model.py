@@ -64,28 +64,37 @@ UNSUPPORTED = {
 }
 
 
+# Sanity bounds on config.json sizes: far above any published model, low enough to catch a corrupted file.
+MAX_WIDTH = 1_048_576
+MAX_LAYERS = 4_096
+MAX_HEADS = 4_096
+MAX_VOCAB = 16_777_216
+MAX_POSITIONS = 1 << 30
+MAX_EXPERTS = 65_536
+
+
 class HfConfig(BaseModel):
     """The subset of a Hugging Face config.json that the cost model reads; other keys are ignored."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore")  # counts are strict: `true` or 4096.0 is an error
 
     model_type: str
-    hidden_size: int = Field(gt=0)
-    num_hidden_layers: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    vocab_size: int = Field(gt=0)
-    intermediate_size: int | None = Field(default=None, gt=0)
-    ffn_dim: int | None = Field(default=None, gt=0)  # OPT's name for intermediate_size
-    num_key_value_heads: int | None = Field(default=None, gt=0)
-    head_dim: int | None = Field(default=None, gt=0)
-    max_position_embeddings: int = Field(default=4096, gt=0)
-    tie_word_embeddings: bool | None = None
-    attention_bias: bool | None = None
+    hidden_size: int = Field(gt=0, le=MAX_WIDTH, strict=True)
+    num_hidden_layers: int = Field(gt=0, le=MAX_LAYERS, strict=True)
+    num_attention_heads: int = Field(gt=0, le=MAX_HEADS, strict=True)
+    vocab_size: int = Field(gt=0, le=MAX_VOCAB, strict=True)
+    intermediate_size: int | None = Field(default=None, gt=0, le=MAX_WIDTH, strict=True)
+    ffn_dim: int | None = Field(default=None, gt=0, le=MAX_WIDTH, strict=True)  # OPT's name for intermediate_size
+    num_key_value_heads: int | None = Field(default=None, gt=0, le=MAX_HEADS, strict=True)
+    head_dim: int | None = Field(default=None, gt=0, le=MAX_WIDTH, strict=True)
+    max_position_embeddings: int = Field(default=4096, gt=0, le=MAX_POSITIONS, strict=True)
+    tie_word_embeddings: bool | None = Field(default=None, strict=True)
+    attention_bias: bool | None = Field(default=None, strict=True)
     # MoE: Mixtral says num_local_experts, Qwen3-MoE says num_experts
-    num_local_experts: int | None = Field(default=None, gt=0)
-    num_experts: int | None = Field(default=None, gt=0)
-    num_experts_per_tok: int | None = Field(default=None, gt=0)
-    moe_intermediate_size: int | None = Field(default=None, gt=0)
+    num_local_experts: int | None = Field(default=None, gt=0, le=MAX_EXPERTS, strict=True)
+    num_experts: int | None = Field(default=None, gt=0, le=MAX_EXPERTS, strict=True)
+    num_experts_per_tok: int | None = Field(default=None, gt=0, le=MAX_EXPERTS, strict=True)
+    moe_intermediate_size: int | None = Field(default=None, gt=0, le=MAX_WIDTH, strict=True)
     torch_dtype: str | None = None
 
 
@@ -155,7 +164,8 @@ def model_from_hf_config(config: Mapping[str, Any], *, id: str, name: str | None
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise PlannerError(f"model '{id}': config key '{field}': {first['msg']}") from None
+        got = first.get("input")
+        raise PlannerError(f"model '{id}': config key '{field}': {first['msg']}, got {got!r}") from None
     arch = ARCHITECTURES[model_type]
     num_experts = hf.num_local_experts or hf.num_experts or 0
     if arch.moe and not (num_experts and hf.num_experts_per_tok):

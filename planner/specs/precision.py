@@ -44,16 +44,21 @@ WEIGHT_DTYPES: tuple[Dtype, ...] = (Dtype.bf16, Dtype.fp16, Dtype.fp8, Dtype.int
 KV_DTYPES: tuple[Dtype, ...] = (Dtype.bf16, Dtype.fp16, Dtype.fp8, Dtype.int8)
 
 
-def parse_dtype(text: str, allowed: tuple[Dtype, ...], what: str) -> Dtype:
-    """Read a dtype name (case-insensitive); a name outside `allowed` raises PlannerError naming the choices."""
+def parse_dtype(text: str, allowed: tuple[Dtype, ...], param: str) -> Dtype:
+    """Read a dtype name (case-insensitive); a name outside `allowed` raises PlannerError naming the choices
+    and the parameter (`param`) it was given for."""
     from planner.errors import PlannerError
 
-    key = text.strip().lower().replace("float16", "fp16").replace("bfloat16", "bf16")
+    choices = ", ".join(d.value for d in allowed)
+    if isinstance(text, Dtype) and text in allowed:
+        return text
+    if not isinstance(text, str):
+        raise PlannerError(f"expected one of {choices}, got {text!r}", param)
+    key = text.strip().lower().replace("bfloat16", "bf16").replace("float16", "fp16")
     for dtype in allowed:
         if dtype.value == key:
             return dtype
-    choices = ", ".join(d.value for d in allowed)
-    raise PlannerError(f"unknown {what} '{text}': choose one of {choices}")
+    raise PlannerError(f"unknown format '{text}': choose one of {choices}", param)
 
 
 def resolve_dtypes(
@@ -62,9 +67,9 @@ def resolve_dtypes(
     """Weight and KV-cache formats from CLI text. The KV cache defaults to the 16-bit weight format; with
     quantised weights, to fp8 where the engine keeps an fp8 checkpoint's KV cache in fp8
     (EngineSpec.fp8_kv_cache_with_fp8_weights), else to fp16."""
-    weights = dtype if isinstance(dtype, Dtype) else parse_dtype(dtype, WEIGHT_DTYPES, "--dtype")
+    weights = parse_dtype(dtype, WEIGHT_DTYPES, "dtype")
     if kv_dtype is None:
         if weights.is_float16:
             return weights, weights
         return weights, Dtype.fp8 if weights is Dtype.fp8 and fp8_kv_with_fp8_weights else Dtype.fp16
-    return weights, kv_dtype if isinstance(kv_dtype, Dtype) else parse_dtype(kv_dtype, KV_DTYPES, "--kv-dtype")
+    return weights, parse_dtype(kv_dtype, KV_DTYPES, "kv_dtype")

@@ -8,16 +8,18 @@ the figures come from; they are approximations of the traffic shape, not the dat
 
 from __future__ import annotations
 
-import csv
+import difflib
+import io
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 from pydantic import Field
-from scipy.stats import norm
 
 from planner.errors import PlannerError
 from planner.specs.hardware import Frozen
+from planner.specs.inputs import MAX_REQUEST_TOKENS, MAX_WORKLOAD_BYTES, MAX_WORKLOAD_ROWS, count, read_text
 
 PRESET_SAMPLES = 256
 
@@ -32,6 +34,8 @@ class LengthShape(Frozen):
 
     def quantiles(self, probabilities: np.ndarray) -> np.ndarray:
         """Lengths at the given probabilities: log-normal with sigma^2 = ln(1 + cv^2), mu = ln(mean) - sigma^2/2."""
+        from scipy.stats import norm  # imported here: scipy takes a second to import
+
         sigma = math.sqrt(math.log(1 + self.cv**2))
         mu = math.log(self.mean) - sigma**2 / 2
         values = np.exp(mu + sigma * np.asarray(norm.ppf(probabilities), dtype=float))
@@ -79,6 +83,12 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def _unknown_workload(name: str) -> str:
+    close = difflib.get_close_matches(name.strip().lower(), list(PRESETS), n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"unknown workload '{name}': {hint}use a preset ({', '.join(PRESETS)}) or a CSV file of input_len,output_len"
+
+
 class Workload(Frozen):
     """A deterministic sample of requests: input_lens[i], output_lens[i] are request i's lengths in tokens."""
 
@@ -88,14 +98,16 @@ class Workload(Frozen):
 
     @classmethod
     def fixed(cls, input_len: int, output_len: int) -> Workload:
-        if input_len < 1 or output_len < 1:
-            raise PlannerError(f"request lengths must be at least 1 token, got {input_len} and {output_len}")
-        return cls(name=f"fixed {input_len}/{output_len}", input_lens=(input_len,), output_lens=(output_len,))
+        """Every request `input_len` prompt tokens and `output_len` generated tokens."""
+        inputs = count(input_len, "input_len", MAX_REQUEST_TOKENS)
+        outputs = count(output_len, "output_len", MAX_REQUEST_TOKENS)
+        assert inputs is not None and outputs is not None
+        return cls(name=f"fixed {inputs}/{outputs}", input_lens=(inputs,), output_lens=(outputs,))
 
     @classmethod
     def preset(cls, name: str) -> Workload:
         if name not in PRESETS:
-            raise PlannerError(f"unknown workload '{name}': use {', '.join(PRESETS)} or a CSV of input_len,output_len")
+            raise PlannerError(_unknown_workload(name), "workload")
         preset = PRESETS[name]
         probabilities = (np.arange(PRESET_SAMPLES) + 0.5) / PRESET_SAMPLES
         inputs = preset.input.quantiles(probabilities)
@@ -105,37 +117,95 @@ class Workload(Frozen):
 
     @classmethod
     def from_csv(cls, path: Path) -> Workload:
-        """Read a CSV with `input_len` and `output_len` columns, one request per row."""
+        """Read a CSV with `input_len` and `output_len` columns (others ignored), one request per row, at most
+        MAX_WORKLOAD_ROWS rows. Parsed by numpy in one pass: a million rows take well under a second."""
+        text = read_text(path, "workload", "workload CSV", MAX_WORKLOAD_BYTES)
+        header, _, body = text.partition("\n")
+        columns = [c.strip().strip('"').lower() for c in header.split(",")]
+        missing = [c for c in ("input_len", "output_len") if c not in columns]
+        if missing:
+            raise PlannerError(
+                f"{path}: the header has no {' or '.join(missing)} column (found: {header.strip()[:80] or 'nothing'}): "
+                "the first line must name the columns input_len,output_len",
+                "workload",
+            )
+        rows = body.count("\n") + 1
+        if rows > MAX_WORKLOAD_ROWS + 1:
+            raise PlannerError(
+                f"{path} has about {rows:,} rows, over the limit of {MAX_WORKLOAD_ROWS:,} requests (each takes "
+                "time in every evaluation): sample it down, the percentiles barely change",
+                "workload",
+            )
         try:
-            with path.open(newline="") as handle:
-                rows = list(csv.DictReader(handle))
-            inputs = tuple(int(row["input_len"]) for row in rows)
-            outputs = tuple(int(row["output_len"]) for row in rows)
-        except FileNotFoundError:
-            raise PlannerError(f"no workload file at {path}") from None
-        except (KeyError, ValueError, TypeError):
-            raise PlannerError(f"{path}: expected integer columns input_len and output_len in every row") from None
-        if not inputs or min(inputs) < 1 or min(outputs) < 1:
-            raise PlannerError(f"{path}: needs at least one request, with lengths of at least 1 token")
-        return cls(name=path.stem, input_lens=inputs, output_lens=outputs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # numpy warns about an empty body; the check below says it better
+                table = np.loadtxt(
+                    io.StringIO(body),
+                    delimiter=",",
+                    dtype=np.int64,
+                    usecols=(columns.index("input_len"), columns.index("output_len")),
+                    ndmin=2,
+                )
+        except (ValueError, OverflowError) as err:
+            raise PlannerError(
+                f"{path}: every row needs whole numbers in input_len and output_len, as many fields as the header "
+                f"({str(err).splitlines()[0][:120]})",
+                "workload",
+            ) from None
+        if len(table) == 0:
+            raise PlannerError(f"{path} holds no requests: add rows of input_len,output_len", "workload")
+        if body.count(",") != (len(columns) - 1) * len(table):
+            raise PlannerError(
+                f"{path}: some rows have more fields than the {len(columns)} columns of the header", "workload"
+            )
+        if len(table) > MAX_WORKLOAD_ROWS:
+            raise PlannerError(f"{path} has {len(table):,} rows, over the limit of {MAX_WORKLOAD_ROWS:,}", "workload")
+        low, high = int(table.min()), int(table.max())
+        if low < 1 or high > MAX_REQUEST_TOKENS:
+            bad = int(np.argmax((table < 1).any(axis=1) | (table > MAX_REQUEST_TOKENS).any(axis=1)))
+            raise PlannerError(
+                f"{path}: request {bad + 1} has lengths {table[bad, 0]},{table[bad, 1]}: lengths must be 1 to "
+                f"{MAX_REQUEST_TOKENS:,} tokens",
+                "workload",
+            )
+        return cls.model_construct(  # validated above; pydantic would re-check a million ints one by one
+            name=path.stem, input_lens=tuple(table[:, 0].tolist()), output_lens=tuple(table[:, 1].tolist())
+        )
 
     @classmethod
     def parse(cls, text: str) -> Workload:
         """A preset name or a CSV path."""
-        if text.lower() in PRESETS:
-            return cls.preset(text.lower())
-        return cls.from_csv(Path(text).expanduser())
+        if text.strip().lower() in PRESETS:
+            return cls.preset(text.strip().lower())
+        path = Path(text).expanduser()
+        if not path.exists() and path.suffix.lower() != ".csv":
+            raise PlannerError(_unknown_workload(text), "workload")
+        return cls.from_csv(path)
 
     @classmethod
     def resolve(cls, workload: str | Workload | None, input_len: int | None, output_len: int | None) -> Workload:
-        """`--workload NAME|FILE.csv`, or fixed `--input-len`/`--output-len`."""
+        """`workload` (a preset name, a CSV path or a Workload), or fixed `input_len`/`output_len`; not both."""
+        if workload is not None and (input_len is not None or output_len is not None):
+            given = " and ".join(n for n, v in (("input_len", input_len), ("output_len", output_len)) if v is not None)
+            raise PlannerError(
+                f"a workload sets the request lengths, so {given} would be ignored: give one or the other",
+                "workload",
+            )
         if isinstance(workload, Workload):
             return workload
         if workload is not None:
+            if not isinstance(workload, str):
+                raise PlannerError(f"expected a preset name, a CSV path or a Workload, got {workload!r}", "workload")
             return cls.parse(workload)
         if input_len is not None and output_len is not None:
             return cls.fixed(input_len, output_len)
-        raise PlannerError("give --workload NAME|FILE.csv, or --input-len and --output-len")
+        if input_len is not None or output_len is not None:
+            missing = "output_len" if input_len is not None else "input_len"
+            raise PlannerError(f"give {missing} too: fixed lengths need both input_len and output_len", missing)
+        raise PlannerError(
+            f"no request lengths: give a workload ({', '.join(PRESETS)} or a CSV), or input_len and output_len",
+            "workload",
+        )
 
     @property
     def mean_input_len(self) -> float:

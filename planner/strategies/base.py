@@ -9,8 +9,9 @@ A strategy answers three questions about one candidate configuration (layout and
 and goodput (the largest rate at which the target share of requests meets both SLOs, found by bisection).
 
 Adding a strategy: subclass `Strategy` in a module of its own under planner/strategies/, give it a `name`,
-`summary`, `reference` and `knobs`, implement `candidates`, `capacity`, `latencies` and `memory`, decorate it
-with `@register`, and import the module in planner/strategies/__init__.py.
+`summary`, `reference` and `knobs` (and each new knob's accepted values in `knobs.KNOB_RANGES`), implement
+`candidates`, `capacity`, `latencies` and `memory`, decorate it with `@register`, and import the module in
+planner/strategies/__init__.py.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from planner.specs.catalog import Catalog
 from planner.specs.deployment import Deployment
 from planner.specs.engine import EngineSpec
 from planner.specs.hardware import Cluster, Frozen
+from planner.specs.inputs import format_number
 from planner.specs.model import ModelSpec
 from planner.specs.precision import Dtype
 from planner.specs.workload import Workload
+from planner.strategies.knobs import KNOB_RANGES, KnobRange
 
 
 class Slo(Frozen):
@@ -150,13 +153,32 @@ class Strategy(ABC):
 
     # Shared helpers for subclasses.
     @classmethod
-    def knob_grid(cls, pinned: Mapping[str, float] | None) -> Iterator[dict[str, float]]:
-        """Every combination of knob values: pinned ones fixed, the rest over their search values."""
+    def check_knobs(cls, pinned: Mapping[str, float] | None) -> dict[str, float]:
+        """The pinned knob values, or PlannerError naming a knob this strategy lacks or a value out of range."""
+        if pinned is not None and not isinstance(pinned, Mapping):
+            raise PlannerError(f"expected a mapping of knob name to number, got {pinned!r}", "knobs")
         pinned = dict(pinned or {})
         unknown = set(pinned) - {k.name for k in cls.knobs}
         if unknown:
             names = ", ".join(k.name for k in cls.knobs) or "none"
-            raise PlannerError(f"strategy {cls.name} has no knob {', '.join(sorted(unknown))}: its knobs are {names}")
+            raise PlannerError(
+                f"strategy {cls.name} has no knob {', '.join(sorted(unknown))}: its knobs are {names}", "knobs"
+            )
+        for name, value in pinned.items():
+            allowed = KNOB_RANGES.get(name, KnobRange(integer=False, low=-math.inf, high=math.inf))
+            if isinstance(value, bool) or not isinstance(value, int | float) or not allowed.admits(value):
+                got = (
+                    format_number(value)
+                    if isinstance(value, int | float) and not isinstance(value, bool)
+                    else repr(value)
+                )
+                raise PlannerError(f"{name} must be {allowed.describe()}, got {got}", "knobs")
+        return pinned
+
+    @classmethod
+    def knob_grid(cls, pinned: Mapping[str, float] | None) -> Iterator[dict[str, float]]:
+        """Every combination of knob values: pinned ones fixed, the rest over their search values."""
+        pinned = cls.check_knobs(pinned)
         grids: list[dict[str, float]] = [{}]
         for knob in cls.knobs:
             values = (pinned[knob.name],) if knob.name in pinned else knob.search
@@ -174,9 +196,10 @@ def register(cls: type[Strategy]) -> type[Strategy]:
 
 
 def get_strategy(name: str) -> Strategy:
-    key = name.strip().lower()
+    """The strategy called `name` (case, spaces and underscores forgiven: chunked, phase_resharding)."""
+    key = name.strip().lower().replace("_", "-").replace(" ", "-") if isinstance(name, str) else ""
     if key not in REGISTRY:
-        raise PlannerError(f"unknown strategy '{name}': choose one of {', '.join(sorted(REGISTRY))}")
+        raise PlannerError(f"unknown strategy '{name}': choose one of {', '.join(sorted(REGISTRY))}", "strategy")
     return REGISTRY[key]()
 
 
