@@ -1,0 +1,256 @@
+"""Instance types: what one instance of a strategy's configuration serves, tabulated once for the planner.
+
+An instance type is a strategy, its knob values and one or two pools, each a role (serve, prefill, decode) with
+a deployment (TP x PP GPUs). Per instance of each pool it answers: offline capacity (requests/s with requests
+always waiting) and the largest per-instance Poisson rate at which the SLOs hold. Replica counts are not here:
+the integer program (planner.search.ilp) chooses them.
+
+Single-pool strategies are evaluated on a cluster of exactly one instance (`one_instance`), so every number is
+per instance, through the strategy's own capacity and latency models. The SLO rate is read off a table of
+latencies at fixed fractions of the capacity (`RATE_FRACTIONS`), by linear interpolation of the attainment:
+no nested bisection. Disaggregation has two pools: a prefill pool checked against the TTFT target with decode
+never limiting, a decode pool checked against the TPOT target with prefill never limiting (each evaluated by the
+strategy's own model with the other pool made ample), each at the square root of the attainment target, so
+that both together meet it when the two phases miss independently. The KV bytes a request moves between them
+and the link each prefill instance sends over bound the served rate too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from planner.errors import PlannerError
+from planner.specs.hardware import Cluster
+from planner.strategies import REGISTRY, get_strategy
+from planner.strategies.base import Candidate, Context, Infeasible, Slo, Strategy, attainment, layouts
+
+# Fractions of an instance's offline capacity at which latencies are tabulated.
+RATE_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
+# Knob values kept per (strategy, layout) by the capacity bound before latencies are tabulated.
+KEEP_PER_LAYOUT = 2
+# Instances of the other pool that make it ample when one disaggregated pool is measured alone.
+AMPLE = 64
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One pool of an instance type: a role and a layout, with its per-instance rates (requests/s)."""
+
+    role: str  # serve | prefill | decode
+    tp: int
+    pp: int
+    capacity_req_s: float  # offline, requests always waiting
+    slo_rate_req_s: float  # largest Poisson rate per instance within the SLOs (0: never meets them)
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    """A strategy configuration whose pools the planner replicates.
+
+    For disaggregation, `kv_bytes_per_req` crosses from prefill to decode instances over links worth
+    `kv_link_bytes_s_per_prefill` per prefill instance. `ctx`/`candidate` let the planner evaluate the
+    strategy's latencies for the counts it chooses."""
+
+    strategy: str
+    knobs: dict[str, float]
+    pools: tuple[Pool, ...]
+    memory_gib: dict[str, float]
+    kv_capacity_tokens: int
+    ctx: Context
+    candidate: Candidate
+    detail: dict[str, Any] = field(default_factory=dict)
+    kv_bytes_per_req: float = 0.0
+    kv_link_bytes_s_per_prefill: float = math.inf
+
+    @property
+    def label(self) -> str:
+        pools = " + ".join(f"{p.role} TP{p.tp} PP{p.pp}" for p in self.pools)
+        knobs = ", ".join(f"{k}={v:g}" for k, v in self.knobs.items())
+        return f"{self.strategy}: {pools}" + (f" ({knobs})" if knobs else "")
+
+    @property
+    def gpu(self) -> str:
+        return self.ctx.cluster.gpu.id
+
+
+def one_instance(ctx: Context, gpus: int) -> Context:
+    """The context with a cluster of `gpus` GPUs of the same kind, nodes and network: room for one instance."""
+    node = ctx.cluster.gpus_per_node
+    cluster = Cluster(gpu=ctx.cluster.gpu, num_gpus=gpus, gpus_per_node=node, network=ctx.cluster.network)
+    return replace(ctx, cluster=cluster)
+
+
+def packs(gpus: int, gpus_per_node: int) -> bool:
+    """Instances of `gpus` GPUs pack without waste into nodes: a divisor of the node or whole nodes (then any
+    mix of such sizes that fits the GPU budget fits the nodes, since each size divides the next)."""
+    return gpus_per_node % gpus == 0 if gpus <= gpus_per_node else gpus % gpus_per_node == 0
+
+
+@dataclass(frozen=True)
+class Table:
+    """Latencies of one instance at fixed fractions of its capacity."""
+
+    rates_req_s: np.ndarray
+    attainment: np.ndarray
+
+
+def tabulate(strategy: Strategy, ctx: Context, candidate: Candidate, capacity: float, slo: Slo) -> Table:
+    """Attainment of both SLOs at each of RATE_FRACTIONS x capacity (0 where the rate is unsustainable)."""
+    rates = np.array(RATE_FRACTIONS) * capacity
+    shares = []
+    for rate in rates:
+        lat = strategy.latencies(ctx, candidate, float(rate))
+        shares.append(0.0 if lat is None else attainment(lat, slo))
+    return Table(rates_req_s=rates, attainment=np.array(shares))
+
+
+def slo_rate(table: Table, target: float) -> float:
+    """The largest tabulated-and-interpolated rate whose attainment is at least `target`: the first crossing
+    below the target, interpolated linearly between the two rates around it; 0 when even the lowest misses."""
+    ok = table.attainment >= target
+    if not ok[0]:
+        return 0.0
+    if ok.all():
+        return float(table.rates_req_s[-1])
+    k = int(np.argmin(ok))  # first rate that misses
+    r0, r1 = table.rates_req_s[k - 1], table.rates_req_s[k]
+    a0, a1 = table.attainment[k - 1], table.attainment[k]
+    return float(r0 + (r1 - r0) * (a0 - target) / max(a0 - a1, 1e-12))
+
+
+def _single_pool_types(strategy: Strategy, ctx: Context, slo: Slo | None, notes: list[str]) -> Iterator[InstanceType]:
+    """One instance of each layout and knob value of a single-pool strategy, pruned by capacity per GPU."""
+    node = ctx.cluster.gpus_per_node
+    sizes = sorted({tp * pp for tp, pp in layouts(ctx)})
+    for size in sizes:
+        if not packs(size, node):
+            notes.append(f"{strategy.name}: instances of {size} GPUs do not pack into nodes of {node}: skipped")
+            continue
+        sub = one_instance(ctx, size)
+        scored: dict[tuple[int, int], list[tuple[float, Candidate]]] = {}
+        for candidate in strategy.candidates(sub):
+            if isinstance(candidate, Infeasible) or candidate.gpus_used != size:
+                continue
+            capacity = strategy.capacity_req_s(sub, candidate)
+            if capacity > 0 and math.isfinite(capacity):
+                scored.setdefault((candidate.tp, candidate.pp), []).append((capacity, candidate))
+        for (tp, pp), options in scored.items():
+            options.sort(key=lambda item: -item[0])
+            for capacity, candidate in options[:KEEP_PER_LAYOUT]:
+                memory = strategy.memory(sub, candidate)
+                rate = capacity
+                if slo is not None:
+                    rate = slo_rate(tabulate(strategy, sub, candidate, capacity, slo), slo.attainment)
+                yield InstanceType(
+                    strategy=strategy.name,
+                    knobs=dict(candidate.knobs),
+                    pools=(Pool("serve", tp, pp, capacity, rate),),
+                    memory_gib=memory.gib,
+                    kv_capacity_tokens=memory.kv_capacity_tokens,
+                    ctx=sub,
+                    candidate=candidate,
+                    detail=dict(candidate.detail),
+                )
+
+
+def _pool_rate(strategy: Strategy, ctx: Context, candidate: Candidate, capacity: float, slo: Slo, metric: str) -> float:
+    """Largest rate at which one pool meets its own target (TTFT for prefill, TPOT for decode) at the square
+    root of the attainment target, the other pool being ample."""
+    rates = np.array(RATE_FRACTIONS) * capacity
+    shares = []
+    for rate in rates:
+        lat = strategy.latencies(ctx, candidate, float(rate))
+        if lat is None:
+            shares.append(0.0)
+        else:
+            values, target = (lat.ttft_s, slo.ttft_s) if metric == "ttft" else (lat.tpot_s, slo.tpot_s)
+            shares.append(float(np.mean(values <= target)))
+    return slo_rate(Table(rates, np.array(shares)), math.sqrt(slo.attainment))
+
+
+def _disaggregated_types(strategy: Strategy, ctx: Context, slo: Slo | None) -> Iterator[InstanceType]:
+    """Prefill and decode pools of each layout pair the strategy keeps, each measured with the other ample."""
+    from planner.cost.comm import link_efficiency
+    from planner.strategies.disaggregated import Disaggregated, kv_bytes_per_token, kv_link
+
+    assert isinstance(strategy, Disaggregated)
+    seen: set[tuple[tuple[int, int], tuple[int, int], str]] = set()
+    for candidate in strategy.candidates(ctx):
+        if isinstance(candidate, Infeasible):
+            continue
+        d = candidate.detail
+        p_layout, d_layout = (int(d["prefill_tp"]), int(d["prefill_pp"])), (candidate.tp, candidate.pp)
+        placement = str(d["placement"])
+        key = (p_layout, d_layout, placement)
+        if key in seen:
+            continue
+        seen.add(key)
+        gp, gd = p_layout[0] * p_layout[1], d_layout[0] * d_layout[1]
+        in_node = placement == "in-node"
+        eff = link_efficiency(ctx.deployment(*d_layout))
+        big = replace(ctx, cluster=replace_cluster(ctx, AMPLE * (gp + gd)))
+        rates: list[float] = []
+        caps: list[float] = []
+        for n_p, n_d, metric in ((1, AMPLE, "ttft"), (AMPLE, 1, "tpot")):
+            link = kv_link(big, gp, gd, n_p, n_d, in_node, eff)
+            probe = strategy.build_candidate(big, p_layout, d_layout, n_p, n_d, placement, link)
+            phase = strategy.phase_capacities_req_s(big, strategy.pools(big, probe))
+            capacity = phase["prefill"] if metric == "ttft" else phase["decode"]
+            caps.append(capacity)
+            if slo is None:
+                rates.append(capacity)
+            else:
+                rates.append(_pool_rate(strategy, big, probe, capacity, slo, metric))
+        one_link = kv_link(ctx, gp, gd, 1, 1, in_node, eff)
+        memory = strategy.memory(ctx, candidate)
+        yield InstanceType(
+            strategy=strategy.name,
+            knobs={},
+            pools=(
+                Pool("prefill", *p_layout, capacity_req_s=caps[0], slo_rate_req_s=rates[0]),
+                Pool("decode", *d_layout, capacity_req_s=caps[1], slo_rate_req_s=rates[1]),
+            ),
+            memory_gib=memory.gib,
+            kv_capacity_tokens=memory.kv_capacity_tokens,
+            ctx=ctx,
+            candidate=candidate,
+            detail={"placement": placement, "kv_link": one_link.name},
+            kv_bytes_per_req=ctx.workload.mean_input_len * kv_bytes_per_token(ctx),
+            kv_link_bytes_s_per_prefill=one_link.capacity_bytes_s,
+        )
+
+
+def replace_cluster(ctx: Context, gpus: int) -> Cluster:
+    """The context's cluster grown or shrunk to `gpus` GPUs (whole nodes beyond one)."""
+    node = ctx.cluster.gpus_per_node
+    gpus = gpus if gpus <= node else math.ceil(gpus / node) * node
+    return Cluster(gpu=ctx.cluster.gpu, num_gpus=gpus, gpus_per_node=node, network=ctx.cluster.network)
+
+
+def instance_types(
+    ctx: Context, strategies: Sequence[str] | None, slo: Slo | None
+) -> tuple[list[InstanceType], list[str]]:
+    """Every instance type of the named strategies (all registered ones by default), with notes on what was
+    skipped. `slo` None: offline (the rate limits are the capacities)."""
+    names = list(strategies) if strategies else sorted(REGISTRY)
+    types: list[InstanceType] = []
+    notes: list[str] = []
+    for name in names:
+        strategy = get_strategy(name)
+        try:
+            if name == "disaggregated":
+                types.extend(_disaggregated_types(strategy, ctx, slo))
+            else:
+                types.extend(_single_pool_types(strategy, ctx, slo, notes))
+        except PlannerError as err:
+            notes.append(f"{name}: {err}")
+    return types, notes
