@@ -507,6 +507,90 @@ def compare(
 
 
 @app.command()
+def recommend(
+    model: Annotated[str, typer.Option(help="Model id or alias (llama-70b), or a Hugging Face config.json.")],
+    gpus: Annotated[str, typer.Option(help="GPUs: COUNTxGPU, several kinds separated by commas (8xL20,8xA100).")],
+    network: Annotated[str | None, typer.Option(help="Network between nodes, e.g. 100gbe or 8xib-ndr.")] = None,
+    input_len: Annotated[int | None, typer.Option(help="Prompt tokens per request (fixed lengths).")] = None,
+    output_len: Annotated[int | None, typer.Option(help="Generated tokens per request (fixed lengths).")] = None,
+    workload: Workload_ = None,
+    rate: Annotated[float | None, typer.Option(help="Target request rate, requests/s (Poisson).")] = None,
+    ttft: Annotated[float | None, typer.Option(help="TTFT SLO, seconds (default 1 when SLOs apply).")] = None,
+    tpot: Annotated[float | None, typer.Option(help="TPOT SLO, seconds (default 0.1 when SLOs apply).")] = None,
+    attainment: Annotated[float | None, typer.Option(help="Share of requests that must meet both SLOs (0.9).")] = None,
+    objective: Annotated[
+        str | None,
+        typer.Option(help="goodput (default with --rate or SLOs), throughput (default without), min-gpus, min-cost."),
+    ] = None,
+    price: Annotated[list[str] | None, typer.Option(help="GPU price GPU=USD_PER_HOUR (repeatable).")] = None,
+    strategy: Annotated[list[str] | None, typer.Option(help="Only these strategies (repeatable).")] = None,
+    dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp8, int8 or int4.")] = "bf16",
+    kv_dtype: Annotated[
+        str | None, typer.Option(help="KV cache dtype (default: the engine's for the weights).")
+    ] = None,
+    engine: Annotated[str | None, typer.Option(help="Engine profile (default: most evidence on the GPU).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the plan as JSON (what simulate and export read).")
+    ] = False,
+    catalog: CatalogRoot = None,
+) -> None:
+    """The best deployment of a model on the GPUs given: strategy, layout, instance counts and knobs, with
+    predicted throughput, goodput and latencies, and the best plan of every other strategy beside it."""
+    from planner.recommend import plan_payload
+    from planner.recommend import recommend as run_recommend
+    from planner.report.plan import (
+        ALTERNATIVE_HEADER,
+        INSTANCE_HEADER,
+        alternative_rows,
+        instance_rows,
+        predicted_rows,
+    )
+    from planner.specs.catalog import load_catalog
+
+    with _errors(), err.status("planning"):
+        rec = run_recommend(
+            model,
+            gpus,
+            workload,
+            input_len,
+            output_len,
+            rate,
+            ttft,
+            tpot,
+            attainment,
+            objective,
+            price,
+            strategy,
+            dtype=dtype,
+            kv_dtype=kv_dtype,
+            engine=engine,
+            network=network,
+            catalog=load_catalog(catalog),
+        )
+    if as_json:
+        inputs = {
+            "model": model,
+            "gpus": gpus,
+            "network": network,
+            "workload": rec.workload,
+            "engine": engine,
+            "dtype": dtype,
+            "kv_dtype": kv_dtype,
+            "rate": rate,
+            "objective": rec.plan.objective,
+        }
+        _print_json(plan_payload(rec), inputs)
+        return
+    _listing(f"tdplan recommend: {model} on {gpus}: {rec.plan.strategy}", INSTANCE_HEADER, instance_rows(rec))
+    out.print(_table(predicted_rows(rec), "predicted"))
+    if rec.alternatives:
+        _listing("the best plan of every other strategy", ALTERNATIVE_HEADER, alternative_rows(rec))
+    out.print(rec.reason)
+    for note in rec.notes:
+        out.print(f"note: {note}")
+
+
+@app.command()
 def strategies() -> None:
     """List the serving strategies, their knobs and references."""
     from planner.strategies import REGISTRY

@@ -27,6 +27,7 @@ from planner.strategies import REGISTRY, get_strategy
 from planner.strategies.base import Context, Slo
 
 OFFLINE_LOAD = 0.9  # offline plans report latencies at this share of their capacity
+DEFAULT_WORKLOAD = "sharegpt"  # request lengths when none are given: chatbot traffic
 
 
 class Alternative(BaseModel):
@@ -94,7 +95,8 @@ def _summary(types: Sequence[InstanceType], solution: Solution) -> str:
     for (i, j), n in sorted(solution.counts.items()):
         if n:
             pool = types[i].pools[j]
-            parts.append(f"{n} x {pool.role} TP{pool.tp} PP{pool.pp}")
+            macro = f" (a macro of {pool.gpus // (pool.tp * pool.pp)})" if pool.gpus != pool.tp * pool.pp else ""
+            parts.append(f"{n} x {pool.role} TP{pool.tp} PP{pool.pp}{macro}")
     return ", ".join(parts) or "nothing"
 
 
@@ -166,6 +168,10 @@ def recommend(
         raise PlannerError("objective min-cost needs GPU prices: add --price GPU=USD_PER_HOUR", "prices")
     slo = None if goal is Objective.throughput else build_slo(ttft, tpot, 0.9 if attainment is None else attainment)
     names = [get_strategy(n).name for n in strategies] if strategies else sorted(REGISTRY)
+    notes: list[str] = []
+    if workload is None and input_len is None and output_len is None:
+        workload = DEFAULT_WORKLOAD
+        notes.append(f"workload: {DEFAULT_WORKLOAD} (no --workload or --input-len/--output-len given)")
     work = Workload.resolve(workload, input_len, output_len)
     contexts: list[Context] = [
         build_context(catalog, model, part, work, dtype, kv_dtype, engine, network, None) for part in parse_fleet(gpus)
@@ -174,7 +180,6 @@ def recommend(
     for ctx in contexts:
         budget[ctx.cluster.gpu.id] = budget.get(ctx.cluster.gpu.id, 0) + ctx.cluster.num_gpus
     types: list[InstanceType] = []
-    notes: list[str] = []
     for ctx in contexts:
         found, skipped = instance_types(ctx, names, slo)
         types += found
@@ -292,10 +297,10 @@ def _why(plan: Plan, alternatives: Sequence[Alternative], goal: Objective, slo: 
     text += f"; the next best, {runner.strategy} ({runner.summary}), gives {_alt_value(runner, goal)}"
     if runner.margin_pct is not None:
         text += f", {runner.margin_pct:.0f}% worse"
-    per_gpu = head.capacity_req_s / (head.tp * head.pp)
+    gpus_each = head.gpus // head.count
     text += (
-        f". Per GPU one {plan.strategy} instance completes {per_gpu:.3g} req/s offline"
-        + (f" and {head.slo_rate_req_s / (head.tp * head.pp):.3g} req/s within the SLOs" if slo is not None else "")
+        f". Per GPU one {plan.strategy} instance completes {head.capacity_req_s / gpus_each:.3g} req/s offline"
+        + (f" and {head.slo_rate_req_s / gpus_each:.3g} req/s within the SLOs" if slo is not None else "")
         + "."
     )
     infeasible = [a.strategy for a in alternatives if not a.feasible]

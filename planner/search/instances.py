@@ -27,7 +27,7 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.specs.hardware import Cluster
 from planner.strategies import REGISTRY, get_strategy
-from planner.strategies.base import Candidate, Context, Infeasible, Slo, Strategy, attainment, layouts
+from planner.strategies.base import Candidate, Context, Infeasible, Slo, Strategy, attainment
 
 # Fractions of an instance's offline capacity at which latencies are tabulated.
 RATE_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
@@ -39,17 +39,15 @@ AMPLE = 64
 
 @dataclass(frozen=True)
 class Pool:
-    """One pool of an instance type: a role and a layout, with its per-instance rates (requests/s)."""
+    """One pool of an instance type: a role and a layout, with its per-instance rates (requests/s). `gpus` is
+    what one instance of the pool takes: TP x PP, or a whole macro of TP x PP instances (macro-instance)."""
 
     role: str  # serve | prefill | decode
     tp: int
     pp: int
+    gpus: int
     capacity_req_s: float  # offline, requests always waiting
     slo_rate_req_s: float  # largest Poisson rate per instance within the SLOs (0: never meets them)
-
-    @property
-    def gpus(self) -> int:
-        return self.tp * self.pp
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,10 @@ class InstanceType:
 
     @property
     def label(self) -> str:
-        pools = " + ".join(f"{p.role} TP{p.tp} PP{p.pp}" for p in self.pools)
+        pools = " + ".join(
+            f"{p.role} TP{p.tp} PP{p.pp}" + (f" x{p.gpus // (p.tp * p.pp)}" if p.gpus != p.tp * p.pp else "")
+            for p in self.pools
+        )
         knobs = ", ".join(f"{k}={v:g}" for k, v in self.knobs.items())
         return f"{self.strategy}: {pools}" + (f" ({knobs})" if knobs else "")
 
@@ -87,6 +88,18 @@ def one_instance(ctx: Context, gpus: int) -> Context:
     node = ctx.cluster.gpus_per_node
     cluster = Cluster(gpu=ctx.cluster.gpu, num_gpus=gpus, gpus_per_node=node, network=ctx.cluster.network)
     return replace(ctx, cluster=cluster)
+
+
+def instance_sizes(ctx: Context) -> list[int]:
+    """GPU counts an instance may take: the divisors of a node, then whole nodes doubling up to the cluster
+    (sizes that pack without waste, `packs`)."""
+    node, total = ctx.cluster.gpus_per_node, ctx.cluster.num_gpus
+    sizes = [d for d in range(1, node + 1) if node % d == 0 and d <= total]
+    size = 2 * node
+    while size <= total:
+        sizes.append(size)
+        size *= 2
+    return sizes
 
 
 def packs(gpus: int, gpus_per_node: int) -> bool:
@@ -127,19 +140,16 @@ def slo_rate(table: Table, target: float) -> float:
     return float(r0 + (r1 - r0) * (a0 - target) / max(a0 - a1, 1e-12))
 
 
-def _single_pool_types(strategy: Strategy, ctx: Context, slo: Slo | None, notes: list[str]) -> Iterator[InstanceType]:
+def _single_pool_types(strategy: Strategy, ctx: Context, slo: Slo | None) -> Iterator[InstanceType]:
     """One instance of each layout and knob value of a single-pool strategy, pruned by capacity per GPU."""
-    node = ctx.cluster.gpus_per_node
-    sizes = sorted({tp * pp for tp, pp in layouts(ctx)})
-    for size in sizes:
-        if not packs(size, node):
-            notes.append(f"{strategy.name}: instances of {size} GPUs do not pack into nodes of {node}: skipped")
-            continue
+    for size in instance_sizes(ctx):
         sub = one_instance(ctx, size)
         scored: dict[tuple[int, int], list[tuple[float, Candidate]]] = {}
         for candidate in strategy.candidates(sub):
             if isinstance(candidate, Infeasible) or candidate.gpus_used != size:
                 continue
+            if int(candidate.detail.get("macros", candidate.replicas)) != 1:
+                continue  # several copies of a smaller instance: the integer program counts those
             capacity = strategy.capacity_req_s(sub, candidate)
             if capacity > 0 and math.isfinite(capacity):
                 scored.setdefault((candidate.tp, candidate.pp), []).append((capacity, candidate))
@@ -153,7 +163,7 @@ def _single_pool_types(strategy: Strategy, ctx: Context, slo: Slo | None, notes:
                 yield InstanceType(
                     strategy=strategy.name,
                     knobs=dict(candidate.knobs),
-                    pools=(Pool("serve", tp, pp, capacity, rate),),
+                    pools=(Pool("serve", tp, pp, size, capacity, rate),),
                     memory_gib=memory.gib,
                     kv_capacity_tokens=memory.kv_capacity_tokens,
                     ctx=sub,
@@ -216,8 +226,8 @@ def _disaggregated_types(strategy: Strategy, ctx: Context, slo: Slo | None) -> I
             strategy=strategy.name,
             knobs={},
             pools=(
-                Pool("prefill", *p_layout, capacity_req_s=caps[0], slo_rate_req_s=rates[0]),
-                Pool("decode", *d_layout, capacity_req_s=caps[1], slo_rate_req_s=rates[1]),
+                Pool("prefill", *p_layout, gp, capacity_req_s=caps[0], slo_rate_req_s=rates[0]),
+                Pool("decode", *d_layout, gd, capacity_req_s=caps[1], slo_rate_req_s=rates[1]),
             ),
             memory_gib=memory.gib,
             kv_capacity_tokens=memory.kv_capacity_tokens,
@@ -250,7 +260,7 @@ def instance_types(
             if name == "disaggregated":
                 types.extend(_disaggregated_types(strategy, ctx, slo))
             else:
-                types.extend(_single_pool_types(strategy, ctx, slo, notes))
+                types.extend(_single_pool_types(strategy, ctx, slo))
         except PlannerError as err:
             notes.append(f"{name}: {err}")
     return types, notes
