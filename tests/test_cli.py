@@ -222,7 +222,7 @@ HARDENING_CASES: list[tuple[str, list[str], str]] = [
     ("unknown option", [*estimate_args(), "--bogus"], "No such option: --bogus"),
     ("missing option", ["estimate"], "Missing option '--model'"),
     ("extra argument", ["strategies", "extra"], "unexpected extra argument"),
-    ("unknown command", ["recommend"], "No such command 'recommend'"),
+    ("unknown command", ["recommnd"], "No such command 'recommnd'"),
 ]  # fmt: skip
 
 
