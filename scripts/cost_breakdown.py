@@ -14,6 +14,7 @@ Blocks:
     decode       one decode step of the worked example, per op (the reference path, planner.cost.compiled.op_cost)
     kernels      the kernel constants of the worked example's GPU that the step uses
     tp           the worked example at TP 4 and TP 8 (`tdplan estimate --batch-size 16`)
+    facts        the engine facts the cost model reads (hardware/engines/*.yaml)
     engine       the fitted engine constants and their expected error (hardware/calibration/*.yaml)
     bases        where each catalog GPU's kernel constants come from (measured, derived, extrapolated)
     validation   the validation figures the page quotes (`tdplan validate`, leave-one-source-out)
@@ -150,6 +151,24 @@ def render_decode(catalog: Catalog | None = None) -> str:
         f"{_ms(total.compute_s)} | {_ms(total.memory_s)} | {_ms(total.communication_s)} | **{_ms(step_s)}** | "
         f"{total.bound} |"
     )
+    kernel_fixed = sum(r.fixed_s for r in rows if r.law != "engine constants")
+    host = rows[-1].fixed_s
+    ar = d.kernels.allreduce.get(d.engine.allreduce) or d.kernels.allreduce[AllReduceImpl.nccl]
+    allreduces = next(r for r in rows if r.law == "all-reduce")
+    ar_latency_s = allreduces.count * (ar.latency_s + ar.latency_per_peer_s * (d.tp_size - 1))
+    compute = (
+        f"no op is compute bound at {BATCH} rows"
+        if total.compute_s == 0
+        else f"{_ms(total.compute_s)} ms compute-bound work"
+    )
+    lines += [
+        "",
+        f"Of the {_ms(step_s)} ms step, {_ms(kernel_fixed)} ms are kernel fixed latencies (the GPU-side floor of "
+        f"each launch), {_ms(host)} ms the engine's host-side work, {_ms(total.memory_s)} ms memory traffic and "
+        f"{_ms(total.communication_s)} ms all-reduces; {compute}. Of the all-reduce time, {_ms(ar_latency_s)} ms "
+        f"is latency ({allreduces.count:g} x {(ar.latency_s + ar.latency_per_peer_s * (d.tp_size - 1)) * 1e6:.2f} "
+        f"us) and {_ms(allreduces.communication_s - ar_latency_s)} ms transfer.",
+    ]
     return "\n".join(lines)
 
 
@@ -191,6 +210,7 @@ def render_tp(catalog: Catalog | None = None) -> str:
         "| output tok/s | output tok/s per GPU |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    throughput: dict[int, float] = {}
     for tp in TP_SIZES:
         est = estimate(MODEL, GPUS, tp=tp, dtype=DTYPE, engine=ENGINE, input_len=INPUT_LEN, output_len=OUTPUT_LEN,
                        batch_size=BATCH, catalog=catalog)  # fmt: skip
@@ -198,11 +218,56 @@ def render_tp(catalog: Catalog | None = None) -> str:
         if abs(step.time_s - est.decode_step_time_s) > 1e-12:
             raise AssertionError("the decode step differs from what `tdplan estimate` prints")
         assert est.latency_s is not None and est.ttft_s is not None
+        throughput[tp] = est.output_throughput_tok_s
         lines.append(
             f"| {tp} | {_ms(step.time_s)} | {_ms(step.compute_s)} | {_ms(step.memory_s)} | "
             f"{_ms(step.communication_s)} | {_ms(step.overhead_s)} | {est.bottleneck} | {est.ttft_s * 1e3:.1f} | "
             f"{est.latency_s:.3f} | {est.output_throughput_tok_s:.0f} | {est.output_throughput_tok_s / tp:.0f} |"
         )
+    steps = {tp: continuous.decode_step(deployment(tp, catalog), BATCH, MEAN_CONTEXT) for tp in TP_SIZES}
+    low, high = steps[min(TP_SIZES)], steps[max(TP_SIZES)]
+
+    def change(part: str) -> str:
+        a, b = getattr(low, part), getattr(high, part)
+        return "stays" if abs(a - b) <= 1e-3 * max(a, b, 1e-12) else ("shrinks" if b < a else "grows")
+
+    lines += [
+        "",
+        f"TP {max(TP_SIZES)} makes a decode step {low.time_s / high.time_s:.2f}x faster than TP {min(TP_SIZES)}, "
+        f"on {max(TP_SIZES) // min(TP_SIZES)}x the GPUs: the memory part {change('memory_s')}, the fixed overhead "
+        f"{change('overhead_s')} and the all-reduce time {change('communication_s')}.",
+    ]
+    per_gpu = {tp: tok_s / tp for tp, tok_s in throughput.items()}
+    if per_gpu[max(TP_SIZES)] < per_gpu[min(TP_SIZES)]:
+        lines[-1] += " Here more TP buys latency and costs output throughput per GPU."
+    else:
+        lines[-1] += " Here more TP buys latency without costing output throughput per GPU."
+    return "\n".join(lines)
+
+
+def render_facts(catalog: Catalog | None = None) -> str:
+    """The engine facts the cost model reads (hardware/engines/*.yaml)."""
+    catalog = catalog or load_catalog()
+    fields = (
+        ("mixed_batching", "prefill shares iterations with decodes"),
+        ("max_batch_size", "sequences per iteration, at most"),
+        ("max_num_tokens", "tokens per iteration, at most"),
+        ("memory_utilization", "share of GPU memory for the engine"),
+        ("kv_fraction_of_free", "that share applies to memory left after weights"),
+        ("reserves_full_sequence", "KV reserved for input + output at admission"),
+        ("runtime_reserve_gib", "GiB never used for KV"),
+        ("allreduce", "TP all-reduce constants used"),
+        ("elementwise_kernels_per_layer", "elementwise launches per layer"),
+        ("fp8_kv_cache_with_fp8_weights", "fp8 weights imply an fp8 KV cache"),
+    )
+    engines = sorted(catalog.engines)
+    lines = ["| fact | meaning | " + " | ".join(engines) + " |", "|---|---|" + "---|" * len(engines)]
+    for name, meaning in fields:
+        cells = []
+        for engine_id in engines:
+            value = getattr(catalog.engines[engine_id], name)
+            cells.append(str(value.value if hasattr(value, "value") else value).lower())
+        lines.append(f"| `{name}` | {meaning} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -310,6 +375,7 @@ BLOCKS: dict[str, Callable[[Catalog | None], str]] = {
     "decode": render_decode,
     "kernels": render_kernels,
     "tp": render_tp,
+    "facts": render_facts,
     "engine": render_engine,
     "bases": render_bases,
     "validation": render_validation,
@@ -317,7 +383,7 @@ BLOCKS: dict[str, Callable[[Catalog | None], str]] = {
 
 
 def block_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- BEGIN generated:{name} -->\n)(.*?)(\n<!-- END generated:{name} -->)", re.DOTALL)
+    return re.compile(rf"(<!-- BEGIN generated:{name} -->\n)(.*?)(<!-- END generated:{name} -->)", re.DOTALL)
 
 
 def page_block(text: str, name: str) -> str:
@@ -325,7 +391,7 @@ def page_block(text: str, name: str) -> str:
     match = block_pattern(name).search(text)
     if match is None:
         raise KeyError(f"no generated block '{name}' in the page")
-    return match.group(2)
+    return match.group(2).rstrip("\n")
 
 
 def write_blocks(path: Path) -> None:
@@ -338,7 +404,7 @@ def write_blocks(path: Path) -> None:
             raise SystemExit(f"{path}: expected one generated block '{name}', found {len(matches)}")
         match = pattern.search(text)
         assert match is not None
-        text = text[: match.start(2)] + render(catalog) + text[match.end(2) :]
+        text = text[: match.start(2)] + render(catalog) + "\n" + text[match.end(2) :]
     path.write_text(text)
 
 
