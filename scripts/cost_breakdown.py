@@ -364,8 +364,9 @@ def render_bases(catalog: Catalog | None = None) -> str:
             match = re.search(r"all-reduce constants of (\S+)", p.source)
             compute, link = str(p.derived_from), match.group(1) if match else "?"
             if "forward-time rows" in p.source:
-                factor = re.search(r"compute efficiencies x ([0-9.]+)", p.source)
-                compute += f", compute efficiencies x {factor.group(1) if factor else '?'} (own forward-time rows)"
+                scaled = re.search(r"compute efficiencies x ([0-9.]+) to match (\d+) forward-time rows", p.source)
+                factor, rows = (scaled.group(1), scaled.group(2)) if scaled else ("?", "?")
+                compute += f", compute efficiencies x {factor} to match {rows} forward-time rows of its own"
         arch = catalog.gpus[gpu_id].architecture.value
         lines.append(f"| {gpu_id} | {arch} | {p.basis.value} | {compute} | {link} |")
     return "\n".join(lines)
