@@ -57,6 +57,17 @@ def link_efficiency(deployment: Deployment) -> float:
     return min(1.0, deployment.kernels.allreduce[AllReduceImpl.nccl].bus_bw_eff)
 
 
+def allreduce_impl(deployment: Deployment) -> AllReduceImpl:
+    """Who runs the TP all-reduce: the engine's own path, except over PCIe (or an NVLink bridge that does not
+    join the whole group) for an engine whose custom all-reduce needs NVLink (EngineSpec), where NCCL does."""
+    engine, gpu = deployment.engine, deployment.cluster.gpu
+    link = gpu.interconnect
+    over_pcie = link.kind.is_pcie or (link.max_peers is not None and deployment.tp_size > link.max_peers)
+    if engine.allreduce is AllReduceImpl.engine and over_pcie and not engine.custom_allreduce_on_pcie:
+        return AllReduceImpl.nccl
+    return engine.allreduce
+
+
 def allreduce_link(deployment: Deployment) -> tuple[float, float]:
     """(bytes/s per GPU per direction, latency s beyond the fitted kernel latency) of the TP all-reduce.
 

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from planner.cost import kernels
-from planner.cost.comm import allreduce_link, p2p_link
+from planner.cost.comm import allreduce_impl, allreduce_link, p2p_link
 from planner.cost.ops import ROWS, BatchShape, Op, OpKind, experts_touched, op_load, stage_ops, stage_send_op
 from planner.specs.deployment import Deployment
 from planner.specs.kernels import AllReduceImpl, GemmConstants, KernelProfile
@@ -93,7 +93,7 @@ def op_rates(deployment: Deployment, op: Op) -> OpRates:
         return OpRates(e.fixed_s, math.inf, 0.0, bw * e.bw_eff)
     if op.kind is OpKind.allreduce:
         n = deployment.tp_size
-        a = profile.allreduce.get(deployment.engine.allreduce) or profile.allreduce[AllReduceImpl.nccl]
+        a = profile.allreduce.get(allreduce_impl(deployment)) or profile.allreduce[AllReduceImpl.nccl]
         link_bw_s, extra_latency_s = allreduce_link(deployment)
         latency = a.latency_s + a.latency_per_peer_s * (n - 1) + extra_latency_s
         # 2 (n - 1) / n of the message crosses each rank's link (reduce-scatter + all-gather)
@@ -240,7 +240,7 @@ def op_cost(deployment: Deployment, op: Op, batch: BatchShape) -> StageTimes:
         fixed, roof, _ = kernels.elementwise_time_s(profile.elementwise, load.bytes, bw)
         fixed = fixed * op.kernels
     elif op.kind is OpKind.allreduce:
-        a = profile.allreduce.get(deployment.engine.allreduce) or profile.allreduce[AllReduceImpl.nccl]
+        a = profile.allreduce.get(allreduce_impl(deployment)) or profile.allreduce[AllReduceImpl.nccl]
         link_bw_s, extra_latency_s = allreduce_link(deployment)
         total = kernels.allreduce_time_s(a, load.bytes, deployment.tp_size, link_bw_s) + extra_latency_s
         return StageTimes(zero, zero, np.atleast_1d(total) * op.count, zero)

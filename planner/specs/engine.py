@@ -31,6 +31,7 @@ class EngineSpec(Frozen):
     reserves_full_sequence: bool  # a request holds KV for input + output from admission (no eviction)
     runtime_reserve_gib: float = Field(ge=0)  # CUDA context, NCCL buffers, allocator slack: never KV cache
     allreduce: AllReduceImpl  # who runs the TP all-reduce: the engine's custom kernels, or NCCL
+    custom_allreduce_on_pcie: bool  # the engine's custom all-reduce also runs over PCIe (else NCCL there)
     elementwise_kernels_per_layer: int = Field(ge=1)  # norm, rotary, activation... launches after fusions
     fp8_kv_cache_with_fp8_weights: bool  # an fp8 checkpoint's KV cache is fp8 by default
 

@@ -26,7 +26,7 @@ from planner.errors import PlannerError
 from planner.specs.catalog import Catalog
 from planner.specs.engine import CalibrationProfile, EngineConstants
 from planner.validation.measurements import Measurement, load_measurements
-from planner.validation.predict import Prepared, as_time, prepare, time_design
+from planner.validation.predict import RATE_METRICS, Prepared, as_time, prepare, time_design
 
 PARAMS = ("iteration_overhead_s", "per_seq_overhead_s")
 UPPER = np.array([0.05, 1e-3])  # 50 ms per iteration, 1 ms per sequence: beyond any engine's host work
@@ -76,38 +76,45 @@ class EngineRows:
         )
 
 
-def fit_constants(data: EngineRows, engine: str) -> FitResult:
-    """Robust least squares of predicted / measured - 1 over `data` (time form), constants >= 0."""
+def fit_constants(data: EngineRows, engine: str, per_seq_overhead_s: float | None = None) -> FitResult:
+    """Robust least squares of predicted / measured - 1 over `data` (time form), constants >= 0.
+    `per_seq_overhead_s` given: only the per-iteration constant is fitted (rows of one request each cannot
+    tell the two apart)."""
     from scipy.optimize import least_squares
 
     if len(data.rows) < 3:
         raise PlannerError(f"engine '{engine}' has {len(data.rows)} latency rows: too few to fit its constants")
 
-    def residuals(theta: np.ndarray) -> np.ndarray:
-        return np.asarray(data.predicted_s(theta) / data.measured_s - 1.0)
+    free = [0, 1] if per_seq_overhead_s is None else [0]
+
+    def full(x: np.ndarray) -> np.ndarray:
+        return x if per_seq_overhead_s is None else np.array([x[0], per_seq_overhead_s])
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        return np.asarray(data.predicted_s(full(x)) / data.measured_s - 1.0)
 
     result = least_squares(
-        residuals, SCALE.copy(), bounds=(np.zeros(2), UPPER), loss="soft_l1", f_scale=0.1, x_scale=SCALE
-    )
-    theta = result.x
-    at_bound = [
-        name
-        for name, value, scale, high in zip(PARAMS, theta, SCALE, UPPER, strict=True)
-        if value <= 1e-3 * scale or value >= 0.999 * high
-    ]
+        residuals, SCALE[free].copy(), bounds=(np.zeros(len(free)), UPPER[free]), loss="soft_l1", f_scale=0.1,
+        x_scale=SCALE[free],
+    )  # fmt: skip
+    theta = full(result.x)
+    at_bound = [PARAMS[k] for k in free if theta[k] <= 1e-3 * SCALE[k] or theta[k] >= 0.999 * UPPER[k]]
     if at_bound:
         raise PlannerError(
             f"engine '{engine}': {', '.join(at_bound)} fitted to a bound ({theta}); the latency rows do not "
             "support a physical value: check the kernel constants or the rows"
         )
-    jacobian = data.design_s / data.measured_s[:, None]
-    dof = max(len(data.rows) - len(PARAMS), 1)
-    sigma2 = float(np.sum(residuals(theta) ** 2) / dof)
+    jacobian = (data.design_s / data.measured_s[:, None])[:, free]
+    dof = max(len(data.rows) - len(free), 1)
+    sigma2 = float(np.sum(residuals(result.x) ** 2) / dof)
     covariance = np.linalg.pinv(jacobian.T @ jacobian) * sigma2
-    errors = np.abs(residuals(theta)) * 100
+    sigma = dict.fromkeys(PARAMS, 0.0)
+    for position, k in enumerate(free):
+        sigma[PARAMS[k]] = float(np.sqrt(covariance[position, position]))
+    errors = np.abs(residuals(result.x)) * 100
     return FitResult(
         constants=EngineConstants(**dict(zip(PARAMS, (float(x) for x in theta), strict=True))),
-        uncertainty={name: float(np.sqrt(covariance[k, k])) for k, name in enumerate(PARAMS)},
+        uncertainty=sigma,
         rows=len(data.rows),
         median_abs_pct_error=float(np.median(errors)),
         sources=tuple(sorted({p.row.source for p in data.rows})),
@@ -134,7 +141,8 @@ def fit_rows_mask(data: EngineRows) -> np.ndarray:
 
 def leave_one_source_out_s(data: EngineRows, engine: str) -> np.ndarray:
     """Predicted time of every row by a fit that never saw the row's source: fitted sources are refitted
-    without themselves; rows of sources that were never fitted on are predicted by the full fit."""
+    without themselves (the per-iteration constant alone where the rest cannot pin per-sequence work); rows of
+    sources that were never fitted on are predicted by the full fit."""
     fit_mask = fit_rows_mask(data)
     full = fit_constants(data.subset(fit_mask), engine)
     theta_full = np.array([getattr(full.constants, name) for name in PARAMS])
@@ -145,18 +153,30 @@ def leave_one_source_out_s(data: EngineRows, engine: str) -> np.ndarray:
         held_out = sources == source
         try:
             result = fit_constants(data.subset(keep), engine)
-            theta = np.array([getattr(result.constants, name) for name in PARAMS])
         except PlannerError:
-            theta = theta_full * 0  # no other source pins the constants: host work unknown, counted as none
+            # The other sources cannot pin the per-sequence work (one request at a time): fit the per-iteration
+            # constant alone, with no per-sequence work.
+            result = fit_constants(data.subset(keep), engine, per_seq_overhead_s=0.0)
+        theta = np.array([getattr(result.constants, name) for name in PARAMS])
         predicted[held_out] = data.predicted_s(theta)[held_out]
     return np.asarray(predicted)
+
+
+def metric_errors_pct(data: EngineRows, predicted_s: np.ndarray) -> np.ndarray:
+    """Signed error of each row in its own metric, as `tdplan validate` reports it: (predicted / measured - 1)
+    of the metric, except for batch-1 generation speed, whose error is that of the per-token latency."""
+    from planner.validation.validate import RECIPROCAL
+
+    rates = np.array([p.row.metric in RATE_METRICS and p.row.metric not in RECIPROCAL for p in data.rows], dtype=bool)
+    ratio = predicted_s / data.measured_s  # time form: latency over latency
+    return np.asarray(np.where(rates, 1 / ratio, ratio) - 1) * 100
 
 
 def expected_errors_pct(catalog: Catalog, data: EngineRows, engine: str) -> dict[str, float]:
     """Median absolute leave-one-source-out error of the engine's serving rows (forward-time profiles run no
     engine) per GPU architecture family, and `all`."""
     predicted = leave_one_source_out_s(data, engine)
-    errors = np.abs(predicted / data.measured_s - 1) * 100
+    errors = np.abs(metric_errors_pct(data, predicted))
     serving = np.array([p.row.metric != "forward_time_s" for p in data.rows], dtype=bool)  # profiles: no engine
     errors = errors[serving]
     by_family: dict[str, list[float]] = defaultdict(list)
