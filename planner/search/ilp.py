@@ -18,6 +18,7 @@ minimises GPUs and `min-cost` dollars per hour for the target rate.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -116,8 +117,11 @@ def solve(
 ) -> Solution:
     """Solve the program with CBC (deterministic, one thread, a time limit); the counts and rates found."""
     problem, counts, rates = build_problem(types, budget, objective, rate_req_s, price_per_gpu_h)
-    solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=SOLVER_TIME_LIMIT_S, threads=1, options=["randomSeed 1"])
-    problem.solve(solver)
+    with warnings.catch_warnings():
+        # PuLP 3.x announces that its bundled CBC moves to an extra in 4.0; pyproject pins pulp below 4.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=SOLVER_TIME_LIMIT_S, threads=1, options=["randomSeed 1"])
+        problem.solve(solver)
     status = pulp.LpStatus[problem.status]
     hit_limit = status == "Not Solved" or (status == "Optimal" and problem.sol_status == pulp.LpSolutionIntegerFeasible)
     return Solution(

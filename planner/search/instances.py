@@ -18,7 +18,7 @@ and the link each prefill instance sends over bound the served rate too.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,12 +27,15 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.specs.hardware import Cluster
 from planner.strategies import REGISTRY, get_strategy
-from planner.strategies.base import Candidate, Context, Infeasible, Slo, Strategy, attainment
+from planner.strategies.base import Candidate, Context, Infeasible, Latencies, Slo, Strategy, attainment
 
-# Fractions of an instance's offline capacity at which latencies are tabulated.
-RATE_FRACTIONS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
-# Knob values kept per (strategy, layout) by the capacity bound before latencies are tabulated.
-KEEP_PER_LAYOUT = 2
+# Fractions of an instance's offline capacity at which latencies are tabulated: a coarse pass, then the
+# interval where the attainment crosses its target is split REFINE times.
+RATE_FRACTIONS = (0.02, 0.25, 0.5, 0.75, 0.95)
+REFINE = 3
+# Configurations (layout x knob values) kept per strategy and instance size by the capacity bound before
+# latencies are tabulated.
+KEEP_PER_SIZE = 3
 # Instances of the other pool that make it ample when one disaggregated pool is measured alone.
 AMPLE = 64
 
@@ -116,14 +119,39 @@ class Table:
     attainment: np.ndarray
 
 
-def tabulate(strategy: Strategy, ctx: Context, candidate: Candidate, capacity: float, slo: Slo) -> Table:
-    """Attainment of both SLOs at each of RATE_FRACTIONS x capacity (0 where the rate is unsustainable)."""
-    rates = np.array(RATE_FRACTIONS) * capacity
-    shares = []
-    for rate in rates:
-        lat = strategy.latencies(ctx, candidate, float(rate))
-        shares.append(0.0 if lat is None else attainment(lat, slo))
-    return Table(rates_req_s=rates, attainment=np.array(shares))
+def tabulate(
+    strategy: Strategy,
+    ctx: Context,
+    candidate: Candidate,
+    capacity: float,
+    share: Callable[[Latencies], float],
+    target: float,
+) -> Table:
+    """Share of requests meeting the targets (`share` of a latency distribution; 0 where the rate is
+    unsustainable) at RATE_FRACTIONS x capacity, stopping at the first miss, then refined around the crossing
+    of `target`: a table the SLO rate is interpolated from, not a bisection per query."""
+
+    def at(rate: float) -> float:
+        lat = strategy.latencies(ctx, candidate, rate)
+        return 0.0 if lat is None else share(lat)
+
+    points: dict[float, float] = {}
+    for fraction in RATE_FRACTIONS:
+        rate = fraction * capacity
+        points[rate] = at(rate)
+        if points[rate] < target:
+            break
+    for _ in range(REFINE):
+        rates = sorted(points)
+        misses = [r for r in rates if points[r] < target]
+        if not misses or misses[0] == rates[0]:
+            break
+        high = misses[0]
+        low = rates[rates.index(high) - 1]
+        middle = (low + high) / 2
+        points[middle] = at(middle)
+    rates = sorted(points)
+    return Table(rates_req_s=np.array(rates), attainment=np.array([points[r] for r in rates]))
 
 
 def slo_rate(table: Table, target: float) -> float:
@@ -141,10 +169,10 @@ def slo_rate(table: Table, target: float) -> float:
 
 
 def _single_pool_types(strategy: Strategy, ctx: Context, slo: Slo | None) -> Iterator[InstanceType]:
-    """One instance of each layout and knob value of a single-pool strategy, pruned by capacity per GPU."""
+    """One instance of each layout and knob value of a single-pool strategy, pruned by capacity per size."""
     for size in instance_sizes(ctx):
         sub = one_instance(ctx, size)
-        scored: dict[tuple[int, int], list[tuple[float, Candidate]]] = {}
+        scored: list[tuple[float, Candidate]] = []
         for candidate in strategy.candidates(sub):
             if isinstance(candidate, Infeasible) or candidate.gpus_used != size:
                 continue
@@ -152,24 +180,24 @@ def _single_pool_types(strategy: Strategy, ctx: Context, slo: Slo | None) -> Ite
                 continue  # several copies of a smaller instance: the integer program counts those
             capacity = strategy.capacity_req_s(sub, candidate)
             if capacity > 0 and math.isfinite(capacity):
-                scored.setdefault((candidate.tp, candidate.pp), []).append((capacity, candidate))
-        for (tp, pp), options in scored.items():
-            options.sort(key=lambda item: -item[0])
-            for capacity, candidate in options[:KEEP_PER_LAYOUT]:
-                memory = strategy.memory(sub, candidate)
-                rate = capacity
-                if slo is not None:
-                    rate = slo_rate(tabulate(strategy, sub, candidate, capacity, slo), slo.attainment)
-                yield InstanceType(
-                    strategy=strategy.name,
-                    knobs=dict(candidate.knobs),
-                    pools=(Pool("serve", tp, pp, size, capacity, rate),),
-                    memory_gib=memory.gib,
-                    kv_capacity_tokens=memory.kv_capacity_tokens,
-                    ctx=sub,
-                    candidate=candidate,
-                    detail=dict(candidate.detail),
-                )
+                scored.append((capacity, candidate))
+        scored.sort(key=lambda item: (-item[0], item[1].tp, item[1].pp))
+        for capacity, candidate in scored[:KEEP_PER_SIZE]:
+            memory = strategy.memory(sub, candidate)
+            rate = capacity
+            if slo is not None:
+                table = tabulate(strategy, sub, candidate, capacity, lambda lat: attainment(lat, slo), slo.attainment)
+                rate = slo_rate(table, slo.attainment)
+            yield InstanceType(
+                strategy=strategy.name,
+                knobs=dict(candidate.knobs),
+                pools=(Pool("serve", candidate.tp, candidate.pp, size, capacity, rate),),
+                memory_gib=memory.gib,
+                kv_capacity_tokens=memory.kv_capacity_tokens,
+                ctx=sub,
+                candidate=candidate,
+                detail=dict(candidate.detail),
+            )
 
 
 def _pool_rate(strategy: Strategy, ctx: Context, candidate: Candidate, capacity: float, slo: Slo, metric: str) -> float:
