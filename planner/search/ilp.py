@@ -9,7 +9,7 @@ grow with the cluster.
     sum over t,p of gpus[t,p] x n[t,p] <= G[gpu]  GPU budget per GPU kind (node packing: instance sizes divide
                                                   the node or are whole nodes, planner.search.instances.packs)
     sum r[t] <= R                                 with a target rate (goodput objective)
-    sum r[t] >= R                                 min-gpus / min-cost objectives
+    sum r[t] = R                                  min-gpus / min-cost objectives (the rest is headroom)
 
 `limit` is the per-instance SLO rate (goodput objectives) or the offline capacity (throughput). Objectives:
 `throughput` and `goodput` maximise sum r[t] (ties broken towards fewer GPUs by a small penalty); `min-gpus`
@@ -72,11 +72,11 @@ def build_problem(
     sense = pulp.LpMinimize if objective in (Objective.min_gpus, Objective.min_cost) else pulp.LpMaximize
     problem = pulp.LpProblem("tdplan", sense)
     counts = {
-        (i, j): pulp.LpVariable(f"n_{i}_{j}", lowBound=0, upBound=budget.get(t.gpu, 0) // pool.gpus, cat="Integer")
+        (i, j): problem.add_variable(f"n_{i}_{j}", lowBound=0, upBound=budget.get(t.gpu, 0) // pool.gpus, cat="Integer")
         for i, t in enumerate(types)
         for j, pool in enumerate(t.pools)
     }
-    rates = {i: pulp.LpVariable(f"r_{i}", lowBound=0) for i in range(len(types))}
+    rates = {i: problem.add_variable(f"r_{i}", lowBound=0) for i in range(len(types))}
     gpus = pulp.lpSum(types[i].pools[j].gpus * n for (i, j), n in counts.items())
     if objective is Objective.min_gpus:
         problem += gpus
@@ -102,7 +102,7 @@ def build_problem(
     if objective in (Objective.min_gpus, Objective.min_cost):
         if rate_req_s is None:
             raise PlannerError(f"objective {objective.value} needs a target rate", "rate")
-        problem += total >= rate_req_s, "target"
+        problem += total == rate_req_s, "target"
     elif rate_req_s is not None and objective is Objective.goodput:
         problem += total <= rate_req_s, "offered"
     return problem, counts, rates

@@ -33,9 +33,10 @@ from planner.strategies.base import Candidate, Context, Infeasible, Latencies, S
 # interval where the attainment crosses its target is split REFINE times.
 RATE_FRACTIONS = (0.02, 0.25, 0.5, 0.75, 0.95)
 REFINE = 3
-# Configurations (layout x knob values) kept per strategy and instance size by the capacity bound before
-# latencies are tabulated.
-KEEP_PER_SIZE = 3
+# Configurations kept per strategy and instance size by the capacity bound before latencies are tabulated:
+# the best layouts, and within each the best knob values (knobs such as chunk sizes trade capacity for latency).
+KEEP_LAYOUTS = 2
+KEEP_KNOBS = 2
 # Instances of the other pool that make it ample when one disaggregated pool is measured alone.
 AMPLE = 64
 
@@ -168,6 +169,14 @@ def slo_rate(table: Table, target: float) -> float:
     return float(r0 + (r1 - r0) * (a0 - target) / max(a0 - a1, 1e-12))
 
 
+def _keep(scored: list[tuple[float, Candidate]]) -> list[tuple[float, Candidate]]:
+    """The KEEP_KNOBS best configurations of each of the KEEP_LAYOUTS layouts with the most capacity."""
+    by_layout: dict[tuple[int, int], list[tuple[float, Candidate]]] = {}
+    for capacity, candidate in sorted(scored, key=lambda item: (-item[0], item[1].tp, item[1].pp)):
+        by_layout.setdefault((candidate.tp, candidate.pp), []).append((capacity, candidate))
+    return [item for options in list(by_layout.values())[:KEEP_LAYOUTS] for item in options[:KEEP_KNOBS]]
+
+
 def _single_pool_types(strategy: Strategy, ctx: Context, slo: Slo | None) -> Iterator[InstanceType]:
     """One instance of each layout and knob value of a single-pool strategy, pruned by capacity per size."""
     for size in instance_sizes(ctx):
@@ -181,8 +190,7 @@ def _single_pool_types(strategy: Strategy, ctx: Context, slo: Slo | None) -> Ite
             capacity = strategy.capacity_req_s(sub, candidate)
             if capacity > 0 and math.isfinite(capacity):
                 scored.append((capacity, candidate))
-        scored.sort(key=lambda item: (-item[0], item[1].tp, item[1].pp))
-        for capacity, candidate in scored[:KEEP_PER_SIZE]:
+        for capacity, candidate in _keep(scored):
             memory = strategy.memory(sub, candidate)
             rate = capacity
             if slo is not None:
