@@ -13,6 +13,7 @@ import io
 import math
 import warnings
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 from pydantic import Field
@@ -34,11 +35,10 @@ class LengthShape(Frozen):
 
     def quantiles(self, probabilities: np.ndarray) -> np.ndarray:
         """Lengths at the given probabilities: log-normal with sigma^2 = ln(1 + cv^2), mu = ln(mean) - sigma^2/2."""
-        from scipy.stats import norm  # imported here: scipy takes a second to import
-
         sigma = math.sqrt(math.log(1 + self.cv**2))
         mu = math.log(self.mean) - sigma**2 / 2
-        values = np.exp(mu + sigma * np.asarray(norm.ppf(probabilities), dtype=float))
+        z = np.array([NormalDist().inv_cdf(float(p)) for p in np.ravel(probabilities)]).reshape(np.shape(probabilities))
+        values = np.exp(mu + sigma * z)
         clipped: np.ndarray = np.clip(np.rint(values), self.min_len, self.max_len).astype(int)
         return clipped
 

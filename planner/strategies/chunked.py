@@ -46,8 +46,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy.optimize import brentq
-from scipy.stats import binom
 
 from planner.cost.iteration import stage_step
 from planner.cost.memory import memory_breakdown
@@ -69,6 +67,7 @@ from planner.strategies.base import (
     register,
     seeded_quantiles,
 )
+from planner.strategies.numerics import binom_ppf, bracketed_root
 
 ROOT_TOLERANCE = 1e-6  # decode batch found to a millionth of its cap
 
@@ -141,8 +140,8 @@ def chunked_point(
 def solve_decode_batch(
     point_at: Callable[[float], ChunkedPoint], arrivals_req_s: float, decodes_per_req: float, pp: int, cap: float
 ) -> ChunkedPoint | None:
-    """Root of B = R E[O - 1] pp t_mean(B) on [0, cap] (Brent's method); None when even `cap` decodes cannot
-    keep up or the prefill budget saturates first."""
+    """Root of B = R E[O - 1] pp t_mean(B) on [0, cap] (numerics.bracketed_root); None when even `cap` decodes
+    cannot keep up or the prefill budget saturates first."""
 
     def excess(batch: float) -> float:
         t_mean = point_at(batch).mean_stage_s
@@ -152,7 +151,7 @@ def solve_decode_batch(
 
     if excess(cap) > 0:
         return None
-    batch = cap if excess(0.0) <= 0 else float(brentq(excess, 0.0, cap, xtol=cap * ROOT_TOLERANCE))
+    batch = cap if excess(0.0) <= 0 else bracketed_root(excess, 0.0, cap, xtol=cap * ROOT_TOLERANCE)
     point = point_at(batch)
     return point if point.prefill_rho < 1 else None
 
@@ -288,12 +287,12 @@ class Chunked(Strategy):
         share = min(1.0, rate * float(np.mean(np.ceil(inputs / c))) * t_mean)
         chunk_tokens = rate * w.mean_input_len * t_mean / share if share > 0 else 0.0
         trials = np.maximum(outputs - 1, 0) * pp
-        carrying = binom.ppf(seeded_quantiles(len(inputs), 1), trials, share)
+        carrying = binom_ppf(seeded_quantiles(len(inputs), 1), trials, share)
         extra = carrying * chunk_tokens * point.marginal_token_s / np.maximum(outputs - 1, 1)
         tpot = pp * t_dec + extra
         # p99 gap: the 99th percentile of chunk-carrying micro-batches among the round's pp, each carrying the
         # chunk found at the matching level of the chunk sizes (1 - 0.01 / share of gaps holding one).
-        carrying_p99 = float(binom.ppf(0.99, pp, share))
+        carrying_p99 = float(binom_ppf(0.99, pp, share))
         tbt_p99 = pp * t_dec
         if carrying_p99 > 0:
             level = 1 - 0.01 / (1 - (1 - share) ** pp)

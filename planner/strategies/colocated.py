@@ -20,7 +20,6 @@ from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
 import numpy as np
-from scipy.stats import poisson
 
 from planner.cost.memory import memory_breakdown
 from planner.specs.deployment import Deployment
@@ -41,6 +40,7 @@ from planner.strategies.base import (
     register,
     seeded_quantiles,
 )
+from planner.strategies.numerics import poisson_ppf
 
 
 @register
@@ -124,7 +124,7 @@ class Colocated(Strategy):
         decode_s = np.maximum(outputs - 1, 0) * step_s
         # Prompts keep arriving during the stalls themselves, so the decode phase lasts decode_s / (1 - rho) and
         # holds Poisson(rate x decode_s / (1 - rho)) stalls: mean TPOT t_step / (1 - rho), as continuous.poisson.
-        stalls = poisson.ppf(seeded_quantiles(len(inputs), 1), rate * decode_s / (1 - rho))
+        stalls = poisson_ppf(seeded_quantiles(len(inputs), 1), rate * decode_s / (1 - rho))
         tpot = np.where(outputs > 1, (decode_s + stalls * share_s) / np.maximum(outputs - 1, 1), step_s)
         stall_share = min(1.0, rate * step_s)  # share of inter-token gaps that hold a prefill iteration
         tbt_p99 = step_s

@@ -40,7 +40,6 @@ from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
 import numpy as np
-from scipy.optimize import brentq
 
 from planner.cost.memory import memory_breakdown
 from planner.cost.ops import BatchShape
@@ -59,6 +58,7 @@ from planner.strategies.base import (
     register,
 )
 from planner.strategies.chunked import mean_cached_tokens, stage_step_s
+from planner.strategies.numerics import bracketed_root
 
 PAGE_SIZE_TOKENS = 16  # gLLM KV page (block) size, default [CODE gLLM @ecab5d8]
 MAX_DECODES_PER_MICRO_BATCH = 256  # gLLM `maxd` default [CODE]; read as the cap of one micro-batch [INFERRED]
@@ -242,7 +242,7 @@ class ThrottledPipeline(Strategy):
                 deployment, inputs, mean_context, rate * decodes_per_req * t, rate * w.mean_input_len * t
             )
 
-        t = float(brentq(lambda x: stage_at(x) - x, 1e-9, t_cap, xtol=t_cap * ROOT_TOLERANCE))
+        t = bracketed_root(lambda x: stage_at(x) - x, 1e-9, t_cap, xtol=t_cap * ROOT_TOLERANCE)
         d, prompt = rate * decodes_per_req * t, rate * w.mean_input_len * t
         kv_tokens = memory_breakdown(deployment).kv_capacity_tokens
         free_tokens = max(kv_tokens - pp * d * mean_context, 0.0)

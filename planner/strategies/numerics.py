@@ -1,0 +1,86 @@
+"""Small numerical routines the strategies need, in numpy: a bracketed root finder and the quantiles of the
+Poisson and binomial distributions (importing scipy's would cost the CLI a second of start-up)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+
+def bracketed_root(f: Callable[[float], float], low: float, high: float, xtol: float, max_iter: int = 200) -> float:
+    """A root of f in [low, high], where f(low) and f(high) differ in sign, to within `xtol`: regula falsi with
+    the Illinois modification (Dowell and Jarratt 1971: superlinear, never slower than about bisection)."""
+    f_low, f_high = f(low), f(high)
+    if f_low == 0:
+        return low
+    if f_high == 0:
+        return high
+    if (f_low > 0) == (f_high > 0):
+        raise ValueError(f"no sign change on [{low}, {high}]: f = {f_low}, {f_high}")
+    side = 0
+    for _ in range(max_iter):
+        x = (low * f_high - high * f_low) / (f_high - f_low)
+        if not low < x < high:  # rounding pushed the secant outside: bisect
+            x = (low + high) / 2
+        f_x = f(x)
+        if f_x == 0 or high - low <= xtol:
+            return x
+        if (f_x > 0) == (f_high > 0):
+            high, f_high = x, f_x
+            if side == -1:
+                f_low /= 2  # the same end kept twice: halve its value so the secant moves (Illinois)
+            side = -1
+        else:
+            low, f_low = x, f_x
+            if side == 1:
+                f_high /= 2
+            side = 1
+        if high - low <= xtol:
+            return (low + high) / 2
+    return (low + high) / 2
+
+
+def _ppf(q: ArrayLike, log_pmf: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Smallest k with P(X <= k) >= q, for a distribution on 0..len(log_pmf) - 1 given by its log pmf."""
+    cdf = np.cumsum(np.exp(log_pmf - log_pmf.max()))
+    cdf /= cdf[-1]
+    return np.asarray(np.searchsorted(cdf, np.asarray(q, dtype=float) - 1e-12), dtype=float)
+
+
+def poisson_ppf(q: ArrayLike, mean: ArrayLike) -> NDArray[np.float64]:
+    """Quantiles of Poisson(mean), q and mean broadcast together: log pmf(k) = k log(mean) - mean - log k!, built
+    up as the running sum of log(mean / k), over k up to mean + 12 sqrt(mean) + 20 (the tail beyond is below
+    1e-30)."""
+    qs, means = np.broadcast_arrays(np.asarray(q, dtype=float), np.asarray(mean, dtype=float))
+    out = np.zeros(qs.shape)
+    for value in np.unique(means):
+        if value <= 0:
+            continue
+        k = np.arange(1, int(value + 12 * math.sqrt(value) + 20) + 1)
+        log_pmf = np.concatenate([[0.0], np.cumsum(math.log(value) - np.log(k))])  # up to the constant -mean
+        where = means == value
+        out[where] = _ppf(qs[where], log_pmf)
+    return out
+
+
+def binom_ppf(q: ArrayLike, trials: ArrayLike, p: ArrayLike) -> NDArray[np.float64]:
+    """Quantiles of Binomial(trials, p), arguments broadcast together: pmf(k) / pmf(k - 1) = (trials - k + 1) / k
+    x p / (1 - p)."""
+    qs, ns, ps = np.broadcast_arrays(
+        np.asarray(q, dtype=float), np.asarray(trials, dtype=float), np.asarray(p, dtype=float)
+    )
+    out = np.zeros(qs.shape)
+    for n, share in {(float(a), float(b)) for a, b in zip(ns.ravel(), ps.ravel(), strict=True)}:
+        where = (ns == n) & (ps == share)
+        if share <= 0 or n <= 0:
+            continue
+        if share >= 1:
+            out[where] = n
+            continue
+        k = np.arange(1, int(n) + 1)
+        steps = np.log(n - k + 1) - np.log(k) + math.log(share) - math.log1p(-share)
+        out[where] = _ppf(qs[where], np.concatenate([[0.0], np.cumsum(steps)]))
+    return out

@@ -1,0 +1,52 @@
+"""The numerical routines the strategies use (`planner.strategies.numerics`) against scipy's, which the
+calibration fits still use."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+from scipy.stats import binom, poisson
+
+from planner.strategies.numerics import binom_ppf, bracketed_root, poisson_ppf
+
+Q = np.random.default_rng(0).random(500)
+
+
+@pytest.mark.parametrize("mean", [0.01, 0.5, 3.0, 17.2, 250.0, 2000.0])
+def test_poisson_quantiles_match_scipy(mean: float) -> None:
+    np.testing.assert_array_equal(poisson_ppf(Q, mean), poisson.ppf(Q, mean))
+
+
+@pytest.mark.parametrize(("trials", "p"), [(1, 0.3), (4, 0.5), (8, 0.01), (64, 0.7), (500, 0.2)])
+def test_binomial_quantiles_match_scipy(trials: int, p: float) -> None:
+    np.testing.assert_array_equal(binom_ppf(Q, trials, p), binom.ppf(Q, trials, p))
+
+
+def test_poisson_means_broadcast() -> None:
+    means = np.linspace(0.0, 40.0, len(Q))
+    np.testing.assert_array_equal(poisson_ppf(Q, means), poisson.ppf(Q, means))
+
+
+def test_binomial_arguments_broadcast() -> None:
+    shares = np.linspace(0.0, 1.0, len(Q))
+    np.testing.assert_array_equal(binom_ppf(Q, 12, shares), binom.ppf(Q, 12, shares))
+
+
+def test_degenerate_distributions() -> None:
+    assert poisson_ppf([0.5], 0.0).tolist() == [0.0]
+    assert binom_ppf([0.5], 8, 0.0).tolist() == [0.0]
+    assert binom_ppf([0.5], 8, 1.0).tolist() == [8.0]
+
+
+@pytest.mark.parametrize(
+    ("f", "low", "high"),
+    [(lambda x: x**3 - 2 * x - 5, 2.0, 3.0), (lambda x: np.exp(x) - 10, 0.0, 5.0), (lambda x: 1e-6 - x, 0.0, 1.0)],
+)
+def test_root_matches_brent(f, low: float, high: float) -> None:  # type: ignore[no-untyped-def]
+    assert bracketed_root(f, low, high, xtol=1e-12) == pytest.approx(brentq(f, low, high, xtol=1e-12), abs=1e-11)
+
+
+def test_root_needs_a_sign_change() -> None:
+    with pytest.raises(ValueError, match="no sign change"):
+        bracketed_root(lambda x: x + 1, 0.0, 1.0, xtol=1e-9)
