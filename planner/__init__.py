@@ -37,10 +37,17 @@ _LAZY = {
     "Scenario": "planner.estimate",
     "estimate": "planner.estimate",
     "load_catalog": "planner.specs.catalog",
+    "recommend": "planner.recommend",
+    "Recommendation": "planner.recommend",
+    "Plan": "planner.search.plan",
+    "compare": "planner.compare",
 }
 
 if TYPE_CHECKING:
+    from planner.compare import compare
     from planner.estimate import Estimate, Scenario, estimate
+    from planner.recommend import Recommendation, recommend
+    from planner.search.plan import Plan
     from planner.specs.catalog import Catalog, load_catalog
     from planner.specs.deployment import Deployment
     from planner.specs.engine import CalibrationProfile, EngineConstants, EngineSpec
@@ -74,8 +81,12 @@ __all__ = [
     "LinkSpec",
     "ModelSpec",
     "NetworkSpec",
+    "Plan",
     "PlannerError",
+    "Recommendation",
     "Scenario",
+    "compare",
     "estimate",
     "load_catalog",
+    "recommend",
 ]

@@ -718,13 +718,12 @@ def _show(lookup: Callable[[], list[tuple[str, str]]], title: str) -> None:
 @hardware_app.command("list")
 def hardware_list(catalog: CatalogRoot = None) -> None:
     """List the GPUs in the catalog."""
-    from planner.report.tables import kernel_basis
     from planner.specs.catalog import load_catalog
 
     with _errors():
         cat = load_catalog(catalog)
         gpus = cat.gpus.values()
-        basis = {g.id: kernel_basis(cat.kernel_profile(g.id)) if cat.kernels else "-" for g in gpus}
+        basis = {g.id: cat.kernel_profile(g.id).basis_label if cat.kernels else "-" for g in gpus}
     _listing(
         "GPUs",
         ["id", "name", "memory GiB", "GB/s", "bf16 TFLOPS", "fp8 TFLOPS", "link", "kernels"],

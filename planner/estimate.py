@@ -75,20 +75,12 @@ class Estimate(BaseModel):
     notes: list[str] = []
 
 
-def kernel_basis(deployment: Deployment) -> str:
-    """Where the GPU's kernel constants come from: `measured`, or `derived from <gpu>` / `extrapolated from`."""
-    kernels = deployment.kernels
-    if kernels.derived_from:
-        return f"{kernels.basis.value} from {kernels.derived_from}"
-    return kernels.basis.value
-
-
 def calibration_basis(catalog: Catalog, deployment: Deployment) -> tuple[float | None, str]:
     """The expected error of a prediction on this deployment (the engine's median held-out validation error
     on the GPU's architecture family) and a sentence saying what it rests on."""
     gpu, engine = deployment.cluster.gpu, deployment.engine
     family = gpu.architecture.value
-    kernels = f"kernel constants {kernel_basis(deployment)}"
+    kernels = f"kernel constants {deployment.kernels.basis_label}"
     errors = catalog.calibration(engine.id).expected_error_pct
     if family not in errors:
         return None, f"uncalibrated: no measurements of {engine.name} on {family} GPUs or this vendor; {kernels}"
@@ -306,7 +298,7 @@ def _serve(
         dtype=deployment.dtype.value,
         kv_dtype=deployment.kv_dtype.value,
         engine=deployment.engine.id,
-        calibration=kernel_basis(deployment),
+        calibration=deployment.kernels.basis_label,
         input_len=input_len,
         output_len=output_len,
         scenario=scenario,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from planner.estimate import Estimate
+from typing import TYPE_CHECKING
+
 from planner.specs.hardware import GpuSpec
 from planner.specs.kernels import KernelProfile
 from planner.specs.model import ModelSpec, active_params, total_params
+
+if TYPE_CHECKING:
+    from planner.estimate import Estimate
 
 
 def _ms(seconds: float | None) -> str:
@@ -82,16 +86,9 @@ def gpu_rows(gpu: GpuSpec) -> list[tuple[str, str]]:
     ]
 
 
-def kernel_basis(profile: KernelProfile) -> str:
-    """measured / derived from X / extrapolated from X."""
-    if profile.derived_from is None:
-        return profile.basis.value
-    return f"{profile.basis.value} from {profile.derived_from}"
-
-
 def kernel_rows(profile: KernelProfile) -> list[tuple[str, str]]:
     """The main kernel constants of one GPU, one line per op kind and format."""
-    rows = [("kernel basis", kernel_basis(profile))]
+    rows = [("kernel basis", profile.basis_label)]
     for fmt, g in profile.gemm.items():
         rows.append(
             (

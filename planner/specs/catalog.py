@@ -123,7 +123,10 @@ class Catalog(Frozen):
     def kernel_profile(self, gpu_id: str) -> KernelProfile:
         """Kernel constants of a GPU: its measured profile, else the one derived from the measured GPUs
         (planner.specs.kernels.derive_kernel_profile, computed once when the catalog is loaded)."""
-        gpu = self.gpu(gpu_id)
+        profile = self.kernels.get(gpu_id) or self.derived_kernels.get(gpu_id)
+        if profile is not None:
+            return profile
+        gpu = self.gpu(gpu_id)  # an alias: resolve it once
         profile = self.kernels.get(gpu.id) or self.derived_kernels.get(gpu.id)
         if profile is None:
             raise PlannerError(f"the catalog at {self.root} has no kernel constants (hardware/kernels/*.yaml)")

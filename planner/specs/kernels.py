@@ -111,6 +111,13 @@ class KernelProfile(Frozen):
     fit_rows: dict[str, int] = Field(default_factory=dict)
     fit_median_abs_pct_error: dict[str, float] = Field(default_factory=dict)
 
+    @property
+    def basis_label(self) -> str:
+        """Where the constants come from: `measured`, `derived from <gpu>` or `extrapolated from <gpu>`."""
+        if self.derived_from is None:
+            return self.basis.value
+        return f"{self.basis.value} from {self.derived_from}"
+
     def __hash__(self) -> int:
         """Hashable despite its mappings, so a Deployment holding it can key the compiled-stage cache."""
         return hash(
