@@ -304,8 +304,12 @@ class Instance:
         done = np.minimum(remaining, len(ends))  # steps each sequence took part in
         reqs = self.slot_req[slots]
         counted = ledger.counted[reqs]
-        ledger.itl_values_s.append(ends[0] - self.last_token_s[slots][counted])
-        ledger.itl_weights.append(np.ones(int(counted.sum()), dtype=np.int64))
+        last_s = self.last_token_s[slots][counted]
+        if len(last_s):  # most got their last token when the previous iteration ended: one entry for those
+            latest = last_s.max()
+            others = last_s[last_s != latest]
+            ledger.itl_values_s.append(np.concatenate([[ends[0] - latest], ends[0] - others]))
+            ledger.itl_weights.append(np.concatenate([[len(last_s) - len(others)], np.ones(len(others), np.int64)]))
         if len(ends) > 1:  # later steps: every counted sequence still running gets one token after one step
             left = np.sort(remaining[counted])
             ledger.itl_values_s.append(np.diff(ends))

@@ -103,6 +103,7 @@ class SimResult(BaseModel):
     routing: str
     kv_capacity_tokens: int  # per replica
     num_requests: int  # counted (warm-up excluded)
+    output_tokens: int  # tokens the counted requests generated, as the iterations produced them
     duration_s: float
     output_throughput_tok_s: float
     request_throughput_req_s: float
