@@ -20,6 +20,7 @@ from planner.cost.ops import BatchShape
 from planner.errors import PlannerError
 from planner.sim import (
     Policy,
+    Routing,
     Scheduler,
     SimResult,
     bursty,
@@ -184,6 +185,28 @@ class TestPreemption:
     def test_a_request_larger_than_the_cache_is_refused(self) -> None:
         with pytest.raises(PlannerError, match="KV cache"):
             simulate(deployment(), offline(1, Workload.fixed(4000, 200)), Policy(kv_capacity_tokens=4096))
+
+
+class TestRunLength:
+    @pytest.mark.parametrize("scheduler", SCHEDULERS)
+    @pytest.mark.parametrize("routing", [Routing.round_robin, Routing.least_loaded])
+    @pytest.mark.parametrize(
+        "stream",
+        [poisson(40.0, 60, MIXED), closed_loop(8, 50, MIXED, warmup_requests=10)],
+        ids=["poisson", "closed-loop"],
+    )
+    def test_planning_many_decode_steps_at_once_changes_nothing(
+        self, scheduler: Scheduler, routing: Routing, stream: Any
+    ) -> None:
+        """Runs of up to 512 decode steps, cut when an arrival could join, against runs of one step (plus the
+        decode step that may follow a prompt iteration): the same iterations, preemptions and timestamps."""
+        tight = {"scheduler": scheduler, "kv_capacity_tokens": 4000, "max_num_tokens": 512}
+        stepwise = simulate(deployment(), stream, Policy(**tight, max_run_steps=1), replicas=2, routing=routing)
+        batched = simulate(deployment(), stream, Policy(**tight), replicas=2, routing=routing)
+        assert (stepwise.iterations, stepwise.preemptions) == (batched.iterations, batched.preemptions)
+        for field in ("first_token_s", "finish_s"):
+            a, b = getattr(stepwise.requests, field), getattr(batched.requests, field)
+            assert a == pytest.approx(b, rel=1e-12)
 
 
 class TestDeterminism:

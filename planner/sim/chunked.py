@@ -65,7 +65,9 @@ def plan_chunked(instance: Instance, start_s: float, cut_at_first_finish: bool) 
             available -= blocks
             budget -= tokens
         if chunks:
-            return instance.prompt_run(start_s, chunks, slots)
+            # Unless a prompt is left unfinished or a request still waits, the next iterations are decode steps.
+            then_decode = not waiting and all(tokens == instance.prompt_left[slot] for slot, _, tokens in chunks)
+            return instance.prompt_run(start_s, chunks, slots, slots[:0], then_decode, cut_at_first_finish)
         if len(slots):
             return instance.plan_decode_run(start_s, slots, cut_at_first_finish or bool(waiting))
         if not instance.num_used:

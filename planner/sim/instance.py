@@ -134,14 +134,16 @@ class Ledger:
 
 @dataclass
 class Run:
-    """Iterations planned at start_s. Step 0 holds `chunks` (slot, cached tokens, new tokens) and the decode
-    sequences; steps 1.. are decode steps of the same sequences (those still unfinished)."""
+    """Iterations planned at start_s. Step 0 holds `chunks` (slot, cached tokens, new tokens) and a decode step
+    of `decode_slots`. Without chunks, steps 1.. are decode steps of the same sequences (those unfinished);
+    after chunks, of `later_slots` (the running decodes and the prompts just completed)."""
 
     start_s: float
     ends_s: FloatArray
     phase: Phase  # of step 0
     decode_slots: IntArray
     chunks: list[tuple[int, int, int]]
+    later_slots: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # decoding in steps 1..
 
 
 def ceil_div(a: IntArray, b: int) -> IntArray:
@@ -230,35 +232,36 @@ class Instance:
     def record(self, time_s: float) -> None:
         self.samples.append((time_s, len(self.waiting), self.num_used))
 
-    # -- decode runs
+    # -- runs
 
-    def kv_steps(self, slots: IntArray, steps: int) -> int:
-        """Most decode steps (<= steps) of `slots` whose new blocks fit the free ones, ignoring blocks freed by
-        sequences finishing within the run. A step from ctx c holds ceil(c / block) blocks; over m steps a
-        sequence needs at most ceil(m / block) new ones."""
+    def kv_steps(self, ctx: IntArray, held: IntArray, free: int, steps: int) -> int:
+        """Most decode steps (<= steps) of sequences at `ctx` holding `held` blocks whose new blocks fit `free`,
+        ignoring blocks freed by sequences finishing within the run (0 when the first step does not fit). A
+        step from ctx c holds ceil(c / block) blocks; over m steps a sequence needs at most ceil(m / block)
+        new ones."""
         block = self.config.block_size_tokens
-        free = self.free_blocks
-        if self.config.reserves_full_sequence or len(slots) * -(-steps // block) <= free:
+        if self.config.reserves_full_sequence or len(ctx) * -(-steps // block) <= free:
             return steps
-        ctx, held = self.ctx[slots], self.blocks[slots]
 
         def need(m: int) -> int:
             return int((ceil_div(ctx + (m - 1), block) - held).sum())
 
-        low, high = 1, steps  # need(low) <= free holds: the scheduler preempted until the first step fits
+        low, high = 0, steps
         while low < high:
             mid = (low + high + 1) // 2
             low, high = (mid, high) if need(mid) <= free else (low, mid - 1)
         return low
 
-    def plan_decode_run(self, start_s: float, slots: IntArray, cut_at_first_finish: bool) -> Run:
-        """Decode steps of `slots` from start_s: until the first of them finishes when the batch must be
-        re-examined then, else until all finish; at most max_run_steps, and only as far as KV blocks last."""
-        remaining, ctx = self.remaining[slots], self.ctx[slots]
-        n = len(slots)
+    def decode_ends(
+        self, start_s: float, ctx: IntArray, remaining: IntArray, held: IntArray, free: int, cut: bool
+    ) -> FloatArray:
+        """End times of decode steps from start_s of sequences at `ctx` with `remaining` tokens to go: until the
+        first of them finishes when `cut` (the batch must be re-examined then), else until all finish; at most
+        max_run_steps, and only as far as KV blocks last."""
+        n = len(ctx)
         first = int(remaining.min())
-        steps = min(first if cut_at_first_finish else int(remaining.max()), self.config.max_run_steps)
-        steps = self.kv_steps(slots, steps)
+        steps = min(first if cut else int(remaining.max()), self.config.max_run_steps)
+        steps = self.kv_steps(ctx, held, free, steps)
         s = np.arange(steps)
         if steps <= first:
             seqs = np.full(steps, n)
@@ -269,16 +272,56 @@ class Instance:
             done = np.searchsorted(remaining[order], s, side="right")
             seqs = n - done
             context = prefix[-1] - prefix[done] + s * seqs
-        ends_s = start_s + np.cumsum(self.timer.decode(seqs, context.astype(float)))
+        return start_s + np.cumsum(self.timer.decode(seqs, context.astype(float)))
+
+    def plan_decode_run(self, start_s: float, slots: IntArray, cut: bool) -> Run:
+        """Decode steps of `slots` (the scheduler has made room for the first)."""
+        ends_s = self.decode_ends(
+            start_s, self.ctx[slots], self.remaining[slots], self.blocks[slots], self.free_blocks, cut
+        )
         return Run(start_s=start_s, ends_s=ends_s, phase=Phase.decode, decode_slots=slots, chunks=[])
 
-    def prompt_run(self, start_s: float, chunks: list[tuple[int, int, int]], slots: IntArray) -> Run:
-        """One iteration of prompt chunks, with one decode step of `slots` (mixed batching) or alone."""
+    def prompt_run(
+        self,
+        start_s: float,
+        chunks: list[tuple[int, int, int]],
+        slots: IntArray,
+        stalled: IntArray,
+        then_decode: bool,
+        cut: bool,
+    ) -> Run:
+        """One iteration of prompt chunks, with one decode step of `slots` (mixed batching), or alone while the
+        `stalled` decodes wait (prefill-first). With `then_decode` (every chunk ends its prompt and nothing else
+        waits) the next iterations are known to be decode steps of the running sequences and of those the
+        chunks start, and the run carries them too."""
         context = int(self.ctx[slots].sum()) if len(slots) else 0
         shape = prefill_shape([(c, s) for _, c, s in chunks], len(slots), context)
         end_s = start_s + self.timer.one(shape)
         phase = Phase.mixed if len(slots) else Phase.prefill
-        return Run(start_s=start_s, ends_s=np.array([end_s]), phase=phase, decode_slots=slots, chunks=chunks)
+        run = Run(start_s=start_s, ends_s=np.array([end_s]), phase=phase, decode_slots=slots, chunks=chunks)
+        if not then_decode:
+            return run
+        stepped = 1 if len(slots) else 0  # a mixed iteration advances the running decodes by one step
+        started = np.array([slot for slot, _, _ in chunks], dtype=np.int64)
+        slots = np.concatenate([slots, stalled])
+        later = np.concatenate([slots, started])
+        ctx = np.concatenate([self.ctx[slots] + stepped, self.computed[started] + self.prompt_left[started] + 1])
+        remaining = np.concatenate([self.remaining[slots] - stepped, self.remaining[started] - 1])
+        if self.config.reserves_full_sequence:
+            held, free = self.blocks[later], self.free_blocks
+        else:
+            block = self.config.block_size_tokens
+            held_before = self.blocks[slots]
+            held_decodes = np.maximum(held_before, ceil_div(self.ctx[slots], block)) if stepped else held_before
+            held = np.concatenate([held_decodes, self.blocks[started]])
+            free = self.free_blocks - int((held_decodes - held_before).sum())
+        going = remaining > 0
+        if going.any() and (not cut or bool(going.all())):
+            run.later_slots = later[going]
+            run.ends_s = np.concatenate(
+                [run.ends_s, self.decode_ends(end_s, ctx[going], remaining[going], held[going], free, cut)]
+            )
+        return run
 
     # -- commit
 
@@ -290,12 +333,16 @@ class Instance:
         ledger.iterations += steps
         finished: list[int] = []
         slots = run.decode_slots
+        if not run.chunks:
+            return self._commit_decodes(slots, ends)
         if len(slots):
-            finished += self._commit_decodes(slots, ends)
+            finished += self._commit_decodes(slots, ends[:1])
         for slot, _, tokens in run.chunks:
             if self._commit_chunk(slot, tokens, float(ends[0])):
                 finished.append(int(self.slot_req[slot]))
                 self._finish(slot, float(ends[0]))
+        if steps > 1:
+            finished += self._commit_decodes(run.later_slots, ends[1:])
         return finished
 
     def _commit_decodes(self, slots: IntArray, ends: FloatArray) -> list[int]:

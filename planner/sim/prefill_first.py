@@ -36,7 +36,8 @@ def plan_prefill_first(instance: Instance, start_s: float, cut_at_first_finish: 
             tokens += prompt
         slots = instance.decoding_slots()
         if chunks:
-            return instance.prompt_run(start_s, chunks, slots[:0])
+            then_decode = not waiting  # the next iteration is a decode step unless a request arrives
+            return instance.prompt_run(start_s, chunks, slots[:0], slots, then_decode, cut_at_first_finish)
         if not len(slots):
             return None
         preempted = []
