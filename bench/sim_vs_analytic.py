@@ -4,7 +4,8 @@
 
 Closed loops of C clients on llama-3.1-8b, one H100, 1024/256 tokens, for both engine profiles: mean TTFT,
 mean TPOT and output throughput from `estimate(..., concurrency=C)` and from `simulate` (C warm-up requests,
-then 20 x C counted). Then offline throughput of 2,000 requests on three deployments.
+then 20 x C counted); the simulated TTFT with ShareGPT-like lengths; then offline throughput of 2,000 requests
+on four deployments.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ def main() -> None:
                 f"{est.tpot_s * 1e3:7.2f} {sim.tpot_s.mean * 1e3:7.2f} "
                 f"{est.output_throughput_tok_s:7.0f} {sim.output_throughput_tok_s:7.0f}"
             )
+    print()
+    print("closed loop, llama-3.1-8b on 1xH100 (vllm), sharegpt lengths: simulated mean TTFT ms")
+    deployment = catalog.deployment(
+        catalog.model("llama-3.1-8b"), catalog.cluster("1xH100"), 1, 1, Dtype.bf16, Dtype.bf16, catalog.engine("vllm")
+    )
+    for clients in (16, 64):
+        stream = closed_loop(clients, 40 * clients, Workload.preset("sharegpt"), warmup_requests=4 * clients)
+        print(f"C={clients:<4d} {simulate(deployment, stream).ttft_s.mean * 1e3:8.1f}")
     print()
     print("offline, 2,000 requests of 1024/256 (analytic | simulated output tok/s, simulated preemptions)")
     for model_id, gpus, tp, engine in (
