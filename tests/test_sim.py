@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ops import catalog_engine, make_deployment
+from test_ops import catalog_engine, make_deployment, make_moe_model
 
-from planner.cost.iteration import iteration_cost
-from planner.cost.ops import BatchShape
+from planner.cost.iteration import iteration_cost, iteration_times_s
+from planner.cost.ops import FEATURES, BatchShape
 from planner.errors import PlannerError
 from planner.sim import (
     Policy,
@@ -31,6 +31,7 @@ from planner.sim import (
     simulate,
     static_batch,
 )
+from planner.sim.timing import IterationTimer
 from planner.specs.deployment import Deployment
 from planner.specs.workload import Workload
 from planner.strategies import continuous
@@ -48,6 +49,25 @@ def deployment(engine: str = "vllm", **engine_overrides: Any) -> Deployment:
 def arrays(result: SimResult) -> dict[str, np.ndarray]:
     records = result.requests
     return {name: np.asarray(getattr(records, name)) for name in type(records).model_fields}
+
+
+class TestIterationTimer:
+    @pytest.mark.parametrize("layout", [{}, {"tp_size": 2, "pp_size": 2}, {"model": make_moe_model()}])
+    def test_decode_lines_equal_the_cost_model(self, layout: dict[str, Any]) -> None:
+        """Decode steps read from the per-batch-size lines equal iteration_times_s at 2,000 random shapes (and
+        a batch size whose line is switched off takes the direct path)."""
+        dep = make_deployment(**layout)
+        timer = IterationTimer(dep, max_batch_size=256, max_context_tokens=5000)
+        assert timer.affine.all()
+        rng = np.random.default_rng(0)
+        seqs = rng.integers(1, 257, size=2000)
+        context = seqs * rng.integers(2, 5001, size=2000).astype(float)
+        shapes = np.zeros((2000, len(FEATURES)))
+        shapes[:, 0], shapes[:, 5], shapes[:, 6] = 1.0, seqs, context
+        direct = iteration_times_s(dep, shapes)
+        assert timer.decode(seqs, context) == pytest.approx(direct, rel=1e-9)
+        timer.affine[7] = False
+        assert timer.decode(seqs, context) == pytest.approx(direct, rel=1e-12)
 
 
 class TestConservation:

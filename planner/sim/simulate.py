@@ -21,7 +21,7 @@ import numpy as np
 
 from planner.errors import PlannerError
 from planner.sim.chunked import plan_chunked
-from planner.sim.instance import Instance, IterationTimer, Ledger, Phase, Run
+from planner.sim.instance import Instance, Ledger, Phase, Run
 from planner.sim.policy import Policy, Routing, Scheduler, SchedulerConfig, resolve_scheduler
 from planner.sim.prefill_first import plan_prefill_first
 from planner.sim.result import (
@@ -34,6 +34,7 @@ from planner.sim.result import (
     slo_attainment,
 )
 from planner.sim.streams import Arrival, DrawnRequests, RequestStream, draw_requests
+from planner.sim.timing import IterationTimer
 from planner.specs.deployment import Deployment
 
 ARRIVAL, RUN_END, WAKE = 0, 1, 2  # event priorities at one instant
