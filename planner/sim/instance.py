@@ -291,8 +291,12 @@ class Instance:
         if len(last_s):  # most got their last token when the previous iteration ended: one entry for those
             latest = last_s.max()
             others = last_s[last_s != latest]
-            ledger.itl_values_s.append(np.concatenate([[ends[0] - latest], ends[0] - others]))
-            ledger.itl_weights.append(np.concatenate([[len(last_s) - len(others)], np.ones(len(others), np.int64)]))
+            if len(others):
+                ledger.itl_values_s.append(np.concatenate([[ends[0] - latest], ends[0] - others]))
+                ledger.itl_weights.append(np.concatenate([[len(last_s) - len(others)], np.ones(len(others), np.int64)]))
+            else:
+                ledger.itl_values_s.append(np.array([ends[0] - latest]))
+                ledger.itl_weights.append(np.array([len(last_s)]))
         if len(ends) > 1:  # later steps: every counted sequence still running gets one token after one step
             left = np.sort(remaining[counted])
             ledger.itl_values_s.append(np.diff(ends))
