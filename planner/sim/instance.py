@@ -1,0 +1,343 @@
+"""Mutable state of simulated engine instances, and how a planned run of iterations changes it.
+
+An instance holds its running sequences in slots (numpy arrays indexed by slot, so that a decode step of the
+whole batch is a few vector operations), a FCFS waiting queue and a count of free KV blocks. Per-request
+bookkeeping that outlives a slot (lengths, tokens generated, timestamps, preemptions) sits in a `Ledger`
+shared by all instances.
+
+A `Run` is what a scheduler decides at one instant: its first iteration (prompts, decodes, or both), then,
+when nothing can change the batch, further decode steps of the same sequences, timed together
+(planner.sim.timing). The event loop commits a run whole, or only its first steps when an arrival
+could change the schedule sooner; committing a prefix gives the same state as planning step by step.
+
+Token accounting of one sequence with prompt I (I + g when recomputed after g tokens) and output O:
+    prefill: computes the prompt's KV and yields a token; after it, ctx = I + 1
+    decode step: appends the last token's KV (the cache then holds ctx tokens) and yields one; ctx += 1
+so a decode step attends to ctx tokens, holds ceil(ctx / block) blocks, and the request's last token is its
+O-th, after O - 1 decode steps.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+from numpy.typing import NDArray
+
+from planner.sim.policy import SchedulerConfig
+from planner.sim.timing import IterationTimer, prefill_shape
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+class Phase(str, Enum):
+    prefill = "prefill"  # prompt tokens only
+    decode = "decode"  # decode steps only
+    mixed = "mixed"  # decodes and prompt chunks together
+
+
+@dataclass
+class Ledger:
+    """Per-request records, indexed by request id (issue order), shared by all instances."""
+
+    input_len: IntArray
+    output_len: IntArray
+    counted: NDArray[np.bool_]  # False for warm-up requests
+    arrival_s: FloatArray
+    generated: IntArray = field(init=False)
+    first_token_s: FloatArray = field(init=False)
+    finish_s: FloatArray = field(init=False)
+    last_token_s: FloatArray = field(init=False)  # kept across a preemption, for the inter-token gap
+    preemptions: IntArray = field(init=False)
+    replica: IntArray = field(init=False)
+    itl_values_s: list[FloatArray] = field(default_factory=list)  # inter-token gaps, with their counts
+    itl_weights: list[IntArray] = field(default_factory=list)
+    busy_s: dict[Phase, float] = field(default_factory=lambda: dict.fromkeys(Phase, 0.0))
+    iterations: int = 0
+
+    def __post_init__(self) -> None:
+        n = len(self.input_len)
+        self.generated = np.zeros(n, dtype=np.int64)
+        self.first_token_s = np.full(n, np.nan)
+        self.finish_s = np.full(n, np.nan)
+        self.last_token_s = np.full(n, np.nan)
+        self.preemptions = np.zeros(n, dtype=np.int64)
+        self.replica = np.full(n, -1, dtype=np.int64)
+
+
+@dataclass
+class Run:
+    """Iterations planned at start_s. Step 0 holds `chunks` (slot, cached tokens, new tokens) and a decode step
+    of `decode_slots`. Without chunks, steps 1.. are decode steps of the same sequences (those unfinished);
+    after chunks, of `later_slots` (the running decodes and the prompts just completed)."""
+
+    start_s: float
+    ends_s: FloatArray
+    phase: Phase  # of step 0
+    decode_slots: IntArray
+    chunks: list[tuple[int, int, int]]
+    later_slots: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # decoding in steps 1..
+
+
+def ceil_div(a: IntArray, b: int) -> IntArray:
+    return np.asarray(-(-a // b))
+
+
+class Instance:
+    """One engine instance (a replica): slots, waiting queue, KV blocks."""
+
+    def __init__(self, index: int, config: SchedulerConfig, ledger: Ledger, timer: IterationTimer) -> None:
+        cap = config.max_batch_size
+        self.index, self.config, self.ledger, self.timer = index, config, ledger, timer
+        self.slot_req = np.full(cap, -1, dtype=np.int64)
+        self.ctx = np.zeros(cap, dtype=np.int64)  # decoding: KV tokens once the next decode step has run
+        self.remaining = np.zeros(cap, dtype=np.int64)  # tokens still to generate
+        self.prompt_left = np.zeros(cap, dtype=np.int64)  # prefilling: prompt tokens not yet computed
+        self.computed = np.zeros(cap, dtype=np.int64)  # prefilling: prompt tokens in the KV cache
+        self.blocks = np.zeros(cap, dtype=np.int64)  # KV blocks held
+        self.order = np.zeros(cap, dtype=np.int64)  # admission counter: the largest is the newest
+        self.last_token_s = np.zeros(cap)
+        self.used = np.zeros(cap, dtype=bool)
+        self.decoding = np.zeros(cap, dtype=bool)
+        self.free_slots = list(range(cap - 1, -1, -1))
+        self.num_used = 0
+        self.admissions = 0
+        self.free_blocks = config.total_blocks
+        self.waiting: collections.deque[int] = collections.deque()
+        self.run: Run | None = None
+        self.version = 0
+        self.wake_pending = False
+        self.samples: list[tuple[float, int, int]] = []  # (time, waiting, running)
+
+    # -- admission and release
+
+    def admit(self, req: int, blocks: int) -> int:
+        """Give the head of the queue a slot, `blocks` KV blocks, and its prompt (recomputed after a preemption:
+        the prompt and the tokens generated so far)."""
+        ledger = self.ledger
+        slot = self.free_slots.pop()
+        self.slot_req[slot] = req
+        self.prompt_left[slot] = ledger.input_len[req] + ledger.generated[req]
+        self.computed[slot] = 0
+        self.remaining[slot] = ledger.output_len[req] - ledger.generated[req]
+        self.blocks[slot] = blocks
+        self.free_blocks -= blocks
+        self.order[slot] = self.admissions
+        self.admissions += 1
+        self.used[slot] = True
+        self.decoding[slot] = False
+        self.num_used += 1
+        return slot
+
+    def release(self, slot: int) -> None:
+        self.free_blocks += int(self.blocks[slot])
+        self.blocks[slot] = 0
+        self.used[slot] = False
+        self.decoding[slot] = False
+        self.slot_req[slot] = -1
+        self.free_slots.append(slot)
+        self.num_used -= 1
+
+    def preempt_newest(self) -> int:
+        """Evict the newest running request by recompute (vLLM): free its blocks; return it for re-queueing."""
+        used = np.flatnonzero(self.used)
+        slot = int(used[np.argmax(self.order[used])])
+        req = int(self.slot_req[slot])
+        self.ledger.preemptions[req] += 1
+        if self.decoding[slot]:
+            self.ledger.last_token_s[req] = self.last_token_s[slot]
+        self.release(slot)
+        return req
+
+    def requeue_front(self, preempted: list[int]) -> None:
+        """Preempted requests go back to the front of the queue, the oldest first (vLLM extendleft)."""
+        self.waiting.extendleft(preempted)
+
+    def decoding_slots(self) -> IntArray:
+        return np.flatnonzero(self.decoding)
+
+    def decode_block_need(self, slots: IntArray) -> int:
+        """New KV blocks the next decode step of `slots` needs (none when blocks were reserved at admission)."""
+        if self.config.reserves_full_sequence or not len(slots):
+            return 0
+        return int(np.count_nonzero(ceil_div(self.ctx[slots], self.config.block_size_tokens) > self.blocks[slots]))
+
+    def record(self, time_s: float) -> None:
+        self.samples.append((time_s, len(self.waiting), self.num_used))
+
+    # -- runs
+
+    def kv_steps(self, ctx: IntArray, held: IntArray, free: int, steps: int) -> int:
+        """Most decode steps (<= steps) of sequences at `ctx` holding `held` blocks whose new blocks fit `free`,
+        ignoring blocks freed by sequences finishing within the run (0 when the first step does not fit). A
+        step from ctx c holds ceil(c / block) blocks; over m steps a sequence needs at most ceil(m / block)
+        new ones."""
+        block = self.config.block_size_tokens
+        if self.config.reserves_full_sequence or len(ctx) * -(-steps // block) <= free:
+            return steps
+
+        def need(m: int) -> int:
+            return int((ceil_div(ctx + (m - 1), block) - held).sum())
+
+        low, high = 0, steps
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if need(mid) <= free else (low, mid - 1)
+        return low
+
+    def decode_ends(
+        self, start_s: float, ctx: IntArray, remaining: IntArray, held: IntArray, free: int, cut: bool
+    ) -> FloatArray:
+        """End times of decode steps from start_s of sequences at `ctx` with `remaining` tokens to go: until the
+        first of them finishes when `cut` (the batch must be re-examined then), else until all finish; at most
+        max_run_steps, and only as far as KV blocks last."""
+        n = len(ctx)
+        first = int(remaining.min())
+        steps = min(first if cut else int(remaining.max()), self.config.max_run_steps)
+        steps = self.kv_steps(ctx, held, free, steps)
+        s = np.arange(steps)
+        if steps <= first:
+            seqs = np.full(steps, n)
+            context = ctx.sum() + n * s
+        else:  # sequences leave as they finish: at step s those with remaining > s decode
+            order = np.argsort(remaining, kind="stable")
+            prefix = np.concatenate([[0], np.cumsum(ctx[order])])
+            done = np.searchsorted(remaining[order], s, side="right")
+            seqs = n - done
+            context = prefix[-1] - prefix[done] + s * seqs
+        return start_s + np.cumsum(self.timer.decode(seqs, context.astype(float)))
+
+    def plan_decode_run(self, start_s: float, slots: IntArray, cut: bool) -> Run:
+        """Decode steps of `slots` (the scheduler has made room for the first)."""
+        ends_s = self.decode_ends(
+            start_s, self.ctx[slots], self.remaining[slots], self.blocks[slots], self.free_blocks, cut
+        )
+        return Run(start_s=start_s, ends_s=ends_s, phase=Phase.decode, decode_slots=slots, chunks=[])
+
+    def prompt_run(
+        self,
+        start_s: float,
+        chunks: list[tuple[int, int, int]],
+        slots: IntArray,
+        stalled: IntArray,
+        then_decode: bool,
+        cut: bool,
+    ) -> Run:
+        """One iteration of prompt chunks, with one decode step of `slots` (mixed batching), or alone while the
+        `stalled` decodes wait (prefill-first). With `then_decode` (every chunk ends its prompt and nothing else
+        waits) the next iterations are known to be decode steps of the running sequences and of those the
+        chunks start, and the run carries them too."""
+        context = int(self.ctx[slots].sum()) if len(slots) else 0
+        shape = prefill_shape([(c, s) for _, c, s in chunks], len(slots), context)
+        end_s = start_s + self.timer.one(shape)
+        phase = Phase.mixed if len(slots) else Phase.prefill
+        run = Run(start_s=start_s, ends_s=np.array([end_s]), phase=phase, decode_slots=slots, chunks=chunks)
+        if not then_decode:
+            return run
+        stepped = 1 if len(slots) else 0  # a mixed iteration advances the running decodes by one step
+        decoders = np.concatenate([slots, stalled])  # one of the two is empty
+        started = np.array([slot for slot, _, _ in chunks], dtype=np.int64)
+        later = np.concatenate([decoders, started])
+        ctx = np.concatenate([self.ctx[decoders] + stepped, self.computed[started] + self.prompt_left[started] + 1])
+        remaining = np.concatenate([self.remaining[decoders] - stepped, self.remaining[started] - 1])
+        if self.config.reserves_full_sequence:
+            held, free = self.blocks[later], self.free_blocks
+        else:
+            block = self.config.block_size_tokens
+            held_before = self.blocks[decoders]
+            held_decodes = np.maximum(held_before, ceil_div(self.ctx[decoders], block)) if stepped else held_before
+            held = np.concatenate([held_decodes, self.blocks[started]])
+            free = self.free_blocks - int((held_decodes - held_before).sum())
+        going = remaining > 0
+        if going.any() and (not cut or bool(going.all())):
+            run.later_slots = later[going]
+            run.ends_s = np.concatenate(
+                [run.ends_s, self.decode_ends(end_s, ctx[going], remaining[going], held[going], free, cut)]
+            )
+        return run
+
+    # -- commit
+
+    def commit(self, run: Run, steps: int) -> list[int]:
+        """Apply the first `steps` iterations of `run`; return the requests that finished."""
+        ledger, ends = self.ledger, run.ends_s[:steps]
+        ledger.busy_s[run.phase] += float(ends[0]) - run.start_s
+        ledger.busy_s[Phase.decode] += float(ends[-1] - ends[0])
+        ledger.iterations += steps
+        finished: list[int] = []
+        slots = run.decode_slots
+        if not run.chunks:
+            return self._commit_decodes(slots, ends)
+        if len(slots):
+            finished += self._commit_decodes(slots, ends[:1])
+        for slot, _, tokens in run.chunks:
+            if self._commit_chunk(slot, tokens, float(ends[0])):
+                finished.append(int(self.slot_req[slot]))
+                self._finish(slot, float(ends[0]))
+        if steps > 1:
+            finished += self._commit_decodes(run.later_slots, ends[1:])
+        return finished
+
+    def _commit_decodes(self, slots: IntArray, ends: FloatArray) -> list[int]:
+        ledger = self.ledger
+        remaining = self.remaining[slots]
+        done = np.minimum(remaining, len(ends))  # steps each sequence took part in
+        reqs = self.slot_req[slots]
+        counted = ledger.counted[reqs]
+        last_s = self.last_token_s[slots][counted]
+        if len(last_s):  # most got their last token when the previous iteration ended: one entry for those
+            latest = last_s.max()
+            others = last_s[last_s != latest]
+            if len(others):
+                ledger.itl_values_s.append(np.concatenate([[ends[0] - latest], ends[0] - others]))
+                ledger.itl_weights.append(np.concatenate([[len(last_s) - len(others)], np.ones(len(others), np.int64)]))
+            else:
+                ledger.itl_values_s.append(np.array([ends[0] - latest]))
+                ledger.itl_weights.append(np.array([len(last_s)]))
+        if len(ends) > 1:  # later steps: every counted sequence still running gets one token after one step
+            left = np.sort(remaining[counted])
+            ledger.itl_values_s.append(np.diff(ends))
+            ledger.itl_weights.append(len(left) - np.searchsorted(left, np.arange(1, len(ends)), side="right"))
+        self.last_token_s[slots] = ends[done - 1]
+        self.remaining[slots] = remaining - done
+        self.ctx[slots] += done
+        ledger.generated[reqs] += done
+        if not self.config.reserves_full_sequence:
+            blocks = ceil_div(self.ctx[slots] - 1, self.config.block_size_tokens)
+            self.free_blocks -= int((blocks - self.blocks[slots]).sum())
+            self.blocks[slots] = blocks
+        over = done == remaining
+        finished = []
+        if over.any():
+            for slot, end_s in zip(slots[over].tolist(), ends[remaining[over] - 1].tolist(), strict=True):
+                finished.append(int(self.slot_req[slot]))
+                self._finish(slot, end_s)
+        return finished
+
+    def _commit_chunk(self, slot: int, tokens: int, end_s: float) -> bool:
+        """Prompt tokens computed; the last chunk yields a token. True when that token ends the request."""
+        self.computed[slot] += tokens
+        self.prompt_left[slot] -= tokens
+        if self.prompt_left[slot]:
+            return False
+        ledger, req = self.ledger, int(self.slot_req[slot])
+        if ledger.generated[req] == 0:
+            ledger.first_token_s[req] = end_s
+        elif ledger.counted[req]:  # recomputed after a preemption: the gap since the token before it
+            ledger.itl_values_s.append(np.array([end_s - ledger.last_token_s[req]]))
+            ledger.itl_weights.append(np.ones(1, dtype=np.int64))
+        ledger.generated[req] += 1
+        self.remaining[slot] -= 1
+        self.ctx[slot] = self.computed[slot] + 1
+        self.decoding[slot] = True
+        self.last_token_s[slot] = end_s
+        return bool(self.remaining[slot] == 0)
+
+    def _finish(self, slot: int, end_s: float) -> None:
+        req = int(self.slot_req[slot])
+        self.ledger.finish_s[req] = end_s
+        self.ledger.last_token_s[req] = end_s
+        self.release(slot)

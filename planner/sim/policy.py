@@ -1,0 +1,105 @@
+"""Which scheduler a simulated instance runs, with which knobs, and how much KV cache it has.
+
+Three schedulers, one per engine family:
+
+- `prefill-first` (vLLM V0 default): an iteration is either prompts only (as many waiting prompts, oldest
+  first, as fit the token budget, the sequence cap and the KV cache less a 1% watermark) or one decode step of
+  every running sequence. KV blocks are allocated as tokens are generated; when a decode step finds no free
+  block the newest running request is preempted by recompute (its blocks freed, re-queued at the front, its
+  prompt and generated tokens prefilled again on readmission).
+- `chunked` (vLLM V1 default, SGLang, Sarathi-Serve): decodes first; every iteration holds all running decodes,
+  then chunks of partially prefilled prompts (oldest first), then new prompts, filling the rest of the token
+  budget. Same paged KV cache and preemption by recompute, no watermark.
+- `inflight` (TensorRT-LLM in-flight batching): the chunked iteration, with GUARANTEED_NO_EVICT admission: a
+  request is admitted only when KV for its full input + output is free, reserved at admission; never preempted.
+
+`auto` picks from the engine profile: prefill-first without mixed batching; with it, inflight when the engine
+reserves a request's full sequence (TensorRT-LLM), chunked otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+from pydantic import Field
+
+from planner.cost.memory import memory_breakdown
+from planner.errors import PlannerError
+from planner.specs.deployment import Deployment
+from planner.specs.hardware import Frozen
+
+
+class Scheduler(str, Enum):
+    auto = "auto"
+    prefill_first = "prefill-first"
+    chunked = "chunked"
+    inflight = "inflight"
+
+
+class Routing(str, Enum):
+    """How arrivals are spread over data-parallel replicas."""
+
+    round_robin = "round-robin"  # request i goes to replica i mod N, in arrival order
+    least_loaded = "least-loaded"  # fewest requests waiting or running; ties to the lowest index
+
+
+class Policy(Frozen):
+    """The scheduler and its knobs; None takes the engine profile's default (or the memory model's capacity)."""
+
+    scheduler: Scheduler = Scheduler.auto
+    max_num_tokens: int | None = Field(default=None, ge=1)  # token budget of one iteration
+    max_batch_size: int | None = Field(default=None, ge=1)  # sequences running at once
+    kv_capacity_tokens: int | None = Field(default=None, ge=1)  # KV cache of one instance, in tokens
+    block_size_tokens: int = Field(default=16, ge=1)  # paged KV block (vLLM and TensorRT-LLM default 16)
+    watermark_fraction: float = Field(default=0.01, ge=0, lt=1)  # prefill-first: KV kept free at admission
+    max_run_steps: int = Field(default=512, ge=1)  # decode steps evaluated together (speed only, not results)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """A policy resolved against one deployment: what the event loop runs."""
+
+    scheduler: Scheduler
+    max_num_tokens: int
+    max_batch_size: int
+    kv_capacity_tokens: int
+    block_size_tokens: int
+    total_blocks: int
+    watermark_blocks: int  # prefill-first only: free blocks admission must leave
+    max_run_steps: int
+
+    @property
+    def reserves_full_sequence(self) -> bool:
+        return self.scheduler is Scheduler.inflight
+
+    @property
+    def preempts(self) -> bool:
+        return self.scheduler is not Scheduler.inflight
+
+
+def resolve_scheduler(deployment: Deployment, policy: Policy) -> SchedulerConfig:
+    """The scheduler, budget, sequence cap and KV blocks of one instance under `policy`."""
+    engine = deployment.engine
+    scheduler = policy.scheduler
+    if scheduler is Scheduler.auto:
+        if not engine.mixed_batching:
+            scheduler = Scheduler.prefill_first
+        else:
+            scheduler = Scheduler.inflight if engine.reserves_full_sequence else Scheduler.chunked
+    kv_tokens = policy.kv_capacity_tokens or memory_breakdown(deployment).kv_capacity_tokens
+    blocks = kv_tokens // policy.block_size_tokens
+    if blocks < 1:
+        raise PlannerError(f"a KV cache of {kv_tokens} tokens holds no block of {policy.block_size_tokens} tokens")
+    watermark = math.floor(policy.watermark_fraction * blocks) if scheduler is Scheduler.prefill_first else 0
+    return SchedulerConfig(
+        scheduler=scheduler,
+        max_num_tokens=policy.max_num_tokens or engine.max_num_tokens,
+        max_batch_size=policy.max_batch_size or engine.max_batch_size,
+        kv_capacity_tokens=kv_tokens,
+        block_size_tokens=policy.block_size_tokens,
+        total_blocks=blocks,
+        watermark_blocks=watermark,
+        max_run_steps=policy.max_run_steps,
+    )

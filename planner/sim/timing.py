@@ -1,0 +1,75 @@
+"""Iteration seconds for the simulator, from the compiled cost model (planner.cost.iteration.iteration_times_s)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from planner.cost.iteration import iteration_times_s
+from planner.cost.ops import FEATURES
+from planner.specs.deployment import Deployment
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+DECODE_SEQS, DECODE_CONTEXT = FEATURES.index("decode_seqs"), FEATURES.index("decode_context_tokens")
+
+
+class IterationTimer:
+    """Iteration seconds from the compiled cost model (planner.cost.iteration.iteration_times_s).
+
+    Single shapes are cached: prompt-only iterations of a fixed-length workload repeat exactly. Decode-only
+    steps are read from a line per batch size: at a fixed number of sequences n, every op of a decode step
+    costs the larger of two affine functions of the summed context (or one), so the step time is convex in it;
+    it is evaluated at both ends and the middle of the context range, and where the middle lies on the chord
+    (to 1e-9) the step time equals the chord over the whole range (a convex function touching its chord
+    inside an interval is affine there). Batch sizes that fail the check are evaluated step by step.
+    """
+
+    def __init__(self, deployment: Deployment, max_batch_size: int, max_context_tokens: int) -> None:
+        self.deployment = deployment
+        self.cache: dict[tuple[float, ...], float] = {}
+        self.evaluations = 0
+        n = np.arange(1, max_batch_size + 1, dtype=float)
+        low, high = n, n * max(max_context_tokens, 2)
+        mid = (low + high) / 2
+        shapes = np.zeros((3 * len(n), len(FEATURES)))
+        shapes[:, 0] = 1.0
+        shapes[:, DECODE_SEQS] = np.tile(n, 3)
+        shapes[:, DECODE_CONTEXT] = np.concatenate([low, mid, high])
+        t_low, t_mid, t_high = self.many(shapes).reshape(3, -1)
+        slope = (t_high - t_low) / (high - low)
+        affine = np.abs(t_low + slope * (mid - low) - t_mid) <= 1e-9 * t_mid
+        # index by n (row 0 unused): time = intercept[n] + slope[n] x summed context
+        self.slope = np.concatenate([[0.0], slope])
+        self.intercept = np.concatenate([[0.0], t_low - slope * low])
+        self.affine = np.concatenate([[True], affine])
+
+    def one(self, shape: tuple[float, ...]) -> float:
+        time_s = self.cache.get(shape)
+        if time_s is None:
+            time_s = float(self.many(np.array([shape]))[0])
+            self.cache[shape] = time_s
+        return time_s
+
+    def many(self, shapes: FloatArray) -> FloatArray:
+        self.evaluations += 1
+        return iteration_times_s(self.deployment, shapes)
+
+    def decode(self, seqs: IntArray, context_tokens: FloatArray) -> FloatArray:
+        """Decode steps of seqs[i] sequences attending to context_tokens[i] tokens in all."""
+        if self.affine[seqs].all():
+            return np.asarray(self.intercept[seqs] + self.slope[seqs] * context_tokens)
+        shapes = np.zeros((len(seqs), len(FEATURES)))
+        shapes[:, 0] = 1.0
+        shapes[:, DECODE_SEQS] = seqs
+        shapes[:, DECODE_CONTEXT] = context_tokens
+        return self.many(shapes)
+
+
+def prefill_shape(prefill: list[tuple[int, int]], decode_seqs: int = 0, decode_context: int = 0) -> tuple[float, ...]:
+    """FEATURES of an iteration with prompt chunks (cached tokens, new tokens) and decode sequences: a chunk of
+    s tokens after c cached ones has s c + s (s + 1) / 2 causal pairs (BatchShape.prefill)."""
+    tokens = sum(s for _, s in prefill)
+    pairs = sum(s * c + s * (s + 1) / 2 for c, s in prefill)
+    cached = sum(c for c, _ in prefill)
+    return (1.0, float(tokens), float(len(prefill)), pairs, float(cached), float(decode_seqs), float(decode_context))

@@ -1,0 +1,277 @@
+"""The discrete-event simulator (`planner.sim`): conservation, agreement with the analytic colocated model
+where that analysis is exact, the closed-loop lock-step, preemption, determinism, and monotonicity in memory.
+
+All cases run the tiny model of `test_ops` on the synthetic test GPU (millions of KV tokens, so memory binds
+only where a test sets `kv_capacity_tokens`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_ops import catalog_engine, make_deployment, make_moe_model
+
+from planner.cost.iteration import iteration_cost, iteration_times_s
+from planner.cost.ops import FEATURES, BatchShape
+from planner.errors import PlannerError
+from planner.sim import (
+    Policy,
+    Routing,
+    Scheduler,
+    SimResult,
+    bursty,
+    closed_loop,
+    draw_requests,
+    offline,
+    poisson,
+    simulate,
+    static_batch,
+)
+from planner.sim.timing import IterationTimer
+from planner.specs.deployment import Deployment
+from planner.specs.workload import Workload
+from planner.strategies import continuous
+
+SCHEDULERS = [Scheduler.prefill_first, Scheduler.chunked, Scheduler.inflight]
+MIXED = Workload(name="mixed", input_lens=(40, 300, 700, 90, 1500), output_lens=(5, 60, 20, 200, 1))
+
+
+def deployment(engine: str = "vllm", **engine_overrides: Any) -> Deployment:
+    """The tiny model on one test GPU with an engine profile, its knobs overridden."""
+    spec = catalog_engine(engine).model_copy(update=engine_overrides)
+    return make_deployment(engine=spec)
+
+
+def arrays(result: SimResult) -> dict[str, np.ndarray]:
+    records = result.requests
+    return {name: np.asarray(getattr(records, name)) for name in type(records).model_fields}
+
+
+class TestIterationTimer:
+    @pytest.mark.parametrize("layout", [{}, {"tp_size": 2, "pp_size": 2}, {"model": make_moe_model()}])
+    def test_decode_lines_equal_the_cost_model(self, layout: dict[str, Any]) -> None:
+        """Decode steps read from the per-batch-size lines equal iteration_times_s at 2,000 random shapes (and
+        a batch size whose line is switched off takes the direct path)."""
+        dep = make_deployment(**layout)
+        timer = IterationTimer(dep, max_batch_size=256, max_context_tokens=5000)
+        assert timer.affine.all()
+        rng = np.random.default_rng(0)
+        seqs = rng.integers(1, 257, size=2000)
+        context = seqs * rng.integers(2, 5001, size=2000).astype(float)
+        shapes = np.zeros((2000, len(FEATURES)))
+        shapes[:, 0], shapes[:, 5], shapes[:, 6] = 1.0, seqs, context
+        direct = iteration_times_s(dep, shapes)
+        assert timer.decode(seqs, context) == pytest.approx(direct, rel=1e-9)
+        timer.affine[7] = False
+        assert timer.decode(seqs, context) == pytest.approx(direct, rel=1e-12)
+
+
+class TestConservation:
+    @pytest.mark.parametrize("scheduler", SCHEDULERS)
+    @pytest.mark.parametrize(
+        "stream",
+        [
+            offline(60, MIXED),
+            poisson(40.0, 60, MIXED),
+            bursty(40.0, 3.0, 60, MIXED),
+            closed_loop(8, 50, MIXED, warmup_requests=10),
+        ],
+        ids=["offline", "poisson", "bursty", "closed-loop"],
+    )
+    def test_every_request_finishes_once_and_every_token_counts_once(self, scheduler: Scheduler, stream: Any) -> None:
+        """Tight KV (4,000 tokens) and a small budget (512) so that chunks, waits and preemptions all happen."""
+        policy = Policy(scheduler=scheduler, kv_capacity_tokens=4000, max_num_tokens=512)
+        result = simulate(deployment(), stream, policy, replicas=2)
+        r = arrays(result)
+        counted = ~r["warmup"]
+        assert len(r["arrival_s"]) == stream.total_requests
+        assert np.all(np.isfinite(r["finish_s"]))
+        assert np.all(r["arrival_s"] <= r["first_token_s"]) and np.all(r["first_token_s"] <= r["finish_s"])
+        assert result.num_requests == stream.num_requests
+        assert result.output_tokens == r["output_len"][counted].sum()
+        assert result.output_throughput_tok_s * result.duration_s == pytest.approx(result.output_tokens, rel=1e-12)
+        assert result.request_throughput_req_s * result.duration_s == pytest.approx(stream.num_requests, rel=1e-12)
+        if scheduler is Scheduler.inflight:
+            assert result.preemptions == 0  # GUARANTEED_NO_EVICT
+
+    def test_busy_time_is_the_iterations_of_every_replica(self) -> None:
+        """One replica, offline: the engine never idles from t = 0 to the last finish."""
+        result = simulate(deployment(), offline(40, MIXED), replicas=1)
+        busy = result.busy.prefill_s + result.busy.decode_s + result.busy.mixed_s
+        assert busy == pytest.approx(result.duration_s, rel=1e-12)
+
+
+class TestSingleRequestAlone:
+    @pytest.mark.parametrize("scheduler", SCHEDULERS)
+    @pytest.mark.parametrize(("input_len", "output_len"), [(1024, 256), (100, 2), (3000, 40)])
+    def test_ttft_is_one_prefill_and_tpot_one_decode_step(
+        self, scheduler: Scheduler, input_len: int, output_len: int
+    ) -> None:
+        """TTFT = the prefill iteration of I tokens; TPOT = the mean of O - 1 decode steps at contexts
+        I + 1 ... I + O - 1, which is the step at the mean context I + O / 2 (a decode step is affine in its
+        context). Exact up to float rounding."""
+        dep = deployment()
+        result = simulate(dep, offline(1, Workload.fixed(input_len, output_len)), Policy(scheduler=scheduler))
+        prefill = iteration_cost(dep, BatchShape.prefill(input_len)).time_s
+        step = iteration_cost(dep, BatchShape.decode(1, input_len + output_len / 2)).time_s
+        assert result.ttft_s.mean == pytest.approx(prefill, rel=1e-12)
+        assert result.tpot_s.mean == pytest.approx(step, rel=1e-9)
+        assert result.itl_s.mean == pytest.approx(step, rel=1e-9)
+
+
+class TestStaticBatch:
+    @pytest.mark.parametrize("scheduler", SCHEDULERS)
+    @pytest.mark.parametrize(("batch", "input_len", "output_len"), [(8, 512, 128), (32, 128, 64), (1, 2048, 16)])
+    def test_matches_continuous_static_batch(
+        self, scheduler: Scheduler, batch: int, input_len: int, output_len: int
+    ) -> None:
+        """B prompts in one iteration (the budget holds B x I tokens), then O - 1 decode steps of all B:
+        continuous.static_batch, exact up to float rounding."""
+        dep = deployment(max_num_tokens=batch * input_len)
+        result = simulate(dep, static_batch(batch, Workload.fixed(input_len, output_len)), Policy(scheduler=scheduler))
+        point = continuous.static_batch(dep, input_len, output_len, batch)
+        assert result.ttft_s.mean == pytest.approx(point.ttft_s, rel=1e-12)
+        assert result.tpot_s.mean == pytest.approx(point.tpot_s, rel=1e-9)
+        assert result.request_throughput_req_s == pytest.approx(point.request_rate_req_s, rel=1e-9)
+
+
+class TestOfflineThroughput:
+    @pytest.mark.parametrize(("input_len", "output_len"), [(256, 64), (1024, 256), (2000, 2), (512, 1)])
+    def test_prefill_first_equals_the_analytic_cycle(self, input_len: int, output_len: int) -> None:
+        """Fixed lengths, prefill-first, N = 4 full batches: the simulator runs in waves (all B requests of a
+        wave finish together), each wave B / k prompt iterations of k = max_num_tokens // I prompts and O - 1
+        decode steps of B: exactly continuous.steady_state's busy(B) when k divides B. Float rounding only."""
+        dep = deployment(max_batch_size=64, max_num_tokens=4 * input_len)
+        result = simulate(dep, offline(256, Workload.fixed(input_len, output_len)))
+        point = continuous.offline(dep, input_len, output_len, 64, 256)
+        assert result.request_throughput_req_s == pytest.approx(point.request_rate_req_s, rel=1e-9)
+
+    @pytest.mark.parametrize(("input_len", "output_len"), [(256, 64), (1024, 256), (128, 32)])
+    def test_mixed_batching_within_three_percent(self, input_len: int, output_len: int) -> None:
+        """TensorRT-LLM profile (in-flight, budget 8192, 2048 sequences), 4 x the analytic batch. The analytic
+        model charges a prompt its marginal cost beside a fractional steady-state batch (the token budget's
+        balance, d = budget x O / (I + O)) and ignores ramp-up and drain; the simulator runs whole chunks and
+        integer batches. Agreement within 3% (measured: 0.4%, 0.6%, 1.8%)."""
+        dep = deployment("trtllm")
+        batch = continuous.max_decode_batch(dep, input_len, output_len, 10**9)
+        num_requests = 4 * int(batch)
+        result = simulate(dep, offline(num_requests, Workload.fixed(input_len, output_len)))
+        point = continuous.offline(dep, input_len, output_len, batch, num_requests)
+        assert result.request_throughput_req_s == pytest.approx(point.request_rate_req_s, rel=0.03)
+
+
+class TestClosedLoopLockStep:
+    @pytest.mark.parametrize("clients", [1, 4, 16, 64])
+    def test_first_wave_ttft_is_c_plus_one_over_two_prefills(self, clients: int) -> None:
+        """Prefill-first with max_num_tokens = I = 1024, so each prefill iteration holds one prompt; C clients
+        start together at t = 0 and nothing runs before them. Request j (1-based) gets its first token after j
+        prefills, so the first wave's mean TTFT is (C + 1) / 2 prefills, exactly."""
+        dep = deployment(max_num_tokens=1024)
+        result = simulate(dep, closed_loop(clients, 3 * clients, Workload.fixed(1024, 64)))
+        r = arrays(result)
+        first_wave = (r["first_token_s"] - r["arrival_s"])[:clients]
+        prefill = iteration_cost(dep, BatchShape.prefill(1024)).time_s
+        assert first_wave.mean() == pytest.approx((clients + 1) / 2 * prefill, rel=1e-12)
+
+    def test_clients_never_exceed_the_concurrency(self) -> None:
+        result = simulate(deployment(), closed_loop(6, 80, MIXED, warmup_requests=6), replicas=3)
+        r = arrays(result)
+        for t in r["arrival_s"]:
+            assert np.sum((r["arrival_s"] <= t) & (r["finish_s"] > t)) <= 6
+
+
+class TestPreemption:
+    @pytest.mark.parametrize("scheduler", [Scheduler.prefill_first, Scheduler.chunked])
+    def test_exhausted_kv_preempts_and_every_request_still_finishes(self, scheduler: Scheduler) -> None:
+        """32 requests of 512 + 512 tokens on 8,192 KV tokens: prompts are admitted on their prompt blocks
+        alone, so decodes outgrow the cache and the newest are recomputed."""
+        workload = Workload.fixed(512, 512)
+        policy = Policy(scheduler=scheduler, kv_capacity_tokens=8192)
+        result = simulate(deployment(), offline(32, workload), policy)
+        assert result.preemptions > 0
+        assert result.output_tokens == 32 * 512
+        assert np.all(np.isfinite(arrays(result)["finish_s"]))
+
+    def test_guaranteed_no_evict_admits_only_what_fits(self) -> None:
+        """8,192 tokens hold 8 requests of 1,024 tokens reserved whole: at most 8 run at once, none evicted."""
+        result = simulate(deployment("trtllm"), offline(32, Workload.fixed(512, 512)), Policy(kv_capacity_tokens=8192))
+        assert result.preemptions == 0
+        assert max(result.queue.running) <= 8
+
+    def test_a_request_larger_than_the_cache_is_refused(self) -> None:
+        with pytest.raises(PlannerError, match="KV cache"):
+            simulate(deployment(), offline(1, Workload.fixed(4000, 200)), Policy(kv_capacity_tokens=4096))
+
+
+class TestRunLength:
+    @pytest.mark.parametrize("scheduler", SCHEDULERS)
+    @pytest.mark.parametrize("routing", [Routing.round_robin, Routing.least_loaded])
+    @pytest.mark.parametrize(
+        "stream",
+        [poisson(40.0, 60, MIXED), closed_loop(8, 50, MIXED, warmup_requests=10)],
+        ids=["poisson", "closed-loop"],
+    )
+    def test_planning_many_decode_steps_at_once_changes_nothing(
+        self, scheduler: Scheduler, routing: Routing, stream: Any
+    ) -> None:
+        """Runs of up to 512 decode steps, cut when an arrival could join, against runs of one step (plus the
+        decode step that may follow a prompt iteration): the same iterations, preemptions and timestamps."""
+        tight = {"scheduler": scheduler, "kv_capacity_tokens": 4000, "max_num_tokens": 512}
+        stepwise = simulate(deployment(), stream, Policy(**tight, max_run_steps=1), replicas=2, routing=routing)
+        batched = simulate(deployment(), stream, Policy(**tight), replicas=2, routing=routing)
+        assert (stepwise.iterations, stepwise.preemptions) == (batched.iterations, batched.preemptions)
+        for field in ("first_token_s", "finish_s"):
+            a, b = getattr(stepwise.requests, field), getattr(batched.requests, field)
+            assert a == pytest.approx(b, rel=1e-12)
+
+
+class TestDeterminism:
+    def test_same_seed_same_result(self) -> None:
+        stream = poisson(30.0, 80, Workload.preset("sharegpt"))
+        a, b = (simulate(deployment(), stream, replicas=2, seed=7) for _ in range(2))
+        assert a == b
+
+    def test_another_seed_draws_other_requests(self) -> None:
+        stream = poisson(30.0, 80, Workload.preset("sharegpt"))
+        a, b = (draw_requests(stream, seed) for seed in (1, 2))
+        assert not np.array_equal(a.arrival_s, b.arrival_s)
+        assert not np.array_equal(a.input_len, b.input_len)
+
+
+class TestMoreMemory:
+    @settings(max_examples=25, deadline=None, derandomize=True)
+    @given(
+        scheduler=st.sampled_from(SCHEDULERS),
+        input_len=st.integers(16, 600),
+        output_len=st.integers(1, 300),
+        kv_tokens=st.integers(1200, 20_000),
+        extra_tokens=st.integers(0, 20_000),
+    )
+    def test_more_kv_memory_never_lowers_offline_throughput_beyond_finite_run_effects(
+        self, scheduler: Scheduler, input_len: int, output_len: int, kv_tokens: int, extra_tokens: int
+    ) -> None:
+        """Offline, fixed lengths, 24 requests: a larger KV cache never lowers output throughput by more than
+        5%. Not strictly never: a finite run ends with a partial batch, and more memory can leave a smaller one
+        (24 requests as 21 + 3 instead of 14 + 10: the last 3 decode almost as slowly as 10 would); and a
+        scheduler that admits on prompt blocks alone (vLLM) can admit one request more than decoding then
+        holds, and preempt (see the pinned case below). A random search of 1,500 cases found at most 1.8%
+        (prefill-first), 0.5% (chunked) and 0.09% (inflight)."""
+        dep, stream = deployment(), offline(24, Workload.fixed(input_len, output_len))
+        small = simulate(dep, stream, Policy(scheduler=scheduler, kv_capacity_tokens=kv_tokens))
+        large = simulate(dep, stream, Policy(scheduler=scheduler, kv_capacity_tokens=kv_tokens + extra_tokens))
+        assert large.output_throughput_tok_s >= small.output_throughput_tok_s * 0.95
+
+    def test_one_more_admitted_prompt_can_cost_preemptions(self) -> None:
+        """Prompts of 443 tokens (28 blocks) decoding 26 tokens (to 30 blocks), prefill-first, 1% watermark:
+        245 blocks admit 8 prompts and hold their 8 x 30 blocks; 255 blocks admit 9 (252 blocks, 3 left
+        above the 2-block watermark), which then need 270: the newest are recomputed, and throughput falls
+        although memory grew."""
+        dep, stream = deployment(), offline(24, Workload.fixed(443, 26))
+        small = simulate(dep, stream, Policy(kv_capacity_tokens=245 * 16))
+        large = simulate(dep, stream, Policy(kv_capacity_tokens=255 * 16))
+        assert (small.preemptions, large.preemptions > 0) == (0, True)
+        assert large.output_throughput_tok_s < small.output_throughput_tok_s
