@@ -180,6 +180,9 @@ def estimate(
     batch_size: Annotated[
         int | None, typer.Option(help="Static batch: B requests prefilled and decoded together (one instance).")
     ] = None,
+    analytic: Annotated[
+        bool, typer.Option("--analytic", help="Closed loop and Poisson: the fast formulas, not the simulator.")
+    ] = False,
     num_requests: Annotated[
         int | None, typer.Option(help="Offline: requests queued at once (sets mean TTFT; default 1000).")
     ] = None,
@@ -241,6 +244,7 @@ def estimate(
                 network,
                 gpus_per_node,
                 as_json,
+                analytic,
             )
             return
         if num_requests is not None:
@@ -311,16 +315,19 @@ def _colocated_estimate(
     network: str | None,
     gpus_per_node: int | None,
     as_json: bool,
+    analytic: bool,
 ) -> None:
     from planner.estimate import estimate as run_estimate
     from planner.report.tables import estimate_rows
 
     if input_len is None or output_len is None:
         _fail("give --input-len and --output-len (or --workload NAME)", "output_len" if input_len else "input_len")
-    if concurrency is not None and num_requests is not None:
-        _fail("applies to the offline scenario only, not to --concurrency: drop one", "num_requests")
-    if rate is not None and num_requests is not None:
-        _fail("applies to the offline scenario only, not to --rate: drop one", "num_requests")
+    if (concurrency is not None or rate is not None) and analytic and num_requests is not None:
+        _fail(
+            "sets the simulated requests and the offline queue, not the formulas: drop it or --analytic", "num_requests"
+        )
+    if analytic and concurrency is None and rate is None:
+        _fail("applies to --concurrency and --rate, which are simulated unless asked for the formulas", "analytic")
     result = run_estimate(
         model,
         gpus,
@@ -337,6 +344,7 @@ def _colocated_estimate(
         network=network,
         gpus_per_node=gpus_per_node,
         num_requests=1000 if num_requests is None else num_requests,
+        analytic=analytic,
         catalog=cat,
     )
     if as_json:

@@ -70,6 +70,12 @@ class Estimate(BaseModel):
     stable: bool
     latency_s: float | None = None  # static batch: end-to-end latency of the whole batch
     total_throughput_tok_s: float | None = None  # static batch: B x (input + output) / latency
+    method: str = "analytic"  # "simulated": closed-loop and Poisson figures from the discrete-event simulator
+    ttft_p90_s: float | None = None  # simulated scenarios only
+    ttft_p99_s: float | None = None
+    tpot_p90_s: float | None = None
+    tpot_p99_s: float | None = None
+    analytic: dict[str, float | None] | None = None  # the fast formulas' figures beside the simulated ones
     expected_error_pct: float | None = None  # held-out validation error of this engine on this GPU family
     calibration_basis: str = ""  # what the expected error and the constants rest on
     notes: list[str] = []
@@ -150,6 +156,7 @@ def estimate(
     rate: float | None = None,
     *,
     batch_size: int | None = None,
+    analytic: bool = False,
     kv_dtype: str | Dtype | None = None,
     engine: str | None = None,
     network: str | None = None,
@@ -163,6 +170,9 @@ def estimate(
     No concurrency, rate or batch_size: offline (all `num_requests` queued). concurrency: closed loop of C
     clients. rate: Poisson arrivals at `rate` requests/s. Both are split evenly over the data-parallel replicas.
     batch_size: one static batch of B requests on one instance, prefilled together and decoded together.
+    Closed-loop and Poisson figures come from the discrete-event simulator (planner.sim: `num_requests`
+    requests, seed 0; a closed loop first issues C warm-up requests), with the fast formulas' beside them under
+    `analytic`; analytic=True gives the formulas alone.
     """
     catalog = catalog or load_catalog()
     notes: list[str] = []
@@ -239,7 +249,40 @@ def estimate(
         )
     expected, basis = calibration_basis(catalog, deployment)
     result = _serve(deployment, memory, input_len, output_len, concurrency, rate, batch_size, num_requests, notes)
+    if not analytic and result.scenario in (Scenario.concurrency, Scenario.rate) and result.stable:
+        result = _simulated(result, deployment, concurrency, rate, num_requests)
     return result.model_copy(update={"expected_error_pct": expected, "calibration_basis": basis})
+
+
+def _simulated(
+    result: Estimate, deployment: Deployment, concurrency: int | None, rate: float | None, num_requests: int
+) -> Estimate:
+    """The estimate with its throughput and latencies replaced by the simulator's for the same scenario."""
+    from planner.sim import closed_loop, poisson, simulate
+    from planner.specs.workload import Workload
+
+    workload = Workload.fixed(result.input_len, result.output_len)
+    if concurrency is not None:
+        stream = closed_loop(int(concurrency), num_requests, workload, warmup_requests=int(concurrency))
+    else:
+        assert rate is not None
+        stream = poisson(rate, num_requests, workload)
+    sim = simulate(deployment, stream, seed=0)
+    figures = ("output_throughput_tok_s", "request_throughput_req_s", "ttft_s", "tpot_s")
+    return result.model_copy(
+        update={
+            "method": "simulated",
+            "analytic": {name: getattr(result, name) for name in figures},
+            "output_throughput_tok_s": sim.output_throughput_tok_s,
+            "request_throughput_req_s": sim.request_throughput_req_s,
+            "ttft_s": sim.ttft_s.mean,
+            "tpot_s": sim.tpot_s.mean,
+            "ttft_p90_s": sim.ttft_s.p90,
+            "ttft_p99_s": sim.ttft_s.p99,
+            "tpot_p90_s": sim.tpot_s.p90,
+            "tpot_p99_s": sim.tpot_s.p99,
+        }
+    )
 
 
 def _serve(

@@ -192,7 +192,12 @@ HARDENING_CASES: list[tuple[str, list[str], str]] = [
     ("tpot negative", _strategy_args(strategy="colocated", tpot="-1"), "--tpot: must be a number greater than 0"),
     ("ttft on a plain estimate", estimate_args(ttft="1"), "--ttft: SLO targets apply to strategy estimates"),
     ("num-requests on a strategy estimate", _strategy_args(strategy="colocated", num_requests="5"), "--num-requests"),
-    ("num-requests with rate", estimate_args(rate="1", num_requests="5"), "--num-requests: applies to the offline"),
+    (
+        "num-requests with analytic rate",
+        [*estimate_args(rate="1", num_requests="5"), "--analytic"],
+        "--num-requests: sets the simulated requests",
+    ),
+    ("analytic offline", [*estimate_args(), "--analytic"], "--analytic: applies to --concurrency and --rate"),
     ("workload and lengths", [*_strategy_args(), "--workload", "sharegpt"], "--workload: a workload sets the request"),
     ("workload typo", ["estimate", "--model", "llama-8b", "--gpus", "1xh100", "--workload", "sharegtp"], "sharegpt"),
     ("fractional concurrency", estimate_args(concurrency="2.5"), "--concurrency: must be a whole number"),

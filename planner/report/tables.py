@@ -36,10 +36,23 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str]]:
         ("engine profile", f"{est.engine} (kernel constants {est.calibration})"),
         ("request", f"{est.input_len} input + {est.output_len} output tokens"),
         ("scenario", scenario),
+        (
+            "method",
+            est.method
+            + (
+                " (discrete-event simulation; formulas: TTFT "
+                + _ms((est.analytic or {}).get("ttft_s"))
+                + ", TPOT "
+                + _ms((est.analytic or {}).get("tpot_s"))
+                + ")"
+                if est.analytic
+                else ""
+            ),
+        ),
         ("output throughput", f"{est.output_throughput_tok_s:,.0f} tok/s"),
         ("request throughput", f"{est.request_throughput_req_s:,.3f} req/s"),
-        ("TTFT (mean)", _ms(est.ttft_s)),
-        ("TPOT (mean)", _ms(est.tpot_s)),
+        ("TTFT (mean)", _ms(est.ttft_s) + _tail(est.ttft_p90_s, est.ttft_p99_s)),
+        ("TPOT (mean)", _ms(est.tpot_s) + _tail(est.tpot_p90_s, est.tpot_p99_s)),
         ("decode batch per replica", f"{est.batch_size:,.1f}"),
         ("KV capacity per replica", f"{est.kv_capacity_tokens:,} tokens"),
         ("prefill of one request", _ms(est.prefill_time_s)),
@@ -55,6 +68,10 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str]]:
             ("total throughput", f"{est.total_throughput_tok_s or 0:,.0f} tok/s (input + output)"),
         )
     return rows
+
+
+def _tail(p90_s: float | None, p99_s: float | None) -> str:
+    return "" if p90_s is None or p99_s is None else f", p90 {_ms(p90_s)}, p99 {_ms(p99_s)}"
 
 
 def _expected(est: Estimate) -> str:
