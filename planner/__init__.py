@@ -41,6 +41,8 @@ _LAZY = {
     "Recommendation": "planner.recommend",
     "Plan": "planner.search.plan",
     "compare": "planner.compare",
+    "simulate": "planner.simulation",
+    "SimResult": "planner.sim",
 }
 
 if TYPE_CHECKING:
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
     from planner.estimate import Estimate, Scenario, estimate
     from planner.recommend import Recommendation, recommend
     from planner.search.plan import Plan
+    from planner.sim import SimResult
+    from planner.simulation import simulate
     from planner.specs.catalog import Catalog, load_catalog
     from planner.specs.deployment import Deployment
     from planner.specs.engine import CalibrationProfile, EngineConstants, EngineSpec
@@ -85,8 +89,10 @@ __all__ = [
     "PlannerError",
     "Recommendation",
     "Scenario",
+    "SimResult",
     "compare",
     "estimate",
     "load_catalog",
     "recommend",
+    "simulate",
 ]

@@ -144,6 +144,56 @@ def _smallest_fitting_tp(
     )
 
 
+def resolve_deployment(
+    catalog: Catalog,
+    model: str | ModelSpec,
+    gpus: str | Cluster,
+    tp: int | None,
+    pp: int | None,
+    dtype: str | Dtype,
+    kv_dtype: str | Dtype | None,
+    engine: str | None,
+    network: str | None,
+    gpus_per_node: int | None,
+    tokens_per_request: int,
+    notes: list[str],
+) -> tuple[Deployment, MemoryBreakdown]:
+    """The deployment a user's names describe (the smallest TP within a node that fits when `tp` is None) and
+    its memory; what was chosen or resolved for them is appended to `notes`."""
+    if isinstance(model, str):
+        spec = catalog.model(model)
+        if spec.id != model.strip().lower():
+            notes.append(f"model '{model}' resolved to {spec.name} ({spec.id})")
+    else:
+        spec = model
+    cluster = catalog.cluster(gpus, network, gpus_per_node) if isinstance(gpus, str) else gpus
+    engine_spec = catalog.engine(engine) if engine else default_engine(catalog, cluster.gpu)
+    weight_dtype, kv = resolve_dtypes(dtype, kv_dtype, engine_spec.fp8_kv_cache_with_fp8_weights)
+    gpu_flops = cluster.gpu.dense_tflops
+    if (weight_dtype is Dtype.fp8 and gpu_flops.fp8 is None) or (weight_dtype is Dtype.int8 and gpu_flops.int8 is None):
+        notes.append(
+            f"{cluster.gpu.name} has no {weight_dtype.value} tensor-core rate: {weight_dtype.value} "
+            "weights are dequantised and GEMMs run at the 16-bit rate (weight-only)"
+        )
+    if engine is None:
+        notes.append(
+            f"engine profile: {engine_spec.name}, the one with the most published measurements on "
+            f"{cluster.gpu.name} or its family (choose with --engine)"
+        )
+    if tokens_per_request > spec.max_position_embeddings:
+        notes.append(
+            f"input + output = {tokens_per_request} tokens exceeds the model's context of "
+            f"{spec.max_position_embeddings}"
+        )
+    pp = pp or 1
+    if tp is None:
+        tp = _smallest_fitting_tp(catalog, spec, cluster, pp, weight_dtype, kv, engine_spec, tokens_per_request)
+        notes.append(f"TP {tp} chosen: the smallest TP within a node at which the model fits (PP {pp})")
+    deployment = catalog.deployment(spec, cluster, tp, pp, weight_dtype, kv, engine_spec)
+    memory = memory_breakdown(deployment)
+    return deployment, memory
+
+
 def estimate(
     model: str | ModelSpec,
     gpus: str | Cluster,
@@ -200,38 +250,11 @@ def estimate(
         raise PlannerError(f"expected text such as 8xL20 or a Cluster, got {gpus!r}", "gpus")
     if engine is not None:
         catalog.engine(engine)  # an empty or unknown name is an error, not the default profile
-    if isinstance(model, str):
-        spec = catalog.model(model)
-        if spec.id != model.strip().lower():
-            notes.append(f"model '{model}' resolved to {spec.name} ({spec.id})")
-    else:
-        spec = model
-    cluster = catalog.cluster(gpus, network, gpus_per_node) if isinstance(gpus, str) else gpus
-    engine_spec = catalog.engine(engine) if engine else default_engine(catalog, cluster.gpu)
-    weight_dtype, kv = resolve_dtypes(dtype, kv_dtype, engine_spec.fp8_kv_cache_with_fp8_weights)
-    gpu_flops = cluster.gpu.dense_tflops
-    if (weight_dtype is Dtype.fp8 and gpu_flops.fp8 is None) or (weight_dtype is Dtype.int8 and gpu_flops.int8 is None):
-        notes.append(
-            f"{cluster.gpu.name} has no {weight_dtype.value} tensor-core rate: {weight_dtype.value} "
-            "weights are dequantised and GEMMs run at the 16-bit rate (weight-only)"
-        )
-    if engine is None:
-        notes.append(
-            f"engine profile: {engine_spec.name}, the one with the most published measurements on "
-            f"{cluster.gpu.name} or its family (choose with --engine)"
-        )
     tokens_per_request = input_len + output_len
-    if tokens_per_request > spec.max_position_embeddings:
-        notes.append(
-            f"input + output = {tokens_per_request} tokens exceeds the model's context of "
-            f"{spec.max_position_embeddings}"
-        )
-    pp = pp or 1
-    if tp is None:
-        tp = _smallest_fitting_tp(catalog, spec, cluster, pp, weight_dtype, kv, engine_spec, tokens_per_request)
-        notes.append(f"TP {tp} chosen: the smallest TP within a node at which the model fits (PP {pp})")
-    deployment = catalog.deployment(spec, cluster, tp, pp, weight_dtype, kv, engine_spec)
-    memory = memory_breakdown(deployment)
+    deployment, memory = resolve_deployment(
+        catalog, model, gpus, tp, pp, dtype, kv_dtype, engine, network, gpus_per_node, tokens_per_request, notes
+    )
+    tp, pp, cluster = deployment.tp_size, deployment.pp_size, deployment.cluster
     if batch_size is not None and memory.kv_capacity_tokens < batch_size * tokens_per_request:
         raise PlannerError(
             f"a static batch of {batch_size} x {tokens_per_request} tokens needs more KV cache than the "

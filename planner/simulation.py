@@ -1,0 +1,203 @@
+"""`planner.simulate()`: one configuration named as `estimate` names it, run through the discrete-event simulator
+(planner.sim) on a request stream; and the simulation of a plan that `recommend --json` wrote.
+
+The simulator runs engine schedulers: prefill-first continuous batching, chunked prefill with a token budget,
+and in-flight batching (the engine profile picks one). Strategies map onto them: `colocated` runs the engine's
+own scheduler and `chunked` the chunked scheduler with its `chunk_size` as the token budget. The other
+strategies are not simulated yet, and say so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from planner.errors import PlannerError
+from planner.estimate import resolve_deployment
+from planner.sim import (
+    Policy,
+    RequestStream,
+    Scheduler,
+    SimResult,
+    Slo,
+    bursty,
+    closed_loop,
+    load_trace,
+    offline,
+    poisson,
+    static_batch,
+)
+from planner.sim import simulate as run
+from planner.specs import inputs
+from planner.specs.catalog import Catalog, load_catalog
+from planner.specs.workload import Workload
+
+SIMULATED_STRATEGIES = ("colocated", "chunked")
+MAX_SIM_REQUESTS = 1_000_000  # requests one simulation runs: about two minutes on one core
+
+
+def policy_for(strategy: str | None, knobs: Mapping[str, float] | None) -> Policy:
+    """The scheduler a strategy runs in the simulator."""
+    knobs = dict(knobs or {})
+    if strategy in (None, "colocated"):
+        return Policy(max_batch_size=int(knobs["max_batch"])) if "max_batch" in knobs else Policy()
+    if strategy == "chunked":
+        budget = int(knobs.get("chunk_size", 512))
+        batch = int(knobs["max_batch"]) if "max_batch" in knobs else None
+        return Policy(scheduler=Scheduler.chunked, max_num_tokens=budget, max_batch_size=batch)
+    raise PlannerError(
+        f"strategy {strategy} is not simulated yet: the simulator runs {', '.join(SIMULATED_STRATEGIES)}", "strategy"
+    )
+
+
+def build_stream(
+    workload: Workload | None,
+    requests: int,
+    concurrency: int | None,
+    rate: float | None,
+    batch_size: int | None,
+    burstiness: float | None,
+    trace: Path | None,
+) -> RequestStream:
+    """The request stream the scenario flags describe (offline when none is given)."""
+    given = [name for name, value in (("concurrency", concurrency), ("rate", rate), ("batch_size", batch_size),
+                                      ("trace", trace)) if value is not None]  # fmt: skip
+    if len(given) > 1:
+        raise PlannerError(f"give one of concurrency, rate, batch_size and trace, not {' and '.join(given)}", given[1])
+    if burstiness is not None and rate is None:
+        raise PlannerError("sets the arrival burstiness of a rate: add --rate", "burstiness")
+    if trace is not None:
+        return load_trace(trace)
+    assert workload is not None
+    if concurrency is not None:
+        return closed_loop(concurrency, requests, workload, warmup_requests=concurrency)
+    if rate is not None:
+        return (
+            bursty(rate, burstiness, requests, workload)
+            if burstiness is not None
+            else poisson(rate, requests, workload)
+        )
+    if batch_size is not None:
+        return static_batch(batch_size, workload)
+    return offline(requests, workload)
+
+
+def simulate(
+    model: str,
+    gpus: str,
+    tp: int | None = None,
+    pp: int | None = None,
+    dtype: str = "bf16",
+    input_len: int | None = None,
+    output_len: int | None = None,
+    workload: str | Workload | None = None,
+    concurrency: int | None = None,
+    rate: float | None = None,
+    batch_size: int | None = None,
+    *,
+    burstiness: float | None = None,
+    trace: str | Path | None = None,
+    requests: int = 1000,
+    seed: int = 0,
+    ttft: float | None = None,
+    tpot: float | None = None,
+    strategy: str | None = None,
+    knobs: Mapping[str, float] | None = None,
+    kv_dtype: str | None = None,
+    engine: str | None = None,
+    network: str | None = None,
+    gpus_per_node: int | None = None,
+    catalog: Catalog | None = None,
+) -> SimResult:
+    """Simulate one configuration: every data-parallel replica the GPUs hold, requests routed round-robin.
+    Offline (all requests queued) unless one of concurrency, rate (with burstiness: gamma inter-arrivals of
+    that coefficient of variation), batch_size or a trace CSV is given."""
+    catalog = catalog or load_catalog()
+    concurrency = inputs.count(concurrency, "concurrency", inputs.MAX_CONCURRENCY)
+    rate = inputs.positive(rate, "rate", inputs.MAX_RATE_REQ_S)
+    batch_size = inputs.count(batch_size, "batch_size", inputs.MAX_CONCURRENCY)
+    burstiness = inputs.positive(burstiness, "burstiness", 100.0)
+    requests = inputs.count(requests, "requests", MAX_SIM_REQUESTS) or 1
+    path = Path(trace) if trace is not None else None
+    work = None if path is not None else Workload.resolve(workload, input_len, output_len)
+    stream = build_stream(work, requests, concurrency, rate, batch_size, burstiness, path)
+    longest = work.max_request_tokens if work is not None else max(
+        a + b for a, b in zip(stream.trace_input_lens, stream.trace_output_lens, strict=True)
+    )  # fmt: skip
+    notes: list[str] = []
+    deployment, _ = resolve_deployment(
+        catalog, model, gpus, tp, pp, dtype, kv_dtype, engine, network, gpus_per_node, longest, notes
+    )
+    slo = Slo(ttft_s=ttft, tpot_s=tpot) if ttft is not None or tpot is not None else None
+    return run(deployment, stream, policy_for(strategy, knobs), slo=slo, seed=seed)
+
+
+def simulate_plan(
+    plan_json: Mapping[str, Any], requests: int = 1000, seed: int = 0, catalog: Catalog | None = None
+) -> list[tuple[dict[str, Any], SimResult]]:
+    """Each instance group of a `recommend --json` plan, simulated under Poisson arrivals at the rate the plan
+    sends it (its instances' planned rate times their count), with the plan's workload and SLOs."""
+    try:
+        instances = plan_json["plan"]["instances"]
+        model, workload = plan_json["inputs"]["model"], plan_json["workload"]
+    except (KeyError, TypeError):
+        raise PlannerError("not a plan from `tdplan recommend --json`: no plan.instances / inputs", "plan") from None
+    unsupported = sorted({i["strategy"] for i in instances} - set(SIMULATED_STRATEGIES))
+    if unsupported:
+        raise PlannerError(
+            f"the plan runs {', '.join(unsupported)}, which the simulator does not run yet "
+            f"(it runs {', '.join(SIMULATED_STRATEGIES)})",
+            "plan",
+        )
+    slo = plan_json.get("slo") or {}
+    inputs_json = plan_json["inputs"]
+    out = []
+    for group in instances:
+        rate = group["planned_rate_req_s"] * group["count"]
+        result = simulate(
+            model,
+            f"{group['gpus']}x{group['gpu']}",
+            tp=group["tp"],
+            pp=group["pp"],
+            dtype=inputs_json.get("dtype") or "bf16",
+            kv_dtype=inputs_json.get("kv_dtype"),
+            engine=inputs_json.get("engine"),
+            network=inputs_json.get("network"),
+            workload=workload if not str(workload).startswith("fixed ") else None,
+            input_len=_fixed(workload, 0),
+            output_len=_fixed(workload, 1),
+            rate=rate if rate > 0 else None,
+            requests=requests,
+            seed=seed,
+            ttft=slo.get("ttft_s"),
+            tpot=slo.get("tpot_s"),
+            strategy=group["strategy"],
+            knobs=group["knobs"],
+            catalog=catalog,
+        )
+        out.append((group, result))
+    return out
+
+
+def _fixed(workload: str, index: int) -> int | None:
+    """Lengths of a `fixed I/O` workload name, else None."""
+    text = str(workload)
+    if not text.startswith("fixed "):
+        return None
+    return int(text.removeprefix("fixed ").split("/")[index])
+
+
+def load_plan(path: str | Path) -> dict[str, Any]:
+    """A plan file written by `tdplan recommend --json`."""
+    text = inputs.read_text(Path(path), "plan", "plan file", inputs.MAX_CONFIG_BYTES)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PlannerError(
+            f"{path} is not JSON (line {err.lineno}): write it with `tdplan recommend --json`", "plan"
+        ) from None
+    if not isinstance(data, dict):
+        raise PlannerError(f"{path} does not hold a JSON object from `tdplan recommend --json`", "plan")
+    return data
