@@ -1,0 +1,98 @@
+"""`tdplan simulate` and `planner.simulate()`: the JSON contract, plans from `recommend --json`, and errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import planner
+from planner.cli import app
+from planner.errors import PlannerError
+
+BASE = ["simulate", "--model", "llama-3.1-8b", "--gpus", "1xh100", "--input-len", "512", "--output-len", "64",
+        "--requests", "200"]  # fmt: skip
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+class TestContract:
+    def test_json_fields(self) -> None:
+        code, output = invoke(*BASE, "--concurrency", "8", "--ttft", "1", "--tpot", "0.1", "--json")
+        assert code == 0, output
+        data = json.loads(output)
+        assert data["schema_version"] >= 1
+        for key in ("output_throughput_tok_s", "request_throughput_req_s", "slo_attainment"):
+            assert key in data
+        for key in ("ttft_s", "tpot_s", "itl_s", "e2e_s"):
+            assert set(data[key]) >= {"mean", "p50", "p90", "p99"}
+        assert data["slo_attainment"] == pytest.approx(1.0)
+
+    def test_library_returns_the_same_model(self) -> None:
+        result = planner.simulate("llama-3.1-8b", "1xh100", input_len=512, output_len=64, rate=5.0, requests=200)
+        assert isinstance(result, planner.SimResult)
+        assert result.num_requests == 200 and result.ttft_s.p99 >= result.ttft_s.p50 > 0
+
+    def test_per_request_records(self, tmp_path: Path) -> None:
+        path = tmp_path / "requests.csv"
+        code, output = invoke(*BASE, "--rate", "5", "--out", str(path))
+        assert code == 0, output
+        rows = list(csv.DictReader(path.open()))
+        assert len(rows) == 200 and {"arrival_s", "first_token_s", "finish_s"} <= set(rows[0])
+
+    def test_seeded_runs_repeat(self) -> None:
+        first = planner.simulate("llama-3.1-8b", "1xh100", workload="sharegpt", rate=5.0, requests=200, seed=3)
+        again = planner.simulate("llama-3.1-8b", "1xh100", workload="sharegpt", rate=5.0, requests=200, seed=3)
+        assert first.model_dump_json() == again.model_dump_json()
+
+
+class TestPlans:
+    def test_simulates_a_recommended_plan(self, tmp_path: Path) -> None:
+        code, output = invoke(
+            "recommend", "--model", "llama-3.1-8b", "--gpus", "2xh100", "--input-len", "512", "--output-len", "64",
+            "--ttft", "1", "--tpot", "0.1", "--strategy", "colocated", "--strategy", "chunked", "--json",
+        )  # fmt: skip
+        assert code == 0, output
+        plan = tmp_path / "plan.json"
+        plan.write_text(output)
+        code, output = invoke("simulate", "--plan", str(plan), "--requests", "200", "--json")
+        assert code == 0, output
+        simulations = json.loads(output)["simulations"]
+        assert simulations and all(s["slo_attainment"] is not None for s in simulations)
+
+    def test_strategies_the_simulator_does_not_run(self) -> None:
+        plan = {"inputs": {"model": "llama-70b"}, "workload": "sharegpt",
+                "plan": {"instances": [{"strategy": "temporal-pipeline"}]}}  # fmt: skip
+        with pytest.raises(PlannerError, match="does not run yet"):
+            planner.simulation.simulate_plan(plan)
+
+    def test_not_a_plan(self, tmp_path: Path) -> None:
+        path = tmp_path / "plan.json"
+        path.write_text("[1, 2]")
+        code, output = invoke("simulate", "--plan", str(path))
+        assert code == 2 and "recommend --json" in output
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("extra", "fragment"),
+        [
+            (["--burstiness", "2"], "--burstiness"),
+            (["--concurrency", "4", "--rate", "1"], "not concurrency and rate"),
+            (["--strategy", "temporal-pipeline"], "not simulated yet"),
+        ],
+    )
+    def test_one_line_and_exit_two(self, extra: list[str], fragment: str) -> None:
+        code, output = invoke(*BASE, *extra)
+        assert code == 2, output
+        assert fragment in output and "Traceback" not in output
+
+    def test_needs_a_model_or_a_plan(self) -> None:
+        code, output = invoke("simulate", "--gpus", "1xh100")
+        assert code == 2 and "--plan" in output
