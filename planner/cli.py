@@ -537,6 +537,9 @@ def recommend(
         str | None, typer.Option(help="KV cache dtype (default: the engine's for the weights).")
     ] = None,
     engine: Annotated[str | None, typer.Option(help="Engine profile (default: most evidence on the GPU).")] = None,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Simulate the plans the simulator runs; re-rank when they disagree.")
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the plan as JSON (what simulate and export read).")
     ] = False,
@@ -549,9 +552,11 @@ def recommend(
     from planner.report.plan import (
         ALTERNATIVE_HEADER,
         INSTANCE_HEADER,
+        VERIFY_HEADER,
         alternative_rows,
         instance_rows,
         predicted_rows,
+        verification_rows,
     )
     from planner.specs.catalog import load_catalog
 
@@ -569,6 +574,7 @@ def recommend(
             objective,
             price,
             strategy,
+            verify=verify,
             dtype=dtype,
             kv_dtype=kv_dtype,
             engine=engine,
@@ -593,6 +599,8 @@ def recommend(
     out.print(_table(predicted_rows(rec), "predicted"))
     if rec.alternatives:
         _listing("the best plan of every other strategy", ALTERNATIVE_HEADER, alternative_rows(rec))
+    if rec.verification:
+        _listing("simulated at the planned load (--verify)", VERIFY_HEADER, verification_rows(rec))
     out.print(rec.reason)
     for note in rec.notes:
         out.print(f"note: {note}")

@@ -19,6 +19,8 @@ from planner.estimate import calibration_basis
 from planner.search.ilp import Objective, Solution, solve
 from planner.search.instances import InstanceType, instance_types
 from planner.search.plan import Plan, instances, main_strategy, predict, ratio
+from planner.search.verify import Verification, simulatable
+from planner.search.verify import verify as _verify
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.hardware import GpuPool
@@ -46,7 +48,8 @@ class Alternative(BaseModel):
 
 
 class Recommendation(BaseModel):
-    """`tdplan recommend`: the plan, the alternatives, and why the plan wins."""
+    """`tdplan recommend`: the plan, the alternatives, and why the plan wins; with `verify`, the simulator's
+    figures for the plans it can run, and the plan it switched from when simulation overturned the ranking."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -56,6 +59,8 @@ class Recommendation(BaseModel):
     slo: Slo | None
     workload: str
     notes: list[str]
+    verification: list[Verification] = []
+    reranked_from: str | None = None
 
 
 def parse_fleet(gpus: str) -> list[str]:
@@ -140,6 +145,7 @@ def recommend(
     prices: Mapping[str, float] | Sequence[str] | None = None,
     strategies: Sequence[str] | None = None,
     *,
+    verify: bool = False,
     dtype: str = "bf16",
     kv_dtype: str | None = None,
     engine: str | None = None,
@@ -150,7 +156,9 @@ def recommend(
 
     objective: goodput (default with a rate or SLOs), throughput (default without), min-gpus or min-cost (both
     need `rate`). SLOs default to TTFT 1 s / TPOT 0.1 s at 90% attainment when only some are given.
-    strategies: restrict the search to these strategy names."""
+    strategies: restrict the search to these strategy names. verify: simulate the plan and the other strategies'
+    best plans that the simulator runs (planner.search.verify); with SLOs, a plan whose simulation misses the
+    attainment target gives way to the best one whose simulation meets it."""
     catalog = catalog or load_catalog()
     rate = inputs.positive(rate, "rate", inputs.MAX_RATE_REQ_S)
     if objective is None:
@@ -201,13 +209,45 @@ def recommend(
         if name != plan.strategy
     ]
     alternatives.sort(key=lambda a: (not a.feasible, a.margin_pct if a.margin_pct is not None else 1e9))
+    reason = _why(plan, alternatives, goal, slo)
+    verification: list[Verification] = []
+    reranked_from = None
+    if verify:
+        ranked = [(plan.strategy, types, best)] + sorted(
+            (
+                (name, sub, sol)
+                for name, (sub, sol) in per_strategy.items()
+                if name != plan.strategy and _feasible(sol, goal)
+            ),
+            key=lambda item: -_score(item[1], item[2], goal, price_table),
+        )
+        checked = [(name, sub, sol) for name, sub, sol in ranked if simulatable(sub, sol)]
+        for name, sub, sol in checked:
+            predicted = (
+                plan.predicted if sol is best else _plan(sub, sol, goal, slo, rate, work, budget, price_table).predicted
+            )
+            verification.append(_verify(name, sub, sol, predicted, slo))
+        if not checked or checked[0][2] is not best:
+            notes.append(f"not simulated: {plan.strategy} (the simulator runs colocated and chunked schedulers)")
+        elif slo is not None:
+            passing = [v for v in verification if (v.simulated_attainment or 0) >= slo.attainment]
+            if verification[0] not in passing and passing:
+                name, sub, sol = next(c for c, v in zip(checked, verification, strict=True) if v is passing[0])
+                reranked_from = plan.strategy
+                plan = _plan(sub, sol, goal, slo, rate, work, budget, price_table)
+                reason = (
+                    f"re-ranked by simulation: {reranked_from} misses the {slo.attainment:.0%} attainment target in "
+                    f"simulation ({verification[0].reason}); {name} meets it. " + reason
+                )
     return Recommendation(
         plan=plan,
         alternatives=alternatives,
-        reason=_why(plan, alternatives, goal, slo),
+        reason=reason,
         slo=slo,
         workload=work.name,
         notes=notes,
+        verification=verification,
+        reranked_from=reranked_from,
     )
 
 
@@ -358,4 +398,6 @@ def plan_payload(rec: Recommendation) -> dict[str, Any]:
         "slo": rec.slo.model_dump(mode="json") if rec.slo else None,
         "workload": rec.workload,
         "notes": rec.notes,
+        "verification": [v.model_dump(mode="json") for v in rec.verification],
+        "reranked_from": rec.reranked_from,
     }

@@ -17,9 +17,7 @@ from typing import Any
 from planner.errors import PlannerError
 from planner.estimate import resolve_deployment
 from planner.sim import (
-    Policy,
     RequestStream,
-    Scheduler,
     SimResult,
     Slo,
     bursty,
@@ -30,26 +28,12 @@ from planner.sim import (
     static_batch,
 )
 from planner.sim import simulate as run
+from planner.sim.policy import SIMULATED_STRATEGIES, policy_for
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.workload import Workload
 
-SIMULATED_STRATEGIES = ("colocated", "chunked")
 MAX_SIM_REQUESTS = 1_000_000  # requests one simulation runs: about two minutes on one core
-
-
-def policy_for(strategy: str | None, knobs: Mapping[str, float] | None) -> Policy:
-    """The scheduler a strategy runs in the simulator."""
-    knobs = dict(knobs or {})
-    if strategy in (None, "colocated"):
-        return Policy(max_batch_size=int(knobs["max_batch"])) if "max_batch" in knobs else Policy()
-    if strategy == "chunked":
-        budget = int(knobs.get("chunk_size", 512))
-        batch = int(knobs["max_batch"]) if "max_batch" in knobs else None
-        return Policy(scheduler=Scheduler.chunked, max_num_tokens=budget, max_batch_size=batch)
-    raise PlannerError(
-        f"strategy {strategy} is not simulated yet: the simulator runs {', '.join(SIMULATED_STRATEGIES)}", "strategy"
-    )
 
 
 def build_stream(

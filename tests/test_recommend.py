@@ -183,3 +183,18 @@ class TestSeeds:
             strategies=["disaggregated", "colocated", "chunked"],
         )  # fmt: skip
         assert rec.plan.strategy == "disaggregated"
+
+
+class TestVerify:
+    def test_simulates_the_plans_it_can_run(self) -> None:
+        rec = run(ttft=1.0, tpot=0.05, verify=True)
+        assert [v.strategy for v in rec.verification][0] == rec.plan.strategy
+        assert {v.strategy for v in rec.verification} == set(FAST)
+        for v in rec.verification:
+            assert v.simulated_ttft_s > 0 and v.simulated_tpot_s > 0
+            assert v.disagrees == (v.reason != "agrees within 25%")
+
+    def test_says_when_the_plan_is_not_simulated(self) -> None:
+        rec = run(ttft=1.0, tpot=0.05, verify=True, strategies=("sm-partition",))
+        assert not rec.verification
+        assert any("not simulated: sm-partition" in note for note in rec.notes)

@@ -89,3 +89,23 @@ def alternative_rows(rec: Recommendation) -> list[list[str]]:
 
 
 ALTERNATIVE_HEADER = ["strategy", "its best plan", "tok/s", "GPUs", "behind by"]
+
+
+VERIFY_HEADER = ["strategy", "req/s", "TTFT predicted", "TTFT simulated", "TPOT predicted", "TPOT simulated",
+                 "attainment simulated", "verdict"]  # fmt: skip
+
+
+def verification_rows(rec: Recommendation) -> list[list[str]]:
+    return [
+        [
+            v.strategy,
+            f"{v.rate_req_s:.3g}",
+            _ms(v.predicted_ttft_s),
+            _ms(v.simulated_ttft_s),
+            _ms(v.predicted_tpot_s),
+            _ms(v.simulated_tpot_s),
+            "-" if v.simulated_attainment is None else f"{v.simulated_attainment:.1%}",
+            v.reason,
+        ]
+        for v in rec.verification
+    ]

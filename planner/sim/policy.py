@@ -20,6 +20,7 @@ reserves a request's full sequence (TensorRT-LLM), chunked otherwise.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -102,4 +103,21 @@ def resolve_scheduler(deployment: Deployment, policy: Policy) -> SchedulerConfig
         total_blocks=blocks,
         watermark_blocks=watermark,
         max_run_steps=policy.max_run_steps,
+    )
+
+
+SIMULATED_STRATEGIES = ("colocated", "chunked")  # strategies whose scheduler the simulator runs
+
+
+def policy_for(strategy: str | None, knobs: Mapping[str, float] | None) -> Policy:
+    """The scheduler a strategy runs in the simulator."""
+    knobs = dict(knobs or {})
+    if strategy in (None, "colocated"):
+        return Policy(max_batch_size=int(knobs["max_batch"])) if "max_batch" in knobs else Policy()
+    if strategy == "chunked":
+        budget = int(knobs.get("chunk_size", 512))
+        batch = int(knobs["max_batch"]) if "max_batch" in knobs else None
+        return Policy(scheduler=Scheduler.chunked, max_num_tokens=budget, max_batch_size=batch)
+    raise PlannerError(
+        f"strategy {strategy} is not simulated yet: the simulator runs {', '.join(SIMULATED_STRATEGIES)}", "strategy"
     )
