@@ -213,14 +213,17 @@ def recommend(
     verification: list[Verification] = []
     reranked_from = None
     if verify:
-        ranked = [(plan.strategy, types, best)] + sorted(
-            (
-                (name, sub, sol)
-                for name, (sub, sol) in per_strategy.items()
-                if name != plan.strategy and _feasible(sol, goal)
+        ranked = [
+            (plan.strategy, types, best),
+            *sorted(
+                (
+                    (name, sub, sol)
+                    for name, (sub, sol) in per_strategy.items()
+                    if name != plan.strategy and _feasible(sol, goal)
+                ),
+                key=lambda item: -_score(item[1], item[2], goal, price_table),
             ),
-            key=lambda item: -_score(item[1], item[2], goal, price_table),
-        )
+        ]
         checked = [(name, sub, sol) for name, sub, sol in ranked if simulatable(sub, sol)]
         for name, sub, sol in checked:
             predicted = (
