@@ -379,7 +379,7 @@ def _nothing_feasible(
     types: Sequence[InstanceType], slo: Slo | None, goal: Objective, rate: float | None, budget: Mapping[str, int]
 ) -> str:
     if slo is not None and all(p.slo_rate_req_s <= 0 for t in types for p in t.pools):
-        fastest = min(types, key=lambda t: t.pools[0].capacity_req_s and 1 / t.pools[0].capacity_req_s)
+        fastest = max(types, key=lambda t: t.pools[0].capacity_req_s)
         return (
             f"no instance meets TTFT {slo.ttft_s:g} s and TPOT {slo.tpot_s:g} s for {slo.attainment:.0%} of requests "
             f"even at a trickle of traffic (e.g. {fastest.label}): loosen --ttft/--tpot or use faster GPUs"
