@@ -9,7 +9,9 @@ Single-pool strategies are evaluated on a cluster of exactly one instance (`one_
 per instance, through the strategy's own capacity and latency models. A cheap bound prunes first: per strategy
 and instance size, only the configurations with the most offline capacity get latencies (`_keep`). The SLO rate
 is read off a short table of attainments at fixed fractions of the capacity (`RATE_FRACTIONS`), refined a few
-times around the target's crossing, by linear interpolation (`tabulate`, `slo_rate`). Disaggregation has two pools: a prefill pool checked against the TTFT target with decode
+times around the target's crossing, by linear interpolation (`tabulate`, `slo_rate`).
+
+Disaggregation has two pools: a prefill pool checked against the TTFT target with decode
 never limiting, a decode pool checked against the TPOT target with prefill never limiting (each evaluated by the
 strategy's own model with the other pool made ample), each at the square root of the attainment target, so
 that both together meet it when the two phases miss independently. The KV bytes a request moves between them
