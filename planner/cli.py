@@ -432,15 +432,13 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print {configs, best} as JSON.")] = False,
     catalog: CatalogRoot = None,
 ) -> None:
-    """Every serving strategy side by side on the same GPUs, each at its best configuration and knobs."""
+    """Every serving strategy side by side on the same GPUs, each at its best plan (the planner's integer program
+    with one strategy allowed at a time)."""
     from planner.compare import compare as run_compare
+    from planner.report.plan import COMPARISON_HEADER, CONFIG_HEADER, comparison_rows, config_rows
     from planner.specs.catalog import load_catalog
 
-    with _errors(), err.status("comparing strategies") as status:
-
-        def progress(name: str, index: int, count: int) -> None:
-            status.update(f"evaluating {name} ({index + 1}/{count} strategies)")
-
+    with _errors(), err.status("comparing strategies"):
         result = run_compare(
             model,
             gpus,
@@ -458,17 +456,14 @@ def compare(
             network=network,
             gpus_per_node=gpus_per_node,
             catalog=load_catalog(catalog),
-            progress=progress,
         )
-        if result.best is None:
-            _fail(f"nothing to compare: {result.reason}")
     if as_json:
         payload = {
-            "configs": [c.model_dump(mode="json") for c in result.configs],
-            "best": result.best.model_dump(mode="json") if result.best else None,
             "per_strategy": [c.model_dump(mode="json") for c in result.per_strategy],
+            "best": result.best.model_dump(mode="json"),
+            "configs": [c.model_dump(mode="json") for c in result.configs],
             "reason": result.reason,
-            "slo": result.slo.model_dump(mode="json"),
+            "slo": result.slo.model_dump(mode="json") if result.slo else None,
             "objective": result.objective,
             "workload": result.workload,
             "engine": result.engine,
@@ -485,32 +480,18 @@ def compare(
         }
         _print_json(payload, inputs)
         return
-    rows = result.configs if show_all else result.per_strategy
+    slo = (
+        f"; SLO TTFT {result.slo.ttft_s:g} s, TPOT {result.slo.tpot_s:g} s at {result.slo.attainment:.0%}"
+        if result.slo
+        else ""
+    )
     title = (
         f"tdplan compare: {result.model} on {result.num_gpus} x {result.gpu}, workload {result.workload}, "
-        f"engine {result.engine}; SLO TTFT {result.slo.ttft_s:g} s, TPOT {result.slo.tpot_s:g} s at "
-        f"{result.slo.attainment:.0%}"
+        f"engine {result.engine}, objective {result.objective}{slo}"
     )
-    table = Table(title=title, title_justify="left")
-    for column in ("strategy", "layout", "knobs", "tok/s offline", "TTFT p90", "TPOT p90", "goodput req/s", "note"):
-        table.add_column(column)
-    for r in rows:
-        layout = f"TP{r.tp} PP{r.pp} x{r.replicas}" + "".join(f" {k}={v}" for k, v in r.detail.items())
-        knobs = " ".join(f"{k}={v:g}" for k, v in r.knobs.items())
-        if not r.feasible:
-            table.add_row(r.strategy, layout, knobs, "-", "-", "-", "-", r.reason or "infeasible")
-            continue
-        table.add_row(
-            r.strategy,
-            layout,
-            knobs,
-            f"{r.output_throughput_tok_s or 0:,.0f}",
-            "-" if r.ttft_p90_s is None else f"{r.ttft_p90_s:.3g} s",
-            "-" if r.tpot_p90_s is None else f"{r.tpot_p90_s * 1e3:.3g} ms",
-            f"{r.goodput_req_s or 0:.3g}",
-            "best" if r is result.best else "",
-        )
-    out.print(table)
+    _listing(title, COMPARISON_HEADER, comparison_rows(result))
+    if show_all:
+        _listing("every instance type evaluated (per instance)", CONFIG_HEADER, config_rows(result))
     out.print(f"why: {result.reason}")
 
 

@@ -1,20 +1,20 @@
-"""`planner.compare()`: every serving strategy on the same GPUs, each at its best configuration and knobs.
+"""`planner.compare()`: every serving strategy on the same GPUs, each at its best plan.
 
-Each strategy enumerates its configurations (layouts x knob values); every configuration is evaluated
-(`planner.strategies.base.evaluate`): offline capacity, latency percentiles at the requested rate (or at its
-goodput rate), SLO attainment and goodput. With latency targets or a rate, a strategy's best configuration has
-the highest goodput (then the highest offline throughput); without them, the highest offline throughput. The
-overall best is the best of those.
+The planner (planner.recommend) tabulates every strategy's instance types once and solves its integer program
+with one strategy allowed at a time. This module also holds what `tdplan estimate --strategy` shares with it:
+resolving names into a Context, the SLO defaults, and one strategy configuration evaluated in full
+(`evaluate_strategy`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
 from planner.errors import PlannerError
 from planner.estimate import default_engine
+from planner.search.plan import Plan, TypeSummary
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.hardware import GpuPool
@@ -26,8 +26,21 @@ from planner.strategies.base import Context, Slo, StrategyResult, evaluate
 DEFAULT_SLO = Slo(ttft_s=1.0, tpot_s=0.1)
 
 
+class StrategyPlan(BaseModel):
+    """One strategy's best plan on the GPUs (None when it has none), and how far it is behind the best."""
+
+    model_config = ConfigDict(frozen=True)
+
+    strategy: str
+    feasible: bool
+    plan: Plan | None
+    margin_pct: float | None  # 0 for the best; positive: worse on the objective
+    reason: str | None = None
+
+
 class Comparison(BaseModel):
-    """All evaluated configurations, each strategy's best, and the overall best with why it wins."""
+    """Every strategy's best plan on the same GPUs (the planner with one strategy allowed at a time), the
+    instance types evaluated, and the best plan with why it wins."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -36,12 +49,12 @@ class Comparison(BaseModel):
     num_gpus: int
     workload: str
     engine: str
-    slo: Slo
+    slo: Slo | None
     objective: str  # "goodput" (latency targets or a rate given) or "throughput" (offline)
     rate_req_s: float | None
-    configs: list[StrategyResult]
-    per_strategy: list[StrategyResult]
-    best: StrategyResult | None
+    per_strategy: list[StrategyPlan]
+    best: StrategyPlan
+    configs: list[TypeSummary]
     reason: str
 
 
@@ -70,36 +83,6 @@ def rank_key(result: StrategyResult, objective: str = "goodput") -> tuple[float,
 def objective_for(rate: float | None, ttft: float | None, tpot: float | None) -> str:
     """Rank by goodput when the user states latency targets or a rate; by offline throughput otherwise."""
     return "goodput" if rate is not None or ttft is not None or tpot is not None else "throughput"
-
-
-def why(best: StrategyResult, runner_up: StrategyResult | None, slo: Slo, objective: str = "goodput") -> str:
-    """One line on why the best configuration beats the next strategy's best."""
-    if runner_up is None:
-        return f"{best.strategy} is the only feasible strategy"
-    if objective == "throughput":
-        tb, tr = best.output_throughput_tok_s or 0.0, runner_up.output_throughput_tok_s or 0.0
-        return (
-            f"{best.strategy} has the highest offline throughput, {tb:,.0f} tok/s, {tb / max(tr, 1e-9):.2f}x the "
-            f"{tr:,.0f} tok/s of {runner_up.strategy} (no latency targets given: pass --ttft/--tpot to rank by goodput)"
-        )
-    good_b, good_r = best.goodput_req_s or 0.0, runner_up.goodput_req_s or 0.0
-    slo_text = f"TTFT <= {slo.ttft_s:g} s and TPOT <= {slo.tpot_s:g} s for {slo.attainment:.0%} of requests"
-    if good_b > 0 and good_b > good_r:
-        gain = f"{good_b / good_r:.2f}x" if good_r > 0 else "where it meets none"
-        detail = ""
-        if best.tpot_p90_s is not None and runner_up.tpot_p90_s is not None and best.ttft_p90_s is not None:
-            detail = (
-                f"; at its operating point p90 TTFT {best.ttft_p90_s:.3g} s and p90 TPOT {best.tpot_p90_s * 1e3:.3g} ms"
-            )
-        return (
-            f"{best.strategy} sustains {good_b:.3g} req/s within {slo_text}, {gain} the "
-            f"{good_r:.3g} req/s of {runner_up.strategy}{detail}"
-        )
-    tb, tr = best.output_throughput_tok_s or 0.0, runner_up.output_throughput_tok_s or 0.0
-    return (
-        f"no strategy meets {slo_text} at any rate; {best.strategy} has the highest offline throughput, "
-        f"{tb:,.0f} tok/s against {tr:,.0f} for {runner_up.strategy}"
-    )
 
 
 def build_context(
@@ -169,54 +152,42 @@ def compare(
     network: str | None = None,
     gpus_per_node: int | None = None,
     catalog: Catalog | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
 ) -> Comparison:
-    """Evaluate every strategy (or those named) on the same GPUs, model and workload.
+    """Every strategy (or those named) on the same GPUs, model and workload: the planner's integer program with
+    one strategy allowed at a time (planner.recommend), ranked on goodput with a rate or latency targets, on
+    offline throughput without them."""
+    from planner.recommend import recommend
 
-    progress: called as progress(strategy, index, count) before each strategy is evaluated (for a status line;
-    a comparison on a large cluster takes a minute)."""
     catalog = catalog or load_catalog()
-    rate = inputs.positive(rate, "rate", inputs.MAX_RATE_REQ_S)
-    slo = build_slo(ttft, tpot, attainment)
     if isinstance(strategies, str):
         strategies = [strategies]
     if strategies is not None and not isinstance(strategies, Sequence):
         raise PlannerError(f"expected strategy names, got {strategies!r}", "strategies")
     names = [get_strategy(name).name for name in strategies] if strategies else sorted(REGISTRY)
-    GpuPool.parse(gpus)  # the count and name, checked before the workload file is read
+    inputs.positive(rate, "rate", inputs.MAX_RATE_REQ_S)
+    inputs.positive(attainment, "attainment", 1.0)
+    pool = GpuPool.parse(gpus)  # the count and name, checked before the workload file is read
     work = Workload.resolve(workload, input_len, output_len)
-    objective = objective_for(rate, ttft, tpot)
-    ctx = build_context(catalog, model, gpus, work, dtype, kv_dtype, engine, network, gpus_per_node)
-    configs: list[StrategyResult] = []
-    per_strategy: list[StrategyResult] = []
-    for index, name in enumerate(names):
-        if progress is not None:
-            progress(name, index, len(names))
-        results = evaluate_strategy(ctx, name, slo, rate)
-        configs += results
-        feasible = [r for r in results if r.feasible]
-        if feasible:
-            per_strategy.append(max(feasible, key=lambda r: rank_key(r, objective)))
-    per_strategy.sort(key=lambda r: rank_key(r, objective), reverse=True)
-    best = per_strategy[0] if per_strategy else None
-    if best is None:
-        reasons = sorted({r.reason or "no reason given" for r in configs})
-        others = f" (and {len(configs) - 1} other configurations)" if len(configs) > 1 else ""
-        first = reasons[0] if reasons else f"no configuration fits {ctx.cluster.num_gpus} GPU(s)"
-        reason = f"no strategy has a feasible configuration: {first}{others}"
-    else:
-        reason = why(best, per_strategy[1] if len(per_strategy) > 1 else None, slo, objective)
+    rec = recommend(
+        model, gpus, work, rate=rate, ttft=ttft, tpot=tpot, attainment=attainment, strategies=names, dtype=dtype,
+        kv_dtype=kv_dtype, engine=engine, network=network, gpus_per_node=gpus_per_node, catalog=catalog,
+    )  # fmt: skip
+    best = StrategyPlan(strategy=rec.plan.strategy, feasible=True, plan=rec.plan, margin_pct=0.0)
+    others = [
+        StrategyPlan(strategy=a.strategy, feasible=a.feasible, plan=a.plan, margin_pct=a.margin_pct, reason=a.reason)
+        for a in rec.alternatives
+    ]
     return Comparison(
-        model=ctx.model.id,
-        gpu=ctx.cluster.gpu.id,
-        num_gpus=ctx.cluster.num_gpus,
-        workload=work.name,
-        engine=ctx.engine.id,
-        slo=slo,
-        objective=objective,
+        model=rec.model,
+        gpu=catalog.gpu(pool.gpu_name).id,
+        num_gpus=pool.count,
+        workload=rec.workload,
+        engine=rec.engine,
+        slo=rec.slo,
+        objective=rec.plan.objective,
         rate_req_s=rate,
-        configs=configs,
-        per_strategy=per_strategy,
+        per_strategy=[best, *others],
         best=best,
-        reason=reason,
+        configs=rec.evaluated,
+        reason=rec.reason,
     )

@@ -18,7 +18,7 @@ from planner.errors import PlannerError
 from planner.estimate import calibration_basis
 from planner.search.ilp import Objective, Solution, solve
 from planner.search.instances import InstanceType, instance_types
-from planner.search.plan import Plan, instances, main_strategy, predict, ratio
+from planner.search.plan import Plan, TypeSummary, instances, main_strategy, predict, ratio
 from planner.search.verify import Verification, simulatable
 from planner.search.verify import verify as _verify
 from planner.specs import inputs
@@ -45,6 +45,7 @@ class Alternative(BaseModel):
     gpus_used: int
     margin_pct: float | None  # how much worse than the recommendation on the objective (positive: worse)
     reason: str | None = None
+    plan: Plan | None = None  # the whole plan, with its predicted latencies
 
 
 class Recommendation(BaseModel):
@@ -58,9 +59,12 @@ class Recommendation(BaseModel):
     reason: str
     slo: Slo | None
     workload: str
+    model: str
+    engine: str
     notes: list[str]
     verification: list[Verification] = []
     reranked_from: str | None = None
+    evaluated: list[TypeSummary] = []  # every instance type tabulated (not part of the JSON plan)
 
 
 def parse_fleet(gpus: str) -> list[str]:
@@ -150,6 +154,7 @@ def recommend(
     kv_dtype: str | None = None,
     engine: str | None = None,
     network: str | None = None,
+    gpus_per_node: int | None = None,
     catalog: Catalog | None = None,
 ) -> Recommendation:
     """The best deployment for `model` on `gpus` (e.g. "8xL20" or "8xL20,8xA100").
@@ -161,6 +166,7 @@ def recommend(
     attainment target gives way to the best one whose simulation meets it."""
     catalog = catalog or load_catalog()
     rate = inputs.positive(rate, "rate", inputs.MAX_RATE_REQ_S)
+    attainment = inputs.positive(attainment, "attainment", 1.0)
     if objective is None:
         goal = Objective.goodput if (rate is not None or ttft is not None or tpot is not None) else Objective.throughput
     else:
@@ -182,7 +188,8 @@ def recommend(
         notes.append(f"workload: {DEFAULT_WORKLOAD} (no --workload or --input-len/--output-len given)")
     work = Workload.resolve(workload, input_len, output_len)
     contexts: list[Context] = [
-        build_context(catalog, model, part, work, dtype, kv_dtype, engine, network, None) for part in parse_fleet(gpus)
+        build_context(catalog, model, part, work, dtype, kv_dtype, engine, network, gpus_per_node)
+        for part in parse_fleet(gpus)
     ]
     budget: dict[str, int] = {}
     for ctx in contexts:
@@ -204,7 +211,11 @@ def recommend(
         raise PlannerError(_nothing_feasible(types, slo, goal, rate, budget), "gpus")
     plan = _plan(types, best, goal, slo, rate, work, budget, price_table)
     alternatives = [
-        _alternative(name, sub, sol, goal, work, price_table, _score(types, best, goal, price_table))
+        _alternative(name, sub, sol, goal, work, price_table, _score(types, best, goal, price_table)).model_copy(
+            update={
+                "plan": _plan(sub, sol, goal, slo, rate, work, budget, price_table) if _feasible(sol, goal) else None
+            }
+        )
         for name, (sub, sol) in per_strategy.items()
         if name != plan.strategy
     ]
@@ -248,9 +259,32 @@ def recommend(
         reason=reason,
         slo=slo,
         workload=work.name,
+        model=contexts[0].model.id,
+        engine=contexts[0].engine.id,
         notes=notes,
         verification=verification,
         reranked_from=reranked_from,
+        evaluated=[_type_summary(t) for t in types],
+    )
+
+
+def _type_summary(t: InstanceType) -> TypeSummary:
+    return TypeSummary(
+        strategy=t.strategy,
+        label=t.label,
+        gpu=t.gpu,
+        knobs=t.knobs,
+        pools=[
+            {
+                "role": p.role,
+                "tp": p.tp,
+                "pp": p.pp,
+                "gpus": p.gpus,
+                "capacity_req_s": p.capacity_req_s,
+                "slo_rate_req_s": p.slo_rate_req_s,
+            }
+            for p in t.pools
+        ],
     )
 
 
@@ -396,7 +430,7 @@ def plan_payload(rec: Recommendation) -> dict[str, Any]:
     """The JSON body of `tdplan recommend --json` (after schema_version and inputs)."""
     return {
         "plan": rec.plan.model_dump(mode="json"),
-        "alternatives": [a.model_dump(mode="json") for a in rec.alternatives],
+        "alternatives": [a.model_dump(mode="json", exclude={"plan"}) for a in rec.alternatives],
         "reason": rec.reason,
         "slo": rec.slo.model_dump(mode="json") if rec.slo else None,
         "workload": rec.workload,

@@ -215,7 +215,7 @@ HARDENING_CASES: list[tuple[str, list[str], str]] = [
         "compare nothing fits",
         ["compare", "--model", "llama-3.1-405b", "--gpus", "1xL4", "--input-len", "16", "--output-len", "16",
          "--strategy", "colocated"],
-        "nothing to compare: no strategy has a feasible configuration: Llama-3.1-405B does not fit",
+        "--gpus: Llama-3.1-405B has no feasible instance on 1xl4 (colocated: Llama-3.1-405B does not fit",
     ),
     ("compare too many GPUs", ["compare", "--model", "llama-8b", "--gpus", "100000xH100"], "give 1 to 65,536"),
     ("show a folder without config", ["models", "show", "/"], "NAME: no config.json in the folder"),

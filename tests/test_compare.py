@@ -14,36 +14,22 @@ from planner.strategies import REGISTRY
 
 runner = CliRunner()
 
-CONFIG_FIELDS = {
-    "strategy",
-    "tp",
-    "pp",
-    "replicas",
-    "knobs",
-    "feasible",
-    "reason",
-    "output_throughput_tok_s",
-    "request_throughput_req_s",
-    "ttft_s",
-    "tpot_s",
-    "ttft_p90_s",
-    "tpot_p90_s",
-    "goodput_req_s",
-}
+PLAN_FIELDS = {"strategy", "feasible", "plan", "margin_pct"}
 SMALL = ["--model", "llama-8b", "--gpus", "2xa100", "--input-len", "512", "--output-len", "128"]
+TWO = ["--strategy", "colocated", "--strategy", "chunked"]
 
 
 @pytest.fixture(scope="module")
 def compared() -> dict[str, object]:
-    result = runner.invoke(app, ["compare", *SMALL, "--strategy", "colocated", "--json"])
+    result = runner.invoke(app, ["compare", *SMALL, *TWO, "--json"])
     assert result.exit_code == 0, result.output
     payload: dict[str, object] = json.loads(result.output)
     return payload
 
 
 class TestCompareJson:
-    def test_has_configs_and_best(self, compared: dict[str, object]) -> None:
-        assert {"configs", "best"} <= set(compared)
+    def test_has_a_plan_per_strategy_and_the_best(self, compared: dict[str, object]) -> None:
+        assert {"per_strategy", "best", "configs", "reason"} <= set(compared)
         assert compared["schema_version"] == 1
         inputs = compared["inputs"]
         assert isinstance(inputs, dict) and (inputs["model"], inputs["gpu"], inputs["num_gpus"]) == (
@@ -52,60 +38,49 @@ class TestCompareJson:
             2,
         )
         assert inputs["workload"] == "fixed 512/128" and inputs["engine"]
+        per_strategy = compared["per_strategy"]
+        assert isinstance(per_strategy, list) and {p["strategy"] for p in per_strategy} == {"colocated", "chunked"}
+        for entry in per_strategy:
+            assert set(entry) >= PLAN_FIELDS
         configs = compared["configs"]
-        assert isinstance(configs, list) and configs
-        for config in configs:
-            assert set(config) >= CONFIG_FIELDS
+        assert isinstance(configs, list) and {c["strategy"] for c in configs} == {"colocated", "chunked"}
 
     def test_without_targets_best_has_the_most_offline_throughput(self, compared: dict[str, object]) -> None:
-        configs = [c for c in compared["configs"] if c["feasible"]]  # type: ignore[union-attr]
+        plans = [p["plan"] for p in compared["per_strategy"] if p["feasible"]]  # type: ignore[union-attr]
         best = compared["best"]
         assert isinstance(best, dict) and compared["objective"] == "throughput"
-        assert best["output_throughput_tok_s"] == max(c["output_throughput_tok_s"] for c in configs)
+        throughput = [p["predicted"]["output_throughput_tok_s"] for p in plans]
+        assert best["plan"]["predicted"]["output_throughput_tok_s"] == max(throughput)
 
     def test_with_targets_best_has_the_most_goodput(self) -> None:
-        result = runner.invoke(
-            app, ["compare", *SMALL, "--strategy", "colocated", "--ttft", "0.3", "--tpot", "0.03", "--json"]
-        )
+        result = runner.invoke(app, ["compare", *SMALL, *TWO, "--ttft", "0.3", "--tpot", "0.03", "--json"])
         assert result.exit_code == 0, result.output
         payload = json.loads(result.output)
-        configs = [c for c in payload["configs"] if c["feasible"]]
+        plans = [p["plan"] for p in payload["per_strategy"] if p["feasible"]]
         assert payload["objective"] == "goodput"
-        assert payload["best"]["goodput_req_s"] == max(c["goodput_req_s"] for c in configs)
-
-    def test_infeasible_configs_say_why(self) -> None:
-        result = runner.invoke(
-            app,
-            [
-                "compare",
-                "--model",
-                "llama-70b",
-                "--gpus",
-                "8xL20",
-                "--input-len",
-                "512",
-                "--output-len",
-                "128",
-                "--strategy",
-                "colocated",
-                "--json",
-            ],
+        assert payload["best"]["plan"]["predicted"]["goodput_req_s"] == max(
+            p["predicted"]["goodput_req_s"] for p in plans
         )
-        assert result.exit_code == 0, result.output
-        infeasible = [c for c in json.loads(result.output)["configs"] if not c["feasible"]]
-        assert infeasible and all(c["reason"] for c in infeasible)
 
 
 class TestCompareHuman:
     def test_table_and_reason(self) -> None:
-        result = runner.invoke(app, ["compare", *SMALL, "--strategy", "colocated", "--ttft", "0.5", "--tpot", "0.05"])
+        result = runner.invoke(app, ["compare", *SMALL, *TWO, "--ttft", "0.5", "--tpot", "0.05"])
         assert result.exit_code == 0, result.output
         assert "colocated" in result.output and "why:" in result.output
 
     def test_all_lists_every_configuration(self) -> None:
         short = runner.invoke(app, ["compare", *SMALL, "--strategy", "colocated"])
         full = runner.invoke(app, ["compare", *SMALL, "--strategy", "colocated", "--all"])
+        assert "every instance type evaluated" in full.output
         assert full.output.count("colocated") > short.output.count("colocated")
+
+    def test_nothing_feasible_is_an_error(self) -> None:
+        result = runner.invoke(
+            app, ["compare", "--model", "llama-3.1-405b", "--gpus", "1xl4", "--input-len", "512", "--output-len",
+                  "128", "--strategy", "colocated"],
+        )  # fmt: skip
+        assert result.exit_code == 2 and "no feasible instance" in result.output
 
 
 class TestStrategyEstimate:

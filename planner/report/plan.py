@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from planner.recommend import Recommendation
+
+if TYPE_CHECKING:
+    from planner.compare import Comparison
 
 
 def _ms(seconds: float | None) -> str:
@@ -108,4 +113,46 @@ def verification_rows(rec: Recommendation) -> list[list[str]]:
             v.reason,
         ]
         for v in rec.verification
+    ]
+
+
+COMPARISON_HEADER = ["strategy", "its best plan", "tok/s", "goodput req/s", "TTFT p90", "TPOT p90", "behind by"]
+
+
+def comparison_rows(result: Comparison) -> list[list[str]]:
+    """One row per strategy: its best plan and its predicted figures."""
+    rows = []
+    for entry in result.per_strategy:
+        if entry.plan is None:
+            rows.append([entry.strategy, "-", "-", "-", "-", "-", entry.reason or "infeasible"])
+            continue
+        plan, pred = entry.plan, entry.plan.predicted
+        layout = ", ".join(f"{i.count} x {i.role} TP{i.tp} PP{i.pp}" for i in plan.instances)
+        rows.append(
+            [
+                entry.strategy,
+                layout,
+                f"{pred.output_throughput_tok_s:,.0f}",
+                "-" if pred.goodput_req_s is None else f"{pred.goodput_req_s:.3g}",
+                _ms(pred.ttft_p90_s),
+                _ms(pred.tpot_p90_s),
+                "-" if entry.margin_pct is None else f"{entry.margin_pct:+.0f}%",
+            ]
+        )
+    return rows
+
+
+CONFIG_HEADER = ["type", "GPU", "req/s offline each", "req/s in SLO each"]
+
+
+def config_rows(result: Comparison) -> list[list[str]]:
+    """Every instance type the planner tabulated."""
+    return [
+        [
+            c.label,
+            c.gpu,
+            " / ".join(f"{p['capacity_req_s']:.3g}" for p in c.pools),
+            " / ".join(f"{p['slo_rate_req_s']:.3g}" for p in c.pools),
+        ]
+        for c in result.configs
     ]

@@ -180,13 +180,19 @@ def _keep(scored: list[tuple[float, Candidate]]) -> list[tuple[float, Candidate]
     return [item for options in list(by_layout.values())[:KEEP_LAYOUTS] for item in options[:KEEP_KNOBS]]
 
 
-def _single_pool_types(strategy: Strategy, ctx: Context, slo: Slo | None) -> Iterator[InstanceType]:
-    """One instance of each layout and knob value of a single-pool strategy, pruned by capacity per size."""
+def _single_pool_types(
+    strategy: Strategy, ctx: Context, slo: Slo | None, infeasible: list[str]
+) -> Iterator[InstanceType]:
+    """One instance of each layout and knob value of a single-pool strategy, pruned by capacity per size; the
+    reasons configurations cannot run are appended to `infeasible`."""
     for size in instance_sizes(ctx):
         sub = one_instance(ctx, size)
         scored: list[tuple[float, Candidate]] = []
         for candidate in strategy.candidates(sub):
-            if isinstance(candidate, Infeasible) or candidate.gpus_used != size:
+            if isinstance(candidate, Infeasible):
+                infeasible.append(candidate.reason)
+                continue
+            if candidate.gpus_used != size:
                 continue
             if int(candidate.detail.get("macros", candidate.replicas)) != 1:
                 continue  # several copies of a smaller instance: the integer program counts those
@@ -295,11 +301,15 @@ def instance_types(
     notes: list[str] = []
     for name in names:
         strategy = get_strategy(name)
+        infeasible: list[str] = []
+        before = len(types)
         try:
             if name == "disaggregated":
                 types.extend(_disaggregated_types(strategy, ctx, slo))
             else:
-                types.extend(_single_pool_types(strategy, ctx, slo))
+                types.extend(_single_pool_types(strategy, ctx, slo, infeasible))
         except PlannerError as err:
             notes.append(f"{name}: {err}")
+        if len(types) == before and infeasible:
+            notes.append(f"{name}: {infeasible[-1]}")  # the largest layout tried: the most telling reason
     return types, notes

@@ -225,3 +225,15 @@ def main_strategy(types: Sequence[InstanceType], solution: Solution) -> str:
     for i, rate in solution.rates_req_s.items():
         by_strategy[types[i].strategy] = by_strategy.get(types[i].strategy, 0.0) + rate
     return max(by_strategy, key=lambda s: by_strategy[s]) if by_strategy else "-"
+
+
+class TypeSummary(BaseModel):
+    """One instance type the planner evaluated, per instance of each pool."""
+
+    model_config = ConfigDict(frozen=True)
+
+    strategy: str
+    label: str
+    gpu: str
+    knobs: dict[str, float]
+    pools: list[dict[str, Any]]  # role, tp, pp, gpus, capacity_req_s, slo_rate_req_s
