@@ -3,7 +3,7 @@
     python bench/sim_vs_analytic.py
 
 Closed loops of C clients on llama-3.1-8b, one H100, 1024/256 tokens, for both engine profiles: mean TTFT,
-mean TPOT and output throughput from `estimate(..., concurrency=C)` and from `simulate` (C warm-up requests,
+mean TPOT and output throughput from `estimate(..., concurrency=C, analytic=True)` and from `simulate` (C warm-up requests,
 then 20 x C counted); the simulated TTFT with ShareGPT-like lengths; then offline throughput of 2,000 requests
 on four deployments.
 """
@@ -24,7 +24,7 @@ def main() -> None:
     print(f"{'engine':7} {'C':>4} {'TTFT ms':>17} {'TPOT ms':>15} {'out tok/s':>15}")
     for engine in ("vllm", "trtllm"):
         for clients in (1, 4, 16, 64, 256):
-            est = planner.estimate("llama-3.1-8b", "1xH100", concurrency=clients, engine=engine)
+            est = planner.estimate("llama-3.1-8b", "1xH100", concurrency=clients, engine=engine, analytic=True)
             model, cluster = catalog.model("llama-3.1-8b"), catalog.cluster("1xH100")
             deployment = catalog.deployment(model, cluster, 1, 1, Dtype.bf16, Dtype.bf16, catalog.engine(engine))
             sim = simulate(deployment, closed_loop(clients, 20 * clients, workload, warmup_requests=clients))

@@ -1,0 +1,67 @@
+"""Regenerate the example outputs in docs/simulator.md from the bench scripts that print them.
+
+    python scripts/sim_docs.py            # print the blocks
+    python scripts/sim_docs.py --write    # write them between the page's markers
+
+Blocks: `example` (bench/sim_example.py), `vs-analytic` (bench/sim_vs_analytic.py) and `speed`
+(bench/sim_speed.py; wall times are a measurement of the machine that ran it, so tests/test_sim_docs.py checks
+the first two blocks only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "simulator.md"
+SCRIPTS = {"example": "sim_example.py", "vs-analytic": "sim_vs_analytic.py", "speed": "sim_speed.py"}
+
+
+def block(name: str) -> str:
+    """What the bench script behind `name` prints, as a fenced code block."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / SCRIPTS[name])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        module.main()
+    return "```\n" + buffer.getvalue().rstrip("\n") + "\n```"
+
+
+def marked(name: str, text: str) -> str:
+    return f"<!-- BEGIN generated:{name} -->\n{text}\n<!-- END generated:{name} -->"
+
+
+def page_block(page: str, name: str) -> str:
+    match = re.search(
+        rf"<!-- BEGIN generated:{re.escape(name)} -->\n(.*?)\n<!-- END generated:{re.escape(name)} -->", page, re.S
+    )
+    if match is None:
+        raise SystemExit(f"docs/simulator.md has no generated:{name} block")
+    return match.group(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="write the blocks into docs/simulator.md")
+    args = parser.parse_args()
+    page = PAGE.read_text()
+    for name in SCRIPTS:
+        text = block(name)
+        if args.write:
+            page = page.replace(marked(name, page_block(page, name)), marked(name, text))
+        else:
+            print(marked(name, text))
+    if args.write:
+        PAGE.write_text(page)
+        print(f"wrote {PAGE.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
