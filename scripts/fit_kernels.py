@@ -39,6 +39,11 @@ def _round(value: Any) -> Any:
     return value
 
 
+def _pct(value: float | None) -> str:
+    """A percentage to one decimal, or "-" where no row qualifies (every row L2-resident)."""
+    return "-" if value is None else f"{value:.1f}"
+
+
 def write_profile(profile: KernelProfile, folder: Path) -> Path:
     path = folder / f"{profile.gpu}.yaml"
     data = _round(profile.model_dump(mode="json", exclude_none=True))
@@ -77,7 +82,7 @@ def markdown(results: list[tuple[str, KernelProfile, list[TableFit]]]) -> str:
         cells = []
         for _, _, fits in results:
             fit = next((f for f in fits if f.key == key), None)
-            cells.append("" if fit is None else f"{fit.mdape_pct:.1f} / {fit.mdape_non_l2_pct:.1f}")
+            cells.append("" if fit is None else f"{fit.mdape_pct:.1f} / {_pct(fit.mdape_non_l2_pct)}")
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     for name, profile, fits in results:
         lines += ["", f"## {name} (catalog `{profile.gpu}`)" if name != profile.gpu else f"## {name}", ""]
@@ -87,7 +92,7 @@ def markdown(results: list[tuple[str, KernelProfile, list[TableFit]]]) -> str:
         for f in fits:
             bias = ", ".join(f"{e} {b:+.1f}" for e, b in f.engine_bias_pct.items())
             lines.append(
-                f"| {f.key} | {f.rows} | {f.mdape_pct:.1f} | {f.l2_rows} | {f.mdape_non_l2_pct:.1f} | "
+                f"| {f.key} | {f.rows} | {f.mdape_pct:.1f} | {f.l2_rows} | {_pct(f.mdape_non_l2_pct)} | "
                 f"{_constants(profile, f.key)} | {bias} | {f.note} |"
             )
         if "elementwise" not in profile.fit_rows:
@@ -109,7 +114,7 @@ def main() -> None:
         if CATALOG_ID.get(name) in catalog.gpus:
             print(f"wrote {write_profile(profile, folder).relative_to(ROOT)}")
         for f in fits:
-            errors = f"MdAPE {f.mdape_pct:5.1f} %  non-L2 {f.mdape_non_l2_pct:5.1f} %"
+            errors = f"MdAPE {f.mdape_pct:5.1f} %  non-L2 {_pct(f.mdape_non_l2_pct):>5s} %"
             print(f"  {name:13s} {f.key:24s} rows {f.rows:5d}  {errors}")
     _load.cache_clear()  # the catalog is cached per root: read it again with the profiles just written
     catalog = load_catalog(ROOT)

@@ -12,9 +12,9 @@ import pytest
 from planner.errors import PlannerError
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.kernels import KernelBasis
-from planner.validation.kernel_data import CATALOG_ID, fit_gpu, load_table
+from planner.validation.kernel_data import CATALOG_ID, fit_gpu, load_table, microbench_gpus
 from planner.validation.kernel_fit import _solve
-from planner.validation.kernel_profiles import profile_errors
+from planner.validation.kernel_profiles import fit_kernel_profile, profile_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 MICROBENCH_NAME = {catalog_id: name for name, catalog_id in CATALOG_ID.items()}
@@ -146,3 +146,15 @@ class TestBadKernelFiles:
         with pytest.raises(PlannerError, match=message) as err:
             load_catalog(catalog_copy)
         assert name in str(err.value)
+
+
+def test_kernels_page_is_what_the_fit_writes() -> None:
+    """docs/kernels.md is the report `python scripts/fit_kernels.py --markdown docs/kernels.md` writes."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fit_kernels", ROOT / "scripts" / "fit_kernels.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = [(name, *fit_kernel_profile(name, load_catalog(ROOT).gpus)) for name in microbench_gpus()]
+    assert (ROOT / "docs" / "kernels.md").read_text() == module.markdown(results)

@@ -87,3 +87,13 @@ def test_l20_forward_time_follows_the_tdpipe_profile(model: str, file: str, boun
     # what 1 token takes or more, measured and predicted alike.
     first, last = points[0], points[-1]
     assert last.prefill_s / first.prefill_s > growth and last.measured_s / first.measured_s > growth
+
+
+def test_validation_page_is_what_validate_writes(results: ValidationResults) -> None:
+    """docs/validation.md is `tdplan validate --markdown docs/validation.md`, today."""
+    from planner.validation.kernel_profiles import kernel_error_rows
+
+    catalog = load_catalog()
+    page = markdown_page(results, kernel_error_rows(catalog.gpus, catalog.kernels))
+    docs = Path(__file__).resolve().parents[1] / "docs" / "validation.md"
+    assert docs.read_text() == page, "run tdplan validate --markdown docs/validation.md"

@@ -68,7 +68,7 @@ class TableFit(Frozen):
     rows: int
     mdape_pct: float  # over every row
     l2_rows: int = 0  # rows whose working set is under the L2 threshold (not used for bandwidth)
-    mdape_non_l2_pct: float  # over the rows that are not L2-resident
+    mdape_non_l2_pct: float | None  # over the rows that are not L2-resident (None: every row is)
     engine_bias_pct: dict[str, float] = Field(default_factory=dict)  # median (measured / predicted - 1) %
     note: str = ""
 
@@ -89,7 +89,7 @@ def _summary(key: str, t: Columns, predicted: Array, l2: Mask, note: str = "") -
         rows=int(measured.size),
         mdape_pct=mdape_pct(predicted, measured),
         l2_rows=int(l2.sum()),
-        mdape_non_l2_pct=mdape_pct(predicted[~l2], measured[~l2]),
+        mdape_non_l2_pct=mdape_pct(predicted[~l2], measured[~l2]) if (~l2).any() else None,
         engine_bias_pct=bias,
         note=note,
     )
