@@ -136,8 +136,15 @@ def steady_state(
     mean_context = mean_context or input_len + output_len / 2
     step = decode_step(deployment, batch_size, mean_context)
     share = prefill_share_s(deployment, input_len, batch_size, mean_context)
-    busy = (output_len - 1) * step.time_s + batch_size * share
     ttft = _first_token_service_s(deployment, input_len, batch_size, mean_context, step.time_s)
+    # Little's law ties the cycle to one request's life: B requests finish per cycle and each lives one cycle.
+    # Counted from the engine, a cycle is O - 1 decode steps of the batch and each prompt's share of engine
+    # time; counted from the request, it is at least the request's own first token and then O - 1 decode
+    # steps of the batch it runs in (each token after the first needs one). At small batches the second is the
+    # longer: a prompt riding along the decodes of others costs the engine only its marginal time, but its own
+    # request waits for the whole iteration; prompts packed k to an iteration share one but each waits for all.
+    # The cycle is the longer of the two, so that TPOT is never below one decode step.
+    busy = max((output_len - 1) * step.time_s + batch_size * share, ttft + (output_len - 1) * step.time_s)
     if output_len == 1:
         ttft = busy  # the first token ends the request, so it takes the whole cycle (Little's law)
     tpot = (busy - ttft) / (output_len - 1) if output_len > 1 else 0.0
@@ -204,7 +211,7 @@ def poisson(
     a share rho = rate x t_prefill_share of engine time, so TPOT = t_decode(B) / (1 - rho); prompts queue for
     that share as in an M/D/1 queue, wait = rho t / (2 (1 - rho)). The mean in-flight batch solves
     B = rate x E2E(B) (Little's law). At or beyond the capacity of a full batch the point is returned at
-    capacity with `stable` False. Requests also wait for a batch slot as the batch nears its limit
+    capacity with `stable` False. Requests also wait for a batch slot as the offered rate nears the capacity
     (`slot_wait_s`)."""
     mean_context = mean_context or input_len + output_len / 2
     full = steady_state(deployment, input_len, output_len, max_batch, mean_context)
@@ -215,7 +222,7 @@ def poisson(
         step = decode_step(deployment, max(batch, 1.0), mean_context)
         share = prefill_share_s(deployment, input_len, max(batch, 1.0), mean_context)
         rho = min(rate_req_s * share, 0.999)
-        tpot = step.time_s / (1 - rho)
+        tpot = step.time_s / (1 - rho) if output_len > 1 else 0.0  # no token after the first, as steady_state
         service = _first_token_service_s(deployment, input_len, batch, mean_context, step.time_s)
         ttft = service + rho * share / (2 * (1 - rho))
         return ServingPoint(
@@ -232,13 +239,18 @@ def poisson(
         return rate_req_s * (point.ttft_s + (output_len - 1) * point.tpot_s) - batch
 
     low, high = 0.0, max_batch
-    if excess(high) > 0:
-        return replace(full, stable=False)
-    for _ in range(50):  # bisection on B = rate x E2E(B), the batch excluding requests waiting for a slot
-        mid = (low + high) / 2
-        low, high = (mid, high) if excess(mid) > 0 else (low, mid)
+    if excess(high) <= 0:
+        for _ in range(50):  # bisection on B = rate x E2E(B), the batch excluding requests waiting for a slot
+            mid = (low + high) / 2
+            low, high = (mid, high) if excess(mid) > 0 else (low, mid)
+    # Otherwise the batch runs full below capacity (the stretched latencies above ask for more than max_batch in
+    # flight) and the rest wait for a slot. Slots free at the full batch's completion rate, so the slot queue
+    # is M/M/c with c = max_batch servers of total rate `full.request_rate_req_s`: its utilisation is the offered
+    # rate over that capacity, which reaches 1 exactly where the point turns unstable (one capacity, the
+    # offline throughput of a full batch).
     point = at(high)
-    return replace(point, ttft_s=point.ttft_s + slot_wait_s(high, max_batch, rate_req_s))
+    utilisation = rate_req_s / full.request_rate_req_s
+    return replace(point, ttft_s=point.ttft_s + slot_wait_s(utilisation * max_batch, max_batch, rate_req_s))
 
 
 def static_batch(deployment: Deployment, input_len: int, output_len: int, batch_size: int) -> ServingPoint:
