@@ -21,6 +21,7 @@ from planner.strategies.continuous import (
     closed_loop,
     max_decode_batch,
     offline,
+    packed_prefill_share_s,
     poisson,
     slot_wait_s,
     static_batch,
@@ -95,13 +96,14 @@ class TestQueueing:
         assert closed_loop(deployment, 1024, 256, 512, 100) == steady_state(deployment, 1024, 256, 100)
 
     def test_offline_queue_wait(self) -> None:
-        """N requests at once into B slots: the first B prompts wait their turn, j x share for prompt j, a
+        """N requests at once into B slots: the first B prompts wait their turn, j x share for prompt j (prompt-only
+        iterations: nothing decodes yet), a
         total of B (B - 1) / 2 x share; request i > B waits (i - B) / X for a slot, (N - B)^2 / (2 X) in all;
         the mean divides the two by N."""
         deployment = make_deployment()
         point = offline(deployment, 1024, 256, 100, 1000)
         at_capacity = steady_state(deployment, 1024, 256, 100)
-        share_s = (at_capacity.batch_size / at_capacity.request_rate_req_s - 255 * at_capacity.decode_step.time_s) / 100
+        share_s = packed_prefill_share_s(deployment, 1024, 100, 1024 + 256 / 2)  # no decodes to ride along yet
         expected_s = (100 * 99 / 2 * share_s + 900**2 / (2 * at_capacity.request_rate_req_s)) / 1000
         assert point.ttft_s - at_capacity.ttft_s == pytest.approx(expected_s, rel=1e-9)
 
@@ -110,7 +112,7 @@ class TestQueueing:
         deployment = make_deployment()
         point = offline(deployment, 1024, 256, 100, 50)
         alone = steady_state(deployment, 1024, 256, 50)
-        share_s = (alone.batch_size / alone.request_rate_req_s - 255 * alone.decode_step.time_s) / 50
+        share_s = packed_prefill_share_s(deployment, 1024, 50, 1024 + 256 / 2)
         assert point.ttft_s - alone.ttft_s == pytest.approx(24.5 * share_s, rel=1e-9)
 
 
