@@ -384,7 +384,8 @@ class TestBottleneckNamesAResource:
         reason="Llama-3.1-8B on H20, static batch of 1, I = 1, O = 1024: 'compute'. The decode step's GEMMs at "
         "1 row take 5.98 ms of compute against 4.23 ms of weight reads: H20's kernel constants are derived from "
         "H200's (planner.specs.kernels.derive_kernel_profile), which keeps m_half = 46.3 rows while H20 has "
-        "15% of H200's tensor-core rate, so at one row the GEMM runs at 1/47 of 148 TFLOPS x 0.80 = 2.5 TFLOPS",
+        "15% of H200's tensor-core rate, so at one row the GEMM runs at 1/47 of 148 TFLOPS x 0.80 = 2.5 TFLOPS "
+        "(RTX 5090, derived from RTX PRO 6000, is labelled compute at batch 1 the same way)",
     )
     @PROPERTY
     @given(
