@@ -320,6 +320,7 @@ def _serve(
     notes: list[str],
 ) -> Estimate:
     replicas = deployment.replicas
+    busy_replicas: float = replicas  # replicas with work: a request (and a client) runs on one replica at a time
     max_batch = continuous.max_decode_batch(deployment, input_len, output_len, memory.kv_capacity_tokens)
     latency_s = total_tok_s = None
     if batch_size is not None:
@@ -329,7 +330,7 @@ def _serve(
         total_tok_s = batch_size * (input_len + output_len) / latency_s
         if replicas > 1:
             notes.append(f"the static batch runs on one instance; the other {replicas - 1} replica(s) stay idle")
-        replicas = 1
+        replicas = busy_replicas = 1
     elif rate is not None:
         scenario = Scenario.rate
         point = continuous.poisson(deployment, input_len, output_len, max_batch, rate / replicas)
@@ -340,10 +341,19 @@ def _serve(
             )
     elif concurrency is not None:
         scenario = Scenario.concurrency
-        point = continuous.closed_loop(deployment, input_len, output_len, max_batch, concurrency / replicas)
+        # Fewer clients than replicas leave replicas idle, each busy one serving a single client, rather than
+        # a fraction of a client on every replica (which would decode fractions of a sequence per step).
+        busy_replicas = min(replicas, concurrency)
+        if busy_replicas < replicas:
+            notes.append(
+                f"{concurrency:g} client(s) keep at most {math.ceil(concurrency)} of the {replicas} replicas busy"
+            )
+        point = continuous.closed_loop(deployment, input_len, output_len, max_batch, concurrency / busy_replicas)
     else:
         scenario = Scenario.offline
-        point = continuous.offline(deployment, input_len, output_len, max_batch, math.ceil(num_requests / replicas))
+        busy_replicas = min(replicas, num_requests)
+        per_replica = math.ceil(num_requests / busy_replicas)
+        point = continuous.offline(deployment, input_len, output_len, max_batch, per_replica)
     prefill = iteration_cost(deployment, BatchShape.prefill(input_len))
     decode_part = (output_len - 1) * point.decode_step.time_s
     batch_prefills = 1 if scenario is Scenario.static_batch else point.batch_size  # static: one batched prefill
@@ -371,8 +381,8 @@ def _serve(
         concurrency=concurrency,
         rate_req_s=rate,
         num_requests=num_requests if scenario is Scenario.offline else None,
-        output_throughput_tok_s=point.request_rate_req_s * output_len * replicas,
-        request_throughput_req_s=point.request_rate_req_s * replicas,
+        output_throughput_tok_s=point.request_rate_req_s * output_len * busy_replicas,
+        request_throughput_req_s=point.request_rate_req_s * busy_replicas,
         ttft_s=point.ttft_s if point.stable else None,
         tpot_s=point.tpot_s,
         batch_size=point.batch_size,

@@ -1,10 +1,13 @@
 """Colocated continuous batching (Orca, vLLM, TensorRT-LLM in-flight batching) in steady state.
 
-B requests are in flight on one instance. Over the time the engine needs to finish B requests (its busy time
-per "cycle") it runs O - 1 decode steps of the whole batch and B prefills of I tokens:
+B requests are in flight on one instance and each finishes once per cycle, so by Little's law the cycle is one
+request's life: its first token, then O - 1 decode steps of the batch stretched by the prompts of the other
+B - 1 requests (each admitted once per cycle):
 
-    busy(B) = (O - 1) x t_decode(B) + B x t_prefill_share
-    X(B) = B / busy(B)   requests/s;   mean end-to-end latency = busy(B) by Little's law (closed loop)
+    E2E(B) = TTFT + (O - 1) x TPOT,   TPOT = t_decode(B) + (B - 1) x t_prefill_share / (O - 1)
+    X(B) = B / E2E(B)   requests/s;   O = 1: E2E(B) = max(t_prefill, B x t_prefill_share), prompt-only iterations
+
+(mixed batching costs the riding prompts together with the decodes of a step, see `steady_state`).
 
 t_prefill_share depends on how the engine schedules prompts:
 - prefill-first (vLLM V0): prompts run in their own iterations, k = max_num_tokens // I at a time, stalling
@@ -76,10 +79,13 @@ def max_decode_batch(deployment: Deployment, input_len: int, output_len: int, kv
     return max(cap, 1.0)
 
 
-def prefill_share_s(deployment: Deployment, input_len: int, batch_size: float, mean_context: float) -> float:
-    """Engine time one prompt costs the instance (see the module docstring)."""
+def prefill_share_s(
+    deployment: Deployment, input_len: int, batch_size: float, mean_context: float, output_len: int | None = None
+) -> float:
+    """Engine time one prompt costs the instance (see the module docstring). With `output_len` 1 no request
+    ever decodes, so under mixed batching too prompts fill their own iterations, packed as prefill-first."""
     engine, pp = deployment.engine, deployment.pp_size
-    if engine.mixed_batching:
+    if engine.mixed_batching and output_len != 1:
         # A prompt rides along the decodes of the other B - 1 requests; with none running (B <= 1) it runs
         # alone and pays the whole iteration. Between the two, blend by the chance others are running.
         others = min(max(batch_size - 1.0, 0.0), 1.0)
@@ -91,6 +97,13 @@ def prefill_share_s(deployment: Deployment, input_len: int, batch_size: float, m
         with_chunk = stage_step(deployment, decodes + BatchShape.prefill(chunk)).time_s
         marginal = (with_chunk - stage_step(deployment, decodes).time_s) * input_len / chunk
         return others * marginal + (1.0 - others) * alone
+    return packed_prefill_share_s(deployment, input_len, batch_size, mean_context)
+
+
+def packed_prefill_share_s(deployment: Deployment, input_len: int, batch_size: float, mean_context: float) -> float:
+    """Engine time per prompt when prompts fill their own iterations, max_num_tokens // I at a time (at most the
+    batch): prefill-first scheduling, or any engine with no decodes to ride along."""
+    engine, pp = deployment.engine, deployment.pp_size
     per_batch = max(1, min(int(engine.max_num_tokens // input_len), math.ceil(batch_size)))
     prompt_stage_s = stage_step(deployment, BatchShape.prefill(input_len, per_batch)).time_s
     if pp > 1:
@@ -135,12 +148,30 @@ def steady_state(
     workload of mixed lengths (Workload.mean_decode_context)."""
     mean_context = mean_context or input_len + output_len / 2
     step = decode_step(deployment, batch_size, mean_context)
-    share = prefill_share_s(deployment, input_len, batch_size, mean_context)
-    busy = (output_len - 1) * step.time_s + batch_size * share
+    share = prefill_share_s(deployment, input_len, batch_size, mean_context, output_len)
     ttft = _first_token_service_s(deployment, input_len, batch_size, mean_context, step.time_s)
+    # Little's law ties the cycle to one request's life: B requests finish per cycle and each lives one cycle,
+    # its first token and then O - 1 decode steps of the batch, stretched by the prompts of the other B - 1
+    # requests (each admitted once per cycle). Counting the cycle as the engine's work instead, O - 1 decode
+    # steps plus B prompt shares, would miss that a request holds its batch slot through its whole first-token
+    # time without decoding (its prompt's iteration, and the wait for it), and put TPOT below a decode step.
+    others = max(batch_size - 1.0, 0.0)
+    if deployment.engine.mixed_batching and output_len > 1:
+        # The others' prompts ride along the decode steps: (B - 1) I / (O - 1) prompt tokens per step, as
+        # whole prompts on average (chunks of one prompt attend to its earlier chunks), costed with the
+        # decodes in one iteration rather than as a sum of single-chunk margins, so that the step stays an
+        # iteration time (never slower on faster hardware).
+        pp = deployment.pp_size
+        riders = BatchShape.prefill(input_len, others / (output_len - 1) / pp)
+        tpot = stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context) + riders).time_s * pp
+    else:
+        tpot = step.time_s + others * share / (output_len - 1) if output_len > 1 else 0.0
+    busy = ttft + (output_len - 1) * tpot
     if output_len == 1:
-        ttft = busy  # the first token ends the request, so it takes the whole cycle (Little's law)
-    tpot = (busy - ttft) / (output_len - 1) if output_len > 1 else 0.0
+        # Nothing ever decodes: the engine runs prompt-only iterations back to back, B prompts per cycle, and
+        # a request takes at least its own prompt's latency. The first token ends the request, so TTFT is the
+        # whole cycle (Little's law).
+        busy = ttft = max(prefill_latency_s(deployment, input_len), batch_size * share)
     return ServingPoint(
         batch_size=batch_size,
         request_rate_req_s=batch_size / busy,
@@ -157,12 +188,15 @@ def offline(
     """All `num_requests` queued at once: the batch runs full; a request waits for its prompt's turn, and
     beyond the batch for a slot first.
 
-    The first B = min(N, batch) prompts are prefilled one after another, prompt j waiting j x t_prefill_share;
+    The first B = min(N, batch) prompts are prefilled one after another, prompt j waiting j x t_prefill_share
+    (prompt-only iterations, `packed_prefill_share_s`);
     request i > B is admitted once i - B earlier ones finished, at (i - B) / X. Mean wait over the N requests:
     [B (B - 1) / 2 x t_prefill_share + (N - B)^2 / (2 X)] / N."""
     point = steady_state(deployment, input_len, output_len, min(max_batch, num_requests))
     first = point.batch_size
-    share = prefill_share_s(deployment, input_len, first, input_len + output_len / 2)
+    # The first prompts meet an empty batch: there are no decodes to ride along yet, so whatever the engine's
+    # scheduling they are admitted as fast as prompt-only iterations run them.
+    share = packed_prefill_share_s(deployment, input_len, first, input_len + output_len / 2)
     waiting = (
         first * (first - 1) / 2 * share + max(0.0, num_requests - first) ** 2 / (2 * point.request_rate_req_s)
     ) / num_requests
@@ -204,7 +238,7 @@ def poisson(
     a share rho = rate x t_prefill_share of engine time, so TPOT = t_decode(B) / (1 - rho); prompts queue for
     that share as in an M/D/1 queue, wait = rho t / (2 (1 - rho)). The mean in-flight batch solves
     B = rate x E2E(B) (Little's law). At or beyond the capacity of a full batch the point is returned at
-    capacity with `stable` False. Requests also wait for a batch slot as the batch nears its limit
+    capacity with `stable` False. Requests also wait for a batch slot as the offered rate nears the capacity
     (`slot_wait_s`)."""
     mean_context = mean_context or input_len + output_len / 2
     full = steady_state(deployment, input_len, output_len, max_batch, mean_context)
@@ -213,9 +247,9 @@ def poisson(
 
     def at(batch: float) -> ServingPoint:
         step = decode_step(deployment, max(batch, 1.0), mean_context)
-        share = prefill_share_s(deployment, input_len, max(batch, 1.0), mean_context)
+        share = prefill_share_s(deployment, input_len, max(batch, 1.0), mean_context, output_len)
         rho = min(rate_req_s * share, 0.999)
-        tpot = step.time_s / (1 - rho)
+        tpot = step.time_s / (1 - rho) if output_len > 1 else 0.0  # no token after the first, as steady_state
         service = _first_token_service_s(deployment, input_len, batch, mean_context, step.time_s)
         ttft = service + rho * share / (2 * (1 - rho))
         return ServingPoint(
@@ -232,13 +266,18 @@ def poisson(
         return rate_req_s * (point.ttft_s + (output_len - 1) * point.tpot_s) - batch
 
     low, high = 0.0, max_batch
-    if excess(high) > 0:
-        return replace(full, stable=False)
-    for _ in range(50):  # bisection on B = rate x E2E(B), the batch excluding requests waiting for a slot
-        mid = (low + high) / 2
-        low, high = (mid, high) if excess(mid) > 0 else (low, mid)
+    if excess(high) <= 0:
+        for _ in range(50):  # bisection on B = rate x E2E(B), the batch excluding requests waiting for a slot
+            mid = (low + high) / 2
+            low, high = (mid, high) if excess(mid) > 0 else (low, mid)
+    # Otherwise the batch runs full below capacity (the stretched latencies above ask for more than max_batch in
+    # flight) and the rest wait for a slot. Slots free at the full batch's completion rate, so the slot queue
+    # is M/M/c with c = max_batch servers of total rate `full.request_rate_req_s`: its utilisation is the offered
+    # rate over that capacity, which reaches 1 exactly where the point turns unstable (one capacity, the
+    # offline throughput of a full batch).
     point = at(high)
-    return replace(point, ttft_s=point.ttft_s + slot_wait_s(high, max_batch, rate_req_s))
+    utilisation = rate_req_s / full.request_rate_req_s
+    return replace(point, ttft_s=point.ttft_s + slot_wait_s(utilisation * max_batch, max_batch, rate_req_s))
 
 
 def static_batch(deployment: Deployment, input_len: int, output_len: int, batch_size: int) -> ServingPoint:
