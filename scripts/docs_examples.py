@@ -130,6 +130,7 @@ BLOCKS: dict[str, str] = {
     "estimate-rate-over": f"{E} --rate 4 --analytic",
     "estimate-batch": f"{E} --batch-size 8",
     "simulate": f"{SIM} --concurrency 16",
+    "simulate-closed-sharegpt": "tdplan simulate --model llama-70b --gpus 8xL20 --workload sharegpt --concurrency 32",
     "simulate-rate": "tdplan simulate --model llama-3.1-8b --gpus 1xh100 --workload sharegpt --rate 20 "
     "--ttft 0.5 --tpot 0.05",
     "estimate-tp8": f"{E} --tp 8",
@@ -259,6 +260,20 @@ FIGURES: dict[str, Figure] = {
 }
 
 
+# Comparisons the prose states in words ("far above", "larger"): (figure, figure) with the first the larger.
+LARGER: list[tuple[str, str]] = [
+    ("fig.concurrency-ttft-sim", "fig.concurrency-ttft-analytic"),
+    ("fig.offline-tok-s", "fig.concurrency-tok-s"),
+    ("fig.rate-ttft-analytic", "fig.rate-ttft-sim"),
+    ("fig.tp8-kv", "fig.kv"),
+    ("fig.offline-tok-s", "fig.tp8-tok-s"),
+    ("fig.h100-tp2-batch", "fig.h100-tp1-batch"),
+    ("fig.h100-tp2-tok-s", "fig.h100-tp1-tok-s"),
+    ("fig.my-l20-step", "fig.l20-step"),
+    ("fig.offline-tok-s", "fig.my-l20-tok-s"),
+]
+
+
 @contextlib.contextmanager
 def scratch_folder() -> Iterator[Path]:
     """A temporary working folder with `FILES` and `mycat/` (a copy of the shipped catalog), entered."""
@@ -362,15 +377,20 @@ def run_snippet(code: str) -> str:
     return stdout
 
 
+def figure_value(name: str) -> Any:
+    """The unformatted value of figure NAME. Run inside `scratch_folder()`."""
+    fig = FIGURES[name]
+    argv, _ = split_pipe(fig.command)
+    return jq_path(json.loads(run_tdplan(tuple(argv[1:]))[0]), fig.path)
+
+
 def render(name: str) -> str:
     """The text between the markers of NAME."""
     if name in SNIPPETS:
         code = SNIPPETS[name]
         return f"\n```python\n{code.rstrip()}\n```\n\n```\n{run_snippet(code).rstrip()}\n```\n"
     if name in FIGURES:
-        fig = FIGURES[name]
-        argv, _ = split_pipe(fig.command)
-        return fig.fmt(jq_path(json.loads(run_tdplan(tuple(argv[1:]))[0]), fig.path))
+        return FIGURES[name].fmt(figure_value(name))
     command = BLOCKS[name]
     body = shown_output(command).rstrip("\n")
     lang = "diff" if command.startswith("diff") else "yaml" if command.endswith(".yaml") else ""

@@ -81,6 +81,12 @@ def test_generated_region_matches_the_tool(scratch: None, page: str, name: str, 
     assert body == gen.render(name), f"{page}: {name} is stale; run python scripts/docs_examples.py --write"
 
 
+@pytest.mark.parametrize(("larger", "smaller"), gen.LARGER)
+def test_comparison_in_prose_holds(scratch: None, larger: str, smaller: str) -> None:
+    """The prose says, in words, that the first figure is the larger."""
+    assert float(gen.figure_value(larger)) > float(gen.figure_value(smaller))
+
+
 @pytest.mark.parametrize(("page", "command"), shown_commands())
 def test_shown_command_parses(page: str, command: str) -> None:
     """Options exist and their values have the right types (a command is not run here)."""
