@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 
-from planner.compare import build_context
-from planner.recommend import DEFAULT_WORKLOAD, recommend
+from planner.comparison import build_context
+from planner.recommendation import DEFAULT_WORKLOAD, recommend
 from planner.search.instances import instance_types
 from planner.specs.catalog import load_catalog
 from planner.specs.workload import Workload

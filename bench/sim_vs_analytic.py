@@ -3,9 +3,9 @@
     python bench/sim_vs_analytic.py
 
 Closed loops of C clients on llama-3.1-8b, one H100, 1024/256 tokens, for both engine profiles: mean TTFT,
-mean TPOT and output throughput from `estimate(..., concurrency=C, analytic=True)` and from `simulate` (C warm-up requests,
-then 20 x C counted); the simulated TTFT with ShareGPT-like lengths; then offline throughput of 2,000 requests
-on four deployments.
+mean TPOT and output throughput from `estimate(..., concurrency=C, analytic=True)` and from `simulate` (C
+warm-up requests, then 20 x C counted); the simulated TTFT with ShareGPT-like lengths; then offline throughput of
+2,000 requests on four deployments.
 """
 
 from __future__ import annotations

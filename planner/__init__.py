@@ -27,28 +27,28 @@ _LAZY = {
     "Dtype": "planner.specs.precision",
     "EngineConstants": "planner.specs.engine",
     "EngineSpec": "planner.specs.engine",
-    "Estimate": "planner.estimate",
+    "Estimate": "planner.estimation",
     "GpuPool": "planner.specs.hardware",
     "GpuSpec": "planner.specs.hardware",
     "KernelProfile": "planner.specs.kernels",
     "LinkSpec": "planner.specs.hardware",
     "ModelSpec": "planner.specs.model",
     "NetworkSpec": "planner.specs.hardware",
-    "Scenario": "planner.estimate",
-    "estimate": "planner.estimate",
+    "Scenario": "planner.estimation",
+    "estimate": "planner.estimation",
     "load_catalog": "planner.specs.catalog",
-    "recommend": "planner.recommend",
-    "Recommendation": "planner.recommend",
+    "recommend": "planner.recommendation",
+    "Recommendation": "planner.recommendation",
     "Plan": "planner.search.plan",
-    "compare": "planner.compare",
+    "compare": "planner.comparison",
     "simulate": "planner.simulation",
     "SimResult": "planner.sim",
 }
 
 if TYPE_CHECKING:
-    from planner.compare import compare
-    from planner.estimate import Estimate, Scenario, estimate
-    from planner.recommend import Recommendation, recommend
+    from planner.comparison import compare
+    from planner.estimation import Estimate, Scenario, estimate
+    from planner.recommendation import Recommendation, recommend
     from planner.search.plan import Plan
     from planner.sim import SimResult
     from planner.simulation import simulate

@@ -317,7 +317,7 @@ def _colocated_estimate(
     as_json: bool,
     analytic: bool,
 ) -> None:
-    from planner.estimate import estimate as run_estimate
+    from planner.estimation import estimate as run_estimate
     from planner.report.tables import estimate_rows
 
     if input_len is None or output_len is None:
@@ -386,7 +386,7 @@ def _strategy_estimate(
     network: str | None,
     gpus_per_node: int | None,
 ) -> tuple[StrategyResult, Context]:
-    from planner.compare import build_context, build_slo, evaluate_strategy, objective_for, rank_key
+    from planner.comparison import build_context, build_slo, evaluate_strategy, objective_for, rank_key
     from planner.specs import inputs
     from planner.specs.workload import Workload
 
@@ -434,7 +434,7 @@ def compare(
 ) -> None:
     """Every serving strategy side by side on the same GPUs, each at its best plan (the planner's integer program
     with one strategy allowed at a time)."""
-    from planner.compare import compare as run_compare
+    from planner.comparison import compare as run_compare
     from planner.report.plan import COMPARISON_HEADER, CONFIG_HEADER, comparison_rows, config_rows
     from planner.specs.catalog import load_catalog
 
@@ -528,8 +528,8 @@ def recommend(
 ) -> None:
     """The best deployment of a model on the GPUs given: strategy, layout, instance counts and knobs, with
     predicted throughput, goodput and latencies, and the best plan of every other strategy beside it."""
-    from planner.recommend import plan_payload
-    from planner.recommend import recommend as run_recommend
+    from planner.recommendation import plan_payload
+    from planner.recommendation import recommend as run_recommend
     from planner.report.plan import (
         ALTERNATIVE_HEADER,
         INSTANCE_HEADER,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.errors import PlannerError
-from planner.estimate import resolve_deployment
+from planner.estimation import resolve_deployment
 from planner.sim import (
     RequestStream,
     SimResult,

@@ -32,7 +32,7 @@ from pathlib import Path
 from planner.cost.compiled import _format_key, _gemm, op_cost
 from planner.cost.iteration import engine_overhead
 from planner.cost.ops import BatchShape, OpKind, op_load, stage_ops
-from planner.estimate import estimate
+from planner.estimation import estimate
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.deployment import Deployment
 from planner.specs.kernels import AllReduceImpl

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.compare import compare
+from planner.comparison import compare
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.hardware import Cluster, NetworkSpec
 from planner.specs.precision import Dtype
@@ -935,7 +935,7 @@ def block_seesaw_bytes() -> str:
 
 
 def block_defaults() -> str:
-    from planner.compare import DEFAULT_SLO
+    from planner.comparison import DEFAULT_SLO
     from planner.specs.workload import PRESET_SAMPLES
 
     return (

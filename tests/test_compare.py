@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from planner.cli import app
-from planner.compare import compare
+from planner.comparison import compare
 from planner.errors import PlannerError
 from planner.strategies import REGISTRY
 

@@ -16,7 +16,7 @@ import pytest
 from planner.cost.compiled import compile_stage
 from planner.cost.iteration import iteration_times_s
 from planner.cost.ops import BatchShape
-from planner.estimate import estimate
+from planner.estimation import estimate
 from planner.strategies import continuous
 
 ROOT = Path(__file__).resolve().parents[1]

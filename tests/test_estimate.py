@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from planner.errors import PlannerError
-from planner.estimate import Estimate, estimate
+from planner.estimation import Estimate, estimate
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.precision import Dtype
 

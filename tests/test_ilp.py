@@ -7,7 +7,7 @@ from functools import cache
 
 import pytest
 
-from planner.compare import build_context
+from planner.comparison import build_context
 from planner.search.ilp import Objective, build_problem, solve
 from planner.search.instances import InstanceType, Pool
 from planner.specs.catalog import load_catalog

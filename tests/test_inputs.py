@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import yaml
 
-from planner.compare import compare
+from planner.comparison import compare
 from planner.errors import PlannerError
-from planner.estimate import estimate
+from planner.estimation import estimate
 from planner.specs import inputs
 from planner.specs.catalog import load_catalog, load_hf_model
 from planner.specs.hardware import GpuPool, NetworkSpec

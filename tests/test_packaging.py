@@ -150,3 +150,18 @@ def test_installed_wheel_runs_outside_the_repository(tmp_path: Path) -> None:
     assert estimate["gpu"] == "l20"
     assert estimate["tp"] == 4
     assert estimate["output_throughput_tok_s"] > 0
+
+
+def test_library_names_survive_importing_the_modules_behind_them() -> None:
+    """`planner.recommend(...)` imports the modules behind estimate and compare; the names stay functions."""
+    import subprocess
+    import sys
+
+    code = (
+        "import planner\n"
+        "planner.recommend(model='llama-3.1-8b', gpus='1xh100', input_len=256, output_len=64,"
+        " strategies=['colocated'])\n"
+        "assert callable(planner.estimate) and callable(planner.compare) and callable(planner.simulate)\n"
+        "planner.estimate(model='llama-3.1-8b', gpus='1xh100', input_len=256, output_len=64)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from planner.cli import app
 from planner.errors import PlannerError
-from planner.recommend import Recommendation, recommend
+from planner.recommendation import Recommendation, recommend
 from planner.specs.catalog import load_catalog
 
 FAST = ["colocated", "chunked"]  # two strategies keep these tests quick; the seeds tests use more

@@ -22,7 +22,7 @@ from planner.cost import compiled
 from planner.cost.iteration import iteration_cost
 from planner.cost.ops import BatchShape
 from planner.errors import PlannerError
-from planner.estimate import Estimate, estimate
+from planner.estimation import Estimate, estimate
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.hardware import GpuSpec, NetworkKind, NetworkSpec
 from planner.strategies.continuous import steady_state

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from planner.recommend import Recommendation
+from planner.recommendation import Recommendation
 
 if TYPE_CHECKING:
-    from planner.compare import Comparison
+    from planner.comparison import Comparison
 
 
 def _ms(seconds: float | None) -> str:

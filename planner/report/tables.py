@@ -9,7 +9,7 @@ from planner.specs.kernels import KernelProfile
 from planner.specs.model import ModelSpec, active_params, total_params
 
 if TYPE_CHECKING:
-    from planner.estimate import Estimate
+    from planner.estimation import Estimate
 
 
 def _ms(seconds: float | None) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pydantic import BaseModel, ConfigDict
 
 from planner.errors import PlannerError
-from planner.estimate import default_engine
+from planner.estimation import default_engine
 from planner.search.plan import Plan, TypeSummary
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
@@ -156,7 +156,7 @@ def compare(
     """Every strategy (or those named) on the same GPUs, model and workload: the planner's integer program with
     one strategy allowed at a time (planner.recommend), ranked on goodput with a rate or latency targets, on
     offline throughput without them."""
-    from planner.recommend import recommend
+    from planner.recommendation import recommend
 
     catalog = catalog or load_catalog()
     if isinstance(strategies, str):

@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from planner.compare import build_context, build_slo
+from planner.comparison import build_context, build_slo
 from planner.errors import PlannerError
-from planner.estimate import calibration_basis
+from planner.estimation import calibration_basis
 from planner.search.ilp import Objective, Solution, solve
 from planner.search.instances import InstanceType, instance_types
 from planner.search.plan import Plan, TypeSummary, instances, main_strategy, predict, ratio
