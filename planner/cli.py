@@ -174,7 +174,12 @@ def estimate(
     tp: Annotated[int | None, typer.Option(help="Tensor-parallel size (default: smallest that fits).")] = None,
     pp: Annotated[int | None, typer.Option(help="Pipeline-parallel size (default 1).")] = None,
     dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp8, int8 or int4 (weight-only).")] = "bf16",
-    kv_dtype: Annotated[str | None, typer.Option(help="KV cache: bf16, fp16, fp8 or int8 (default: 16-bit).")] = None,
+    kv_dtype: Annotated[
+        str | None,
+        typer.Option(
+            help="KV cache: bf16, fp16, fp8 or int8 (default: the weights' 16-bit format; fp8 weights: the engine's)."
+        ),
+    ] = None,
     concurrency: Annotated[float | None, typer.Option(help="Closed loop: C clients, one request each.")] = None,
     rate: Annotated[float | None, typer.Option(help="Poisson arrivals at R requests/s.")] = None,
     batch_size: Annotated[
@@ -425,7 +430,9 @@ def compare(
     strategy: Annotated[list[str] | None, typer.Option(help="Only these strategies (repeatable).")] = None,
     show_all: Annotated[bool, typer.Option("--all", help="List every configuration evaluated.")] = False,
     dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp8, int8 or int4.")] = "bf16",
-    kv_dtype: Annotated[str | None, typer.Option(help="KV cache dtype (default: 16-bit).")] = None,
+    kv_dtype: Annotated[
+        str | None, typer.Option(help="KV cache dtype (default: the engine's for the weights).")
+    ] = None,
     engine: Annotated[str | None, typer.Option(help="Calibration profile (default: most evidence).")] = None,
     network: Annotated[str | None, typer.Option(help="Network between nodes, e.g. 100gbe.")] = None,
     gpus_per_node: Annotated[int | None, typer.Option(help="GPUs per node.")] = None,
@@ -564,11 +571,11 @@ def recommend(
         )
     if as_json:
         inputs = {
-            "model": model,
+            "model": rec.model,
             "gpus": gpus,
             "network": network,
             "workload": rec.workload,
-            "engine": engine,
+            "engine": rec.engine,
             "dtype": dtype,
             "kv_dtype": kv_dtype,
             "rate": rate,

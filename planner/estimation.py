@@ -50,7 +50,8 @@ class Estimate(BaseModel):
     dtype: str
     kv_dtype: str
     engine: str
-    calibration: str  # where the GPU's kernel constants come from: measured, derived or extrapolated
+    calibration: str  # the engine whose fitted constants apply (hardware/calibration/<engine>.yaml)
+    kernel_basis: str  # where the GPU's kernel constants come from: measured, derived or extrapolated
     input_len: int
     output_len: int
     scenario: Scenario
@@ -94,12 +95,17 @@ def calibration_basis(catalog: Catalog, deployment: Deployment) -> tuple[float |
 
 
 def default_engine(catalog: Catalog, gpu: GpuSpec) -> EngineSpec:
-    """The engine profile with the most published measurements on this GPU, then on its architecture
-    family, then overall (ties broken by name)."""
+    """The engine profile with the most published serving measurements on this GPU, then on its architecture
+    family, then overall (ties broken by name): the rows its expected error is measured on (forward-time
+    profiles run no engine and do not count)."""
     from planner.validation.measurements import load_measurements
 
     def evidence(engine_id: str) -> tuple[int, int, int]:
-        rows = [row for row in load_measurements() if row.engine == engine_id and row.gpu in catalog.gpus]
+        rows = [
+            row
+            for row in load_measurements()
+            if row.engine == engine_id and row.gpu in catalog.gpus and row.metric != "forward_time_s"
+        ]
         same_gpu = sum(row.gpu == gpu.id for row in rows)
         same_family = sum(catalog.gpus[row.gpu].architecture == gpu.architecture for row in rows)
         return same_gpu, same_family, len(rows)
@@ -177,7 +183,7 @@ def resolve_deployment(
         )
     if engine is None:
         notes.append(
-            f"engine profile: {engine_spec.name}, the one with the most published measurements on "
+            f"engine profile: {engine_spec.name}, the one with the most published serving measurements on "
             f"{cluster.gpu.name} or its family (choose with --engine)"
         )
     if tokens_per_request > spec.max_position_embeddings:
@@ -374,7 +380,8 @@ def _serve(
         dtype=deployment.dtype.value,
         kv_dtype=deployment.kv_dtype.value,
         engine=deployment.engine.id,
-        calibration=deployment.kernels.basis_label,
+        calibration=deployment.engine.id,
+        kernel_basis=deployment.kernels.basis_label,
         input_len=input_len,
         output_len=output_len,
         scenario=scenario,

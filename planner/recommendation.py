@@ -300,8 +300,10 @@ def _plan(
 ) -> Plan:
     planned = instances(types, solution)
     served = solution.served_req_s
-    load = rate if rate is not None and goal is not Objective.throughput else OFFLINE_LOAD * served
-    load = min(load, served) if goal is Objective.goodput else load
+    if rate is not None and goal is not Objective.throughput:
+        load = min(rate, served) if goal is Objective.goodput else rate
+    else:
+        load = served if goal is Objective.goodput else OFFLINE_LOAD * served
     predicted = predict(types, solution, slo, load, work.mean_output_len)
     first = next(i for (i, _), n in sorted(solution.counts.items()) if n)
     t = types[first]

@@ -29,7 +29,7 @@ def instance_rows(rec: Recommendation) -> list[list[str]]:
                 f"{p.gpus} x {p.gpu} (node {nodes})",
                 knobs,
                 f"{p.capacity_req_s:.3g}",
-                f"{p.slo_rate_req_s:.3g}",
+                f"{p.slo_rate_req_s:.3g}" if rec.slo is not None else "-",
             ]
         )
     return rows

@@ -33,7 +33,7 @@ def estimate_rows(est: Estimate) -> list[tuple[str, str]]:
         ("GPUs", f"{est.num_gpus} x {est.gpu_name} in {est.num_nodes} node(s), network {est.network}"),
         ("layout", f"TP {est.tp} x PP {est.pp}, {est.replicas} replica(s)"),
         ("precision", f"weights {est.dtype}, KV cache {est.kv_dtype}"),
-        ("engine profile", f"{est.engine} (kernel constants {est.calibration})"),
+        ("engine profile", f"{est.engine} (kernel constants {est.kernel_basis})"),
         ("request", f"{est.input_len} input + {est.output_len} output tokens"),
         ("scenario", scenario),
         (

@@ -44,8 +44,8 @@ class PlannedInstance(BaseModel):
 
 class Predicted(BaseModel):
     """What the plan delivers: its throughput on the objective (offline capacity, or the rate served within the
-    SLOs), and latency percentiles at `latency_at_req_s` (the target rate, the goodput rate, or 90% of the
-    capacity offline)."""
+    SLOs), and latency percentiles at `latency_at_req_s`: the target rate, else the goodput rate, else (offline)
+    90% of the capacity."""
 
     model_config = ConfigDict(frozen=True)
 
