@@ -126,6 +126,11 @@ def _kv_args(table: FlagTable, setting: Setting, names: dict[Dtype, str]) -> lis
 def build_vllm(launches: Sequence[Launch], setting: Setting) -> Built:
     t, built = VLLM, Built()
     built.notes += _precision_notes(t, setting, VLLM_KV_DTYPE)
+    if any(launch.scheduling.kind == "colocated" and launch.process.role == "serve" for launch in launches):
+        built.notes.append(
+            "vLLM's V1 engine always chunks prompts longer than --max-num-batched-tokens and batches them with "
+            "decodes; the plan's colocated figures assume whole prompts run first (the V0 scheduler)"
+        )
     proxy_host = launches[0].process.host
     for launch in launches:
         p, s = launch.process, launch.scheduling
