@@ -98,20 +98,24 @@ class TestFlagTablesArePinned:
             "port": "--port",
             "kv_transfer": "--kv-transfer-config",
         }
-        assert dict(VLLM.config_keys) == {
-            "connector": "kv_connector",
-            "role": "kv_role",
-            "buffer_size": "kv_buffer_size",
-            "kv_port": "kv_port",
-            "extra": "kv_connector_extra_config",
-            "proxy_ip": "kv_connector_extra_config.proxy_ip",
-            "proxy_port": "kv_connector_extra_config.proxy_port",
-            "http_port": "kv_connector_extra_config.http_port",
+        assert dict(VLLM.env) == {
+            "gpus": "CUDA_VISIBLE_DEVICES",
+            "nixl_port": "VLLM_NIXL_SIDE_CHANNEL_PORT",
+            "nixl_host": "VLLM_NIXL_SIDE_CHANNEL_HOST",
         }
-        assert VLLM.router_program == ("python3", "disagg_proxy_p2p_nccl_xpyd.py")
+        assert dict(VLLM.config_keys) == {"connector": "kv_connector", "role": "kv_role"}
+        assert VLLM.router_program == ("python3", "toy_proxy_server.py")
+        assert dict(VLLM.router_flags) == {
+            "host": "--host",
+            "port": "--port",
+            "prefill_hosts": "--prefiller-hosts",
+            "prefill_ports": "--prefiller-ports",
+            "decode_hosts": "--decoder-hosts",
+            "decode_ports": "--decoder-ports",
+        }
 
     def test_sglang(self) -> None:
-        assert SGLANG.version == "0.5 (sglang 0.5.x, sglang-router 0.1.x)"
+        assert SGLANG.version == "0.5.1 (sglang-router 0.1.9)"
         assert SGLANG.program == ("python", "-m", "sglang.launch_server")
         assert dict(SGLANG.flags) == {
             "model": "--model-path",
@@ -176,7 +180,7 @@ class TestFlagTablesArePinned:
     @pytest.mark.parametrize("table", TABLES.values(), ids=list(TABLES))
     def test_every_table_cites_its_source_and_gpu_variable(self, table: FlagTable) -> None:
         assert table.source and table.version
-        assert dict(table.env) == {"gpus": "CUDA_VISIBLE_DEVICES"}
+        assert table.env["gpus"] == "CUDA_VISIBLE_DEVICES"
 
     @pytest.mark.parametrize(("name", "engine"), [("VLLM", "vllm"), ("trt-llm", "trtllm"), ("SGLang", "sglang")])
     def test_lookup_by_alias(self, name: str, engine: str) -> None:
@@ -295,14 +299,37 @@ class TestDisaggregated:
     def test_vllm_kv_roles(self) -> None:
         commands = export_plan(DISAGGREGATED, "vllm").commands
         configs = [json.loads(after(c, "--kv-transfer-config")) for c in commands[:3]]
-        assert [c["kv_connector"] for c in configs] == ["P2pNcclConnector"] * 3
-        assert [c["kv_role"] for c in configs] == ["kv_consumer", "kv_producer", "kv_producer"]
-        assert [c["kv_port"] for c in configs] == ["21001", "21002", "21003"]
-        assert [c["kv_connector_extra_config"]["http_port"] for c in configs] == ["8000", "8001", "8002"]
-        # consumer buffer: half of the 8 GiB unused, in steps of 1e8 bytes: 4 GiB = 4.29e9 -> 4.2e9
-        assert configs[0]["kv_buffer_size"] == "4.2e+09"
-        assert commands[3].instance == "router"
-        assert "10001" in commands[3].note
+        assert configs == [
+            {"kv_connector": "NixlConnector", "kv_role": "kv_consumer"},
+            {"kv_connector": "NixlConnector", "kv_role": "kv_producer"},
+            {"kv_connector": "NixlConnector", "kv_role": "kv_producer"},
+        ]
+        # one side-channel port per TP rank: decode TP4 takes 5557-5560, the TP2 prefills 5561-5562 and 5563-5564
+        assert [c.env["VLLM_NIXL_SIDE_CHANNEL_PORT"] for c in commands[:3]] == ["5557", "5561", "5563"]
+        assert commands[3].argv[2:] == [
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "9000",
+            "--prefiller-hosts",
+            "localhost",
+            "localhost",
+            "--prefiller-ports",
+            "8001",
+            "8002",
+            "--decoder-hosts",
+            "localhost",
+            "--decoder-ports",
+            "8000",
+        ]
+
+    def test_vllm_decode_tp_must_be_a_multiple(self) -> None:
+        uneven = plan(
+            instance(strategy="disaggregated", role="decode", tp=2, gpus=2, knobs={}),
+            instance(strategy="disaggregated", role="prefill", tp=4, gpus=4, knobs={}),
+        )
+        assert any("multiple of the prefill TP" in n for n in export_plan(uneven, "vllm").notes)
+        assert not any("multiple" in n for n in export_plan(DISAGGREGATED, "vllm").notes)
 
     def test_sglang_router(self) -> None:
         commands = export_plan(DISAGGREGATED, "sglang").commands
@@ -401,8 +428,11 @@ class TestCli:
     def test_shell_script(self, tmp_path: Path) -> None:
         result = runner.invoke(app, ["export", "--plan", str(self.write(tmp_path, DISAGGREGATED)), "--engine", "vllm"])
         assert result.exit_code == 0, result.output
-        assert "CUDA_VISIBLE_DEVICES=4,5 vllm serve meta-llama/Llama-2-13b-hf \\" in result.output
-        assert '\'{"kv_connector":"P2pNcclConnector","kv_role":"kv_producer"' in result.output
+        assert (
+            "CUDA_VISIBLE_DEVICES=4,5 VLLM_NIXL_SIDE_CHANNEL_PORT=5561 vllm serve meta-llama/Llama-2-13b-hf \\"
+            in result.output
+        )
+        assert """--kv-transfer-config '{"kv_connector":"NixlConnector","kv_role":"kv_producer"}'""" in result.output
 
     def test_json(self, tmp_path: Path) -> None:
         path = self.write(tmp_path, DISAGGREGATED)

@@ -25,12 +25,9 @@ from planner.specs.precision import Dtype
 
 # Ports: each engine's default serving port, plus the process's index in the plan.
 VLLM_PORT, SGLANG_PORT, TRTLLM_PORT = 8000, 30000, 8000
-VLLM_KV_PORT = 21001  # P2pNcclConnector kv_port of process 0 (the connector docs' first port)
-VLLM_PROXY_ZMQ_PORT, VLLM_PROXY_HTTP_PORT = 30001, 10001  # fixed in disagg_proxy_p2p_nccl_xpyd.py
-VLLM_CONNECTOR = "P2pNcclConnector"
-VLLM_PRODUCER_BUFFER = "1e1"  # kv_buffer_size of a producer (bytes), as documented: it sends, holds nothing
-VLLM_CONSUMER_BUFFER_BYTES = 8e9  # the documented consumer kv_buffer_size, capped below by the unused memory
-GIB = 2**30
+VLLM_CONNECTOR = "NixlConnector"  # reads KV straight into the decode cache; decode TP may be a multiple of prefill's
+VLLM_NIXL_PORT = 5557  # VLLM_NIXL_SIDE_CHANNEL_PORT default; each TP rank listens on it + rank
+VLLM_PROXY_PORT = 9000
 SGLANG_BOOTSTRAP_PORT = 8998  # --disaggregation-bootstrap-port default, of prefill 0
 SGLANG_ROUTER_PORT = 8000
 SGLANG_DIST_PORT = 50000  # --dist-init-addr port of multi-node instances
@@ -131,7 +128,9 @@ def build_vllm(launches: Sequence[Launch], setting: Setting) -> Built:
             "vLLM's V1 engine always chunks prompts longer than --max-num-batched-tokens and batches them with "
             "decodes; the plan's colocated figures assume whole prompts run first (the V0 scheduler)"
         )
-    proxy_host = launches[0].process.host
+    nixl_port = VLLM_NIXL_PORT
+    hosts: dict[str, list[str]] = {"prefill": [], "decode": []}
+    ports: dict[str, list[str]] = {"prefill": [], "decode": []}
     for launch in launches:
         p, s = launch.process, launch.scheduling
         argv = [*t.program, setting.model, t.flag("tp_size"), str(p.instance.tp), t.flag("pp_size"), str(p.instance.pp)]
@@ -146,38 +145,53 @@ def build_vllm(launches: Sequence[Launch], setting: Setting) -> Built:
         argv += _dtype_args(t, setting) + _kv_args(t, setting, VLLM_KV_DTYPE)
         port = VLLM_PORT + p.index
         argv += [t.flag("port"), str(port)]
+        env = _env(t, p)
         if p.role != "serve":
-            # received KV waits in this buffer, outside --gpu-memory-utilization: at most half the unused memory
-            consumer = min(VLLM_CONSUMER_BUFFER_BYTES, math.floor(_memory(p, "unused") * GIB / 2 / 1e8) * 1e8)
-            config = {
-                "kv_connector": VLLM_CONNECTOR,
-                "kv_role": "kv_producer" if p.role == "prefill" else "kv_consumer",
-                "kv_buffer_size": VLLM_PRODUCER_BUFFER if p.role == "prefill" else f"{consumer:.1e}",
-                "kv_port": str(VLLM_KV_PORT + p.index),
-                "kv_connector_extra_config": {
-                    "proxy_ip": proxy_host,
-                    "proxy_port": str(VLLM_PROXY_ZMQ_PORT),
-                    "http_port": str(port),
-                },
-            }
+            role = "kv_producer" if p.role == "prefill" else "kv_consumer"
+            config = {t.config_keys["connector"]: VLLM_CONNECTOR, t.config_keys["role"]: role}
             argv += [t.flag("kv_transfer"), json.dumps(config, separators=(",", ":"))]
+            env[t.env["nixl_port"]] = str(nixl_port)
+            nixl_port += p.instance.tp * p.instance.pp  # one side-channel port per rank
+            if p.host != "localhost":
+                env[t.env["nixl_host"]] = p.host
+            hosts[p.role].append(p.host)
+            ports[p.role].append(str(port))
         note = _where(launch)
         if p.nodes > 1:
             note += f"; spans {p.nodes} nodes: run it on the head node of a Ray cluster of those nodes"
-        built.commands.append((p.label, argv, _env(t, p), note))
-    if any(launch.process.role != "serve" for launch in launches):
+        built.commands.append((p.label, argv, env, note))
+    if hosts["prefill"] and hosts["decode"]:
+        router = [*t.router_program, t.router_flags["host"], "0.0.0.0", t.router_flags["port"], str(VLLM_PROXY_PORT)]
+        for role, name in (("prefill", "prefill"), ("decode", "decode")):
+            router += [t.router_flags[f"{name}_hosts"], *hosts[role], t.router_flags[f"{name}_ports"], *ports[role]]
         built.commands.append(
             (
                 "router",
-                list(t.router_program),
+                router,
                 {},
-                f"on {proxy_host}: the proxy of vLLM's examples/online_serving/disaggregated_serving_p2p_nccl_xpyd "
-                f"(same version); prefill and decode instances register with it over ZMQ on port "
-                f"{VLLM_PROXY_ZMQ_PORT} ({VLLM_CONNECTOR}); clients send to http://{proxy_host}:"
-                f"{VLLM_PROXY_HTTP_PORT}",
+                f"the NIXL proxy of the vLLM source tree (tests/v1/kv_connector/nixl_integration/toy_proxy_server.py, "
+                f"same version): clients send to port {VLLM_PROXY_PORT}; it sends each prompt to a prefill instance, "
+                f"then to a decode instance, which pulls the KV over NIXL (pip install nixl)",
             )
         )
+        built.notes += _nixl_layout_notes(launches)
     return built
+
+
+def _nixl_layout_notes(launches: Sequence[Launch]) -> list[str]:
+    """What NixlConnector (vLLM 0.10.1) cannot pair: decode TP below prefill TP, or not a multiple of it."""
+    prefill = {launch.process.instance.tp for launch in launches if launch.process.role == "prefill"}
+    decode = {launch.process.instance.tp for launch in launches if launch.process.role == "decode"}
+    pp = {launch.process.instance.pp for launch in launches if launch.process.role != "serve"}
+    notes = []
+    if any(d % p for p in prefill for d in decode):
+        notes.append(
+            f"NixlConnector needs the decode TP to be a multiple of the prefill TP (prefill {sorted(prefill)}, "
+            f"decode {sorted(decode)}): re-plan or use SGLang or TensorRT-LLM"
+        )
+    if pp != {1}:
+        notes.append("NixlConnector transfers are laid out per TP rank: PP > 1 on either side is untested")
+    return notes
 
 
 def build_sglang(launches: Sequence[Launch], setting: Setting) -> Built:

@@ -46,9 +46,10 @@ VLLM = FlagTable(
     name="vLLM",
     version="0.10.1 (V1 engine)",
     source=(
-        "`vllm serve --help` and the Engine Arguments page of the vLLM 0.10.1 docs (serving/engine_args); "
-        "disaggregated prefill: the P2P NCCL connector design page (design/p2p_nccl_connector) and its proxy, "
-        "examples/online_serving/disaggregated_serving_p2p_nccl_xpyd/disagg_proxy_p2p_nccl_xpyd.py"
+        "the vllm 0.10.1 wheel: vllm/engine/arg_utils.py (EngineArgs.add_cli_args), "
+        "vllm/entrypoints/openai/cli_args.py (--port), vllm/config (KVTransferConfig, CacheDType), vllm/envs.py "
+        "(VLLM_NIXL_SIDE_CHANNEL_*); disaggregated prefill: the NixlConnector usage page of the vLLM docs "
+        "(features/nixl_connector_usage) and its proxy, tests/v1/kv_connector/nixl_integration/toy_proxy_server.py"
     ),
     program=("vllm", "serve"),
     flags={
@@ -64,30 +65,32 @@ VLLM = FlagTable(
         "port": "--port",
         "kv_transfer": "--kv-transfer-config",
     },
-    env={"gpus": "CUDA_VISIBLE_DEVICES"},
-    config_keys={
-        # keys of the --kv-transfer-config JSON (KVTransferConfig) and its kv_connector_extra_config
-        "connector": "kv_connector",
-        "role": "kv_role",
-        "buffer_size": "kv_buffer_size",
-        "kv_port": "kv_port",
-        "extra": "kv_connector_extra_config",
-        "proxy_ip": "kv_connector_extra_config.proxy_ip",
-        "proxy_port": "kv_connector_extra_config.proxy_port",
-        "http_port": "kv_connector_extra_config.http_port",
+    env={
+        "gpus": "CUDA_VISIBLE_DEVICES",
+        "nixl_port": "VLLM_NIXL_SIDE_CHANNEL_PORT",
+        "nixl_host": "VLLM_NIXL_SIDE_CHANNEL_HOST",
     },
-    router_program=("python3", "disagg_proxy_p2p_nccl_xpyd.py"),
+    config_keys={"connector": "kv_connector", "role": "kv_role"},  # keys of the --kv-transfer-config JSON
+    router_program=("python3", "toy_proxy_server.py"),
+    router_flags={
+        "host": "--host",
+        "port": "--port",
+        "prefill_hosts": "--prefiller-hosts",
+        "prefill_ports": "--prefiller-ports",
+        "decode_hosts": "--decoder-hosts",
+        "decode_ports": "--decoder-ports",
+    },
     aliases=("vllm-v1",),
 )
 
 SGLANG = FlagTable(
     engine="sglang",
     name="SGLang",
-    version="0.5 (sglang 0.5.x, sglang-router 0.1.x)",
+    version="0.5.1 (sglang-router 0.1.9)",
     source=(
-        "`python -m sglang.launch_server --help` and the Server Arguments page of the SGLang docs "
-        "(advanced_features/server_arguments); PD disaggregation page (advanced_features/pd_disaggregation); "
-        "`python -m sglang_router.launch_router --help` (sgl-router README)"
+        "the sglang 0.5.1 wheel: sglang/srt/server_args.py (ServerArgs.add_cli_args); the sglang-router 0.1.9 "
+        "wheel: sglang_router/launch_router.py (RouterArgs.add_cli_args, `--prefill URL [BOOTSTRAP_PORT]`); "
+        "usage: the PD Disaggregation page of the SGLang docs"
     ),
     program=("python", "-m", "sglang.launch_server"),
     flags={
@@ -128,7 +131,8 @@ TRTLLM = FlagTable(
     source=(
         "`trtllm-serve --help` and the trtllm-serve command reference of the TensorRT-LLM 1.0 docs; "
         "extra LLM API options: the LlmArgs / KvCacheConfig / CacheTransceiverConfig reference; disaggregated "
-        "serving: examples/disaggregated/README.md (`trtllm-serve disaggregated -c`)"
+        "serving: examples/disaggregated/README.md (`trtllm-serve disaggregated -c`). Not checked against the "
+        "package: its wheel is served from NVIDIA's index, which this workplace cannot reach"
     ),
     program=("trtllm-serve",),
     flags={
