@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from planner.errors import PlannerError
 from planner.export.engines import BUILDERS, Launch, Setting
 from planner.export.flags import TABLES, FlagTable, flag_table
-from planner.export.layout import PlanView, processes, read_plan
+from planner.export.layout import PlanView, Process, processes, read_plan
 from planner.export.support import UNSUPPORTED, fallback_scheduling, members, research_system, stock_scheduling
 from planner.specs.catalog import Catalog, load_catalog
 
@@ -120,7 +120,7 @@ def export_plan(
             for label, argv, env, note in built.commands
         ],
         files=[ConfigFile(path=path, content=content) for path, content in built.files.items()],
-        notes=model_notes + _layout_notes(view, procs) + built.notes,
+        notes=model_notes + _layout_notes(procs) + built.notes,
         unsupported=list(unsupported.values()),
     )
 
@@ -139,7 +139,7 @@ def checkpoint(view: PlanView, catalog: Catalog) -> tuple[str, list[str]]:
     return repo, [f"{repo}: {rest.strip('() ')}"] if rest else []
 
 
-def _layout_notes(view: PlanView, procs: list[Any]) -> list[str]:
+def _layout_notes(procs: list[Process]) -> list[str]:
     notes = []
     hosts = sorted({p.host for p in procs})
     if hosts != ["localhost"]:
