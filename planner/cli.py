@@ -690,6 +690,37 @@ def simulate(
 
 
 @app.command()
+def export(
+    plan: Annotated[Path, typer.Option(help="A plan from `tdplan recommend --json`.")],
+    engine: Annotated[str, typer.Option(help="Serving engine: vllm, sglang or trtllm.")],
+    fallback: Annotated[
+        bool, typer.Option("--fallback", help="Strategies no engine runs: emit the closest stock command.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the commands as JSON.")] = False,
+    catalog: CatalogRoot = None,
+) -> None:
+    """Print the launch commands of a plan's instances for a serving engine, with that engine's flag names,
+    one per instance (plus the router of a disaggregated plan), as a shell script.
+
+    Exit code 0 when every instance has a command; 1 when some run a strategy no stock engine implements (their
+    statements follow the commands); 2 when none can be exported, or on bad input.
+    """
+    from planner.export import export_plan, shell_script
+    from planner.simulation import load_plan
+    from planner.specs.catalog import load_catalog
+
+    with _errors():
+        result = export_plan(load_plan(plan), engine, fallback=fallback, catalog=load_catalog(catalog))
+    if as_json:
+        payload = result.model_dump(mode="json")
+        _print_json(payload, {"plan": str(plan), "engine": result.engine, "fallback": fallback})
+    else:
+        out.print(shell_script(result), markup=False, highlight=False)
+    if result.unsupported:
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def strategies() -> None:
     """List the serving strategies, their knobs and references."""
     from planner.strategies import REGISTRY
