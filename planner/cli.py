@@ -636,6 +636,7 @@ def report(
     price: Annotated[
         list[str] | None, typer.Option(help="GPU price GPU=USD_PER_HOUR (repeatable); adds the cost plot.")
     ] = None,
+    strategy: Annotated[list[str] | None, typer.Option(help="Only these strategies (repeatable).")] = None,
     dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp8, int8 or int4.")] = "bf16",
     kv_dtype: Annotated[
         str | None, typer.Option(help="KV cache dtype (default: the engine's for the weights).")
@@ -659,7 +660,7 @@ def report(
         spec = ReportSpec(
             model=model, fleets=tuple(gpus), rates=parse_rates(rate), workload=workload, input_len=input_len,
             output_len=output_len, ttft=ttft, tpot=tpot, attainment=attainment, objective=objective,
-            prices=tuple(parse_prices(price, loaded).items()), dtype=dtype, kv_dtype=kv_dtype, engine=engine,
+            prices=tuple(parse_prices(price, loaded).items()), strategies=tuple(strategy or ()), dtype=dtype, kv_dtype=kv_dtype, engine=engine,
             network=network, catalog_root=str(catalog) if catalog else None,
         )  # fmt: skip
         if out_dir.exists() and not out_dir.is_dir():

@@ -48,6 +48,7 @@ class ReportSpec(BaseModel):
     attainment: float | None = None
     objective: str | None = None
     prices: tuple[tuple[str, float], ...] = ()
+    strategies: tuple[str, ...] = ()  # only these strategies; empty: all
     dtype: str = "bf16"
     kv_dtype: str | None = None
     engine: str | None = None
@@ -116,8 +117,7 @@ def scenarios(spec: ReportSpec) -> list[Scenario]:
     """Every fleet at every rate (each fleet once without a rate when no rate is given)."""
     if not spec.fleets:
         raise PlannerError("give at least one fleet of GPUs (8xL20)", "gpus")
-    for fleet in spec.fleets:
-        parse_fleet(fleet)
+    gpu_kinds(spec)  # every fleet reads and names catalog GPUs
     rates: Sequence[float | None] = spec.rates or (None,)
     found = [Scenario(fleet=fleet, rate_req_s=rate) for fleet in spec.fleets for rate in rates]
     if len(found) > MAX_SCENARIOS:
@@ -164,6 +164,7 @@ def recommend_scenario(spec: ReportSpec, scenario: Scenario) -> ScenarioResult:
             spec.attainment,
             spec.objective,
             dict(spec.prices) or None,
+            list(spec.strategies) or None,
             dtype=spec.dtype,
             kv_dtype=spec.kv_dtype,
             engine=spec.engine,

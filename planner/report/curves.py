@@ -34,7 +34,7 @@ from planner.strategies.base import Slo
 if TYPE_CHECKING:
     from planner.report.capacity import ReportSpec
 
-FRONTIER_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.85, 0.95)
+FRONTIER_FRACTIONS = (0.2, 0.5, 0.8, 0.95)
 GPU_MULTIPLES = (0.25, 0.5, 1, 2, 4, 8)
 RATE_FRACTIONS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 TPOT_QUANTILE = 0.9
@@ -110,7 +110,7 @@ def build_curves(spec: ReportSpec, catalog: Catalog, gpu: str, count: int) -> Cu
     ctx = build_context(catalog, spec.model, f"{count}x{gpu}", work, spec.dtype, spec.kv_dtype, spec.engine,
                         spec.network, None)  # fmt: skip
     slo = build_slo(spec.ttft, spec.tpot, 0.9 if spec.attainment is None else spec.attainment)
-    types, notes = instance_types(ctx, None, slo)
+    types, notes = instance_types(ctx, list(spec.strategies) or None, slo)
     gpu_id = ctx.cluster.gpu.id
     if not types:
         notes.append(f"no instance of {spec.model} fits on {count} x {gpu_id}")

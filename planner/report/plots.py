@@ -1,7 +1,7 @@
 """The report's plots, drawn with matplotlib (Agg) as SVG text that pages inline: no files, no fonts to fetch.
 
 Each function takes the report's numbers and returns one SVG document, or None when there is nothing to draw.
-Text stays text (`svg.fonttype: none`), ids are salted with a fixed string, and no date is written, so the same
+Text stays text (`svg.fonttype: none`), ids are prefixed with the plot's name, and no date is written, so the same
 numbers give the same SVG.
 """
 
@@ -39,6 +39,7 @@ MARKERS = "osD^v<>ph*"
 
 @contextmanager
 def _figure(height_in: float = SIZE_IN[1]) -> Iterator[tuple[Figure, Axes]]:
+    """A figure and its axes in the report's style (call `_svg` inside the block)."""
     with plt.rc_context(STYLE):  # type: ignore[arg-type]
         fig, ax = plt.subplots(figsize=(SIZE_IN[0], height_in), layout="constrained")
         try:
@@ -47,13 +48,15 @@ def _figure(height_in: float = SIZE_IN[1]) -> Iterator[tuple[Figure, Axes]]:
             plt.close(fig)
 
 
-def _svg(fig: Figure) -> str:
-    """The figure as an SVG element: no XML declaration or doctype, so it can sit inside HTML."""
+def _svg(fig: Figure, name: str) -> str:
+    """The figure as an SVG element that can sit inside HTML beside others: no XML declaration or doctype,
+    and every id (and every reference to one) prefixed with `name`, since matplotlib numbers its groups the
+    same way in every figure."""
     buffer = io.StringIO()
-    with plt.rc_context(STYLE):  # type: ignore[arg-type]
-        fig.savefig(buffer, format="svg", metadata={"Date": None})
-    text = buffer.getvalue()
-    return re.sub(r"^.*?(?=<svg)", "", text, flags=re.DOTALL).strip()
+    fig.savefig(buffer, format="svg", metadata={"Date": None})
+    text = re.sub(r"^.*?(?=<svg)", "", buffer.getvalue(), flags=re.DOTALL).strip()
+    text = re.sub(r'(\sid=")([^"]+")', rf"\g<1>{name}-\g<2>", text)
+    return re.sub(r'(href="#|url\(#)', rf"\g<1>{name}-", text)
 
 
 def frontier(curves: Curves) -> str | None:
@@ -73,7 +76,7 @@ def frontier(curves: Curves) -> str | None:
         ax.set_ylabel("p90 TPOT (ms)")
         ax.set_title(f"Throughput-latency frontier per strategy, {curves.gpu}")
         ax.legend(fontsize=7, ncol=2)
-        return _svg(fig)
+        return _svg(fig, f"frontier-{curves.gpu}")
 
 
 def goodput_by_gpus(curves: Curves) -> str | None:
@@ -97,7 +100,7 @@ def goodput_by_gpus(curves: Curves) -> str | None:
             f"{curves.slo.attainment:.0%})"
         )
         ax.legend(fontsize=7, ncol=2)
-        return _svg(fig)
+        return _svg(fig, f"goodput-{curves.gpu}")
 
 
 def gpus_needed(all_curves: Sequence[Curves]) -> str | None:
@@ -114,7 +117,7 @@ def gpus_needed(all_curves: Sequence[Curves]) -> str | None:
         ax.set_ylabel("GPUs needed (min-gpus)")
         ax.set_title("GPUs needed against request rate, per GPU type")
         ax.legend(fontsize=8)
-        return _svg(fig)
+        return _svg(fig, "gpus-needed")
 
 
 def cost_per_mtok(all_curves: Sequence[Curves]) -> str | None:
@@ -131,7 +134,7 @@ def cost_per_mtok(all_curves: Sequence[Curves]) -> str | None:
         ax.set_ylim(bottom=0)
         ax.set_title("Cost per million output tokens (fewest GPUs within the SLOs)")
         ax.legend(fontsize=8)
-        return _svg(fig)
+        return _svg(fig, "cost")
 
 
 def memory(bars: Mapping[str, Mapping[str, float]], capacity_gib: float | None) -> str | None:
@@ -155,7 +158,7 @@ def memory(bars: Mapping[str, Mapping[str, float]], capacity_gib: float | None) 
         ax.set_title("Memory per GPU by part")
         ax.tick_params(axis="y", labelsize=7)
         fig.legend(fontsize=7, ncol=4, loc="outside lower center")
-        return _svg(fig)
+        return _svg(fig, "memory")
 
 
 def iteration(breakdown: IterationBreakdown) -> str | None:
@@ -173,4 +176,4 @@ def iteration(breakdown: IterationBreakdown) -> str | None:
         ax.set_xlabel("share of the iteration (%)")
         ax.set_title(f"Where an iteration's time goes, {breakdown.instance}")
         fig.legend(fontsize=7, ncol=6, loc="outside lower center")
-        return _svg(fig)
+        return _svg(fig, "iteration")
