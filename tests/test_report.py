@@ -117,7 +117,8 @@ class TestNumbers:
 
     def test_sweep_in_two_processes_keeps_scenario_order(self) -> None:
         calls: list[tuple[int, int]] = []
-        result = run(spec(rates=(0.5, 1.0)), workers=2, progress=lambda done, total: calls.append((done, total)))
+        sweep = spec(rates=(0.5, 1.0), strategies=("colocated",))
+        result = run(sweep, workers=2, progress=lambda done, total: calls.append((done, total)))
         assert [s.scenario.rate_req_s for s in result.scenarios] == [0.5, 1.0]
         assert calls[-1] == (3, 3) and len(calls) == 3
         page = report_files(result)[HTML_NAME]

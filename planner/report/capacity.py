@@ -14,6 +14,7 @@ more target rates; the scenarios are every fleet at every rate. The tasks are
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -196,7 +197,11 @@ def run(spec: ReportSpec, workers: int = 1, progress: Callable[[int, int], None]
             if progress:
                 progress(k + 1, len(todo))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # forkserver, not fork: the caller may run threads (a progress bar) that fork would copy mid-lock; the
+        # server imports this module once, so workers start with the cost model loaded
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(run_task, spec, task): k for k, task in enumerate(todo)}
             for done, future in enumerate(as_completed(futures), start=1):
                 results[futures[future]] = future.result()
