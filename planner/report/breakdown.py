@@ -20,11 +20,10 @@ from planner.compare import build_context
 from planner.cost.compiled import op_cost
 from planner.cost.iteration import engine_overhead
 from planner.cost.ops import BatchShape, OpKind, stage_ops, stage_send_op
-from planner.recommend import DEFAULT_WORKLOAD, Recommendation
+from planner.recommend import Recommendation
 from planner.search.plan import PlannedInstance
 from planner.specs.catalog import Catalog
 from planner.specs.deployment import Deployment
-from planner.specs.workload import Workload
 
 if TYPE_CHECKING:
     from planner.report.capacity import ReportSpec
@@ -87,9 +86,7 @@ def decode_batch(instance: PlannedInstance, tpot_s: float | None, mean_output_le
 
 def iteration_breakdown(spec: ReportSpec, catalog: Catalog, rec: Recommendation) -> IterationBreakdown:
     """The breakdown for the plan's prefill instance (or its only one) and its decode instance."""
-    lengths_given = spec.input_len is not None or spec.output_len is not None
-    work = Workload.resolve(spec.workload or (None if lengths_given else DEFAULT_WORKLOAD), spec.input_len,
-                            spec.output_len)  # fmt: skip
+    work = spec.requests()
     instances = rec.plan.instances
     prefill_i = next((i for i in instances if i.role == "prefill"), instances[0])
     decode_i = next((i for i in instances if i.role == "decode"), instances[0])

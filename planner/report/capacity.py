@@ -22,12 +22,13 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from planner.errors import PlannerError
-from planner.recommend import Recommendation, parse_fleet, recommend
+from planner.recommend import DEFAULT_WORKLOAD, Recommendation, parse_fleet, recommend
 from planner.report.breakdown import IterationBreakdown, iteration_breakdown
 from planner.report.curves import Curves, build_curves
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.hardware import GpuPool
+from planner.specs.workload import Workload
 
 MAX_SCENARIOS = 2000  # fleets x rates; a report of more would take hours
 
@@ -58,6 +59,12 @@ class ReportSpec(BaseModel):
 
     def catalog(self) -> Catalog:
         return load_catalog(Path(self.catalog_root) if self.catalog_root else None)
+
+    def requests(self) -> Workload:
+        """The request lengths, as `recommend` resolves them (its default preset when none are given)."""
+        lengths_given = self.input_len is not None or self.output_len is not None
+        chosen = self.workload or (None if lengths_given else DEFAULT_WORKLOAD)
+        return Workload.resolve(chosen, self.input_len, self.output_len)
 
 
 class Scenario(BaseModel):

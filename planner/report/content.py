@@ -13,7 +13,6 @@ from planner.report.capacity import CapacityReport, ScenarioResult
 from planner.report.plan import ALTERNATIVE_HEADER, INSTANCE_HEADER, alternative_rows, instance_rows, predicted_rows
 from planner.report.tables import gpu_rows
 from planner.specs.catalog import Catalog
-from planner.specs.workload import Workload
 
 GPU_FACTS = ("name", "memory", "dense TFLOPS", "GPU link", "GPUs per node", "source")
 
@@ -53,8 +52,9 @@ class Document:
         return [b for s in self.sections for b in s.blocks if isinstance(b, Figure)]
 
 
-def _figure(blocks: list[Block], id: str, title: str, svg: str | None, caption: str, missing: str) -> None:
-    blocks.append(Figure(id, title, svg, caption) if svg else missing)
+def _figure(blocks: list[Block], plot_id: str, title: str, svg: str | None, caption: str, missing: str) -> None:
+    """The plot, or a sentence saying why there is none."""
+    blocks.append(Figure(plot_id, title, svg, caption) if svg else missing)
 
 
 def _recommendation(result: ScenarioResult, rec: Recommendation) -> Section:
@@ -207,8 +207,7 @@ def _assumptions(report: CapacityReport, rec: Recommendation, catalog: Catalog) 
     spec = report.spec
     model = catalog.model(spec.model)
     gpu_ids = list(dict.fromkeys([i.gpu for i in rec.plan.instances] + [c.gpu for c in report.curves]))
-    work = Workload.resolve(spec.workload or (None if spec.input_len or spec.output_len else rec.workload),
-                            spec.input_len, spec.output_len)  # fmt: skip
+    work = spec.requests()
     slo = rec.slo or (report.curves[0].slo if report.curves else None)
     rows = [
         ["model", f"{model.name} ({model.id})"],

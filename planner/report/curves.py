@@ -23,12 +23,10 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict
 
 from planner.compare import build_context, build_slo
-from planner.recommend import DEFAULT_WORKLOAD
 from planner.search.ilp import Objective, Solution, solve
 from planner.search.instances import InstanceType, instance_types
 from planner.search.plan import type_latencies
 from planner.specs.catalog import Catalog
-from planner.specs.workload import Workload
 from planner.strategies.base import Slo
 
 if TYPE_CHECKING:
@@ -104,9 +102,7 @@ def best_memory(types: Sequence[InstanceType]) -> dict[str, dict[str, float]]:
 
 def build_curves(spec: ReportSpec, catalog: Catalog, gpu: str, count: int) -> Curves:
     """The curves of `count` x `gpu` for the report `spec`."""
-    lengths_given = spec.input_len is not None or spec.output_len is not None
-    work = Workload.resolve(spec.workload or (None if lengths_given else DEFAULT_WORKLOAD), spec.input_len,
-                            spec.output_len)  # fmt: skip
+    work = spec.requests()
     ctx = build_context(catalog, spec.model, f"{count}x{gpu}", work, spec.dtype, spec.kv_dtype, spec.engine,
                         spec.network, None)  # fmt: skip
     slo = build_slo(spec.ttft, spec.tpot, 0.9 if spec.attainment is None else spec.attainment)
