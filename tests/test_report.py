@@ -180,6 +180,22 @@ class TestCommand:
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and flag in result.output
 
+    @pytest.mark.parametrize(
+        ("extra", "says"),
+        [
+            (["--model", "llama-99b"], "unknown model"),
+            (["--strategy", "fastest"], "--strategy"),
+            (["--ttft", "-1"], "--ttft"),
+        ],
+    )
+    def test_shared_inputs_are_checked_before_any_scenario_runs(
+        self, tmp_path: Path, extra: list[str], says: str
+    ) -> None:
+        args = ["report", "--model", "llama-3.1-8b", "--gpus", "1xL4", "--out", str(tmp_path), *extra]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and says in result.output, result.output
+        assert not (tmp_path / "report.html").exists()
+
     def test_out_must_be_a_folder(self, tmp_path: Path) -> None:
         target = tmp_path / "file"
         target.write_text("")

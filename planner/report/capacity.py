@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from planner.compare import build_slo
 from planner.errors import PlannerError
 from planner.recommend import DEFAULT_WORKLOAD, Recommendation, parse_fleet, recommend
 from planner.report.breakdown import IterationBreakdown, iteration_breakdown
@@ -29,6 +30,7 @@ from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.hardware import GpuPool
 from planner.specs.workload import Workload
+from planner.strategies import get_strategy
 
 MAX_SCENARIOS = 2000  # fleets x rates; a report of more would take hours
 
@@ -149,8 +151,19 @@ def gpu_kinds(spec: ReportSpec) -> list[tuple[str, int]]:
 Task = tuple[str, Scenario | tuple[str, int]]  # ("recommend", scenario) or ("curves", (gpu, count))
 
 
+def check(spec: ReportSpec) -> None:
+    """PlannerError for inputs every scenario shares, before any runs: the model, the request lengths, the
+    strategies and the SLOs (what is infeasible in one scenario only is that scenario's finding)."""
+    spec.catalog().model(spec.model)
+    spec.requests()
+    for name in spec.strategies:
+        get_strategy(name)
+    build_slo(spec.ttft, spec.tpot, 0.9 if spec.attainment is None else spec.attainment)
+
+
 def tasks(spec: ReportSpec) -> list[Task]:
     """The report's tasks: the curves first (the longest), then one recommendation per scenario."""
+    check(spec)
     curves: list[Task] = [("curves", kind) for kind in gpu_kinds(spec)]
     return curves + [("recommend", s) for s in scenarios(spec)]
 
