@@ -595,6 +595,83 @@ def recommend(
 
 
 @app.command()
+def report(
+    model: Annotated[str, typer.Option(help="Model id or alias (llama-70b), or a Hugging Face config.json.")],
+    gpus: Annotated[
+        list[str],
+        typer.Option(
+            help="GPUs of one sweep point: COUNTxGPU, a mixed fleet with commas (8xL20,8xA100). Repeat for a sweep: --gpus 8xL20 --gpus 16xL20."
+        ),
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.html, report.md and plots/ (created).")],
+    rate: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Target request rates, requests/s: comma-separated or repeated (1,2,5,10); each is a sweep point."
+        ),
+    ] = None,
+    network: Annotated[str | None, typer.Option(help="Network between nodes, e.g. 100gbe or 8xib-ndr.")] = None,
+    input_len: Annotated[int | None, typer.Option(help="Prompt tokens per request (fixed lengths).")] = None,
+    output_len: Annotated[int | None, typer.Option(help="Generated tokens per request (fixed lengths).")] = None,
+    workload: Workload_ = None,
+    ttft: Annotated[float | None, typer.Option(help="TTFT SLO, seconds (default 1 when SLOs apply).")] = None,
+    tpot: Annotated[float | None, typer.Option(help="TPOT SLO, seconds (default 0.1 when SLOs apply).")] = None,
+    attainment: Annotated[float | None, typer.Option(help="Share of requests that must meet both SLOs (0.9).")] = None,
+    objective: Annotated[
+        str | None,
+        typer.Option(help="goodput (default with --rate or SLOs), throughput (default without), min-gpus, min-cost."),
+    ] = None,
+    price: Annotated[
+        list[str] | None, typer.Option(help="GPU price GPU=USD_PER_HOUR (repeatable); adds the cost plot.")
+    ] = None,
+    strategy: Annotated[list[str] | None, typer.Option(help="Only these strategies (repeatable).")] = None,
+    dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp8, int8 or int4.")] = "bf16",
+    kv_dtype: Annotated[
+        str | None, typer.Option(help="KV cache dtype (default: the engine's for the weights).")
+    ] = None,
+    engine: Annotated[str | None, typer.Option(help="Engine profile (default: most evidence on the GPU).")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Processes that run the scenarios in parallel.")] = 2,
+    catalog: CatalogRoot = None,
+) -> None:
+    """A capacity-planning report: the recommendation and why, every strategy side by side, the assumptions and
+    expected error, and plots (throughput-latency frontier, goodput against GPUs, GPUs needed against rate, cost
+    per million tokens, memory per GPU, where an iteration's time goes), as self-contained HTML and Markdown."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from planner.recommend import parse_prices
+    from planner.report.capacity import ReportSpec, parse_rates, run, tasks
+    from planner.report.files import report_files
+    from planner.specs.catalog import load_catalog
+
+    with _errors():
+        loaded = load_catalog(catalog)
+        spec = ReportSpec(
+            model=model, fleets=tuple(gpus), rates=parse_rates(rate), workload=workload, input_len=input_len,
+            output_len=output_len, ttft=ttft, tpot=tpot, attainment=attainment, objective=objective,
+            prices=tuple(parse_prices(price, loaded).items()), strategies=tuple(strategy or ()), dtype=dtype, kv_dtype=kv_dtype, engine=engine,
+            network=network, catalog_root=str(catalog) if catalog else None,
+        )  # fmt: skip
+        if out_dir.exists() and not out_dir.is_dir():
+            _fail(f"{out_dir} is a file: give a folder", "out")
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=True) as bar:
+            job = bar.add_task("scenarios", total=len(tasks(spec)))
+            result = run(spec, workers, lambda done, total: bar.update(job, completed=done))
+        files = report_files(result, loaded)
+    for name, text in files.items():
+        path = out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    failed = [s for s in result.scenarios if s.recommendation is None]
+    if failed:
+        err.print(
+            f"note: {len(failed)} of {len(result.scenarios)} scenarios have no feasible plan (see the sweep table)"
+        )
+    out.print(f"wrote {out_dir / 'report.html'}")
+    out.print(f"wrote {out_dir / 'report.md'} (plots in {out_dir / 'plots'})")
+
+
+@app.command()
 def simulate(
     model: Annotated[str | None, typer.Option(help="Model id or alias, or a Hugging Face config.json.")] = None,
     gpus: Annotated[str | None, typer.Option(help="GPU count and type, e.g. 8xL20.")] = None,
