@@ -638,7 +638,7 @@ def report(
     per million tokens, memory per GPU, where an iteration's time goes), as self-contained HTML and Markdown."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from planner.recommend import parse_prices
+    from planner.recommendation import parse_prices
     from planner.report.capacity import ReportSpec, parse_rates, run, tasks
     from planner.report.files import report_files
     from planner.specs.catalog import load_catalog

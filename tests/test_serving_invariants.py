@@ -91,10 +91,11 @@ SCENARIOS = st.one_of(SERVING, st.builds(lambda b: {"batch_size": b}, CLIENTS))
 
 
 def run(config: dict[str, Any], **scenario: Any) -> Estimate:
-    """`planner.estimate` on `config`, rejecting the example where the configuration cannot run (the model or
-    one request does not fit, TP does not divide the heads). `rate_share` asks for that share of the offline
-    capacity (a long queue, so that the batch runs full)."""
-    kwargs = {"catalog": catalog(), **config, **scenario}
+    """`planner.estimate` on `config` with the analytic formulas (the simulator has its own tests, test_sim.py),
+    rejecting the example where the configuration cannot run (the model or one request does not fit, TP does
+    not divide the heads). `rate_share` asks for that share of the offline capacity (a long queue, so that the
+    batch runs full)."""
+    kwargs = {"catalog": catalog(), "analytic": True, **config, **scenario}
     share = kwargs.pop("rate_share", None)
     try:
         if share is not None:

@@ -144,11 +144,14 @@ class TestOfflineThroughput:
     def test_prefill_first_equals_the_analytic_cycle(self, input_len: int, output_len: int) -> None:
         """Fixed lengths, prefill-first, N = 4 full batches: the simulator runs in waves (all B requests of a
         wave finish together), each wave B / k prompt iterations of k = max_num_tokens // I prompts and O - 1
-        decode steps of B: exactly continuous.steady_state's busy(B) when k divides B. Float rounding only."""
+        decode steps of B. The analytic cycle counts one request's life instead (its first token, then O - 1
+        steps stretched by the other B - 1 prompts), which is longer by one prompt's first-token time less its
+        share of a packed iteration: within 2% here (measured 0.3-1.3%)."""
         dep = deployment(max_batch_size=64, max_num_tokens=4 * input_len)
         result = simulate(dep, offline(256, Workload.fixed(input_len, output_len)))
         point = continuous.offline(dep, input_len, output_len, 64, 256)
-        assert result.request_throughput_req_s == pytest.approx(point.request_rate_req_s, rel=1e-9)
+        assert result.request_throughput_req_s == pytest.approx(point.request_rate_req_s, rel=0.02)
+        assert result.request_throughput_req_s >= point.request_rate_req_s * (1 - 1e-9)
 
     @pytest.mark.parametrize(("input_len", "output_len"), [(256, 64), (1024, 256), (128, 32)])
     def test_mixed_batching_within_three_percent(self, input_len: int, output_len: int) -> None:

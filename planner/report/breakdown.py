@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from planner.compare import build_context
+from planner.comparison import build_context
 from planner.cost.compiled import op_cost
 from planner.cost.iteration import engine_overhead
 from planner.cost.ops import BatchShape, OpKind, stage_ops, stage_send_op
-from planner.recommend import Recommendation
+from planner.recommendation import Recommendation
 from planner.search.plan import PlannedInstance
 from planner.specs.catalog import Catalog
 from planner.specs.deployment import Deployment

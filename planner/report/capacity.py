@@ -21,9 +21,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from planner.compare import build_slo
+from planner.comparison import build_slo
 from planner.errors import PlannerError
-from planner.recommend import DEFAULT_WORKLOAD, Recommendation, parse_fleet, recommend
+from planner.recommendation import DEFAULT_WORKLOAD, Recommendation, parse_fleet, recommend
 from planner.report.breakdown import IterationBreakdown, iteration_breakdown
 from planner.report.curves import Curves, build_curves
 from planner.specs import inputs

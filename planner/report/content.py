@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from planner.estimate import default_engine
-from planner.recommend import Recommendation
+from planner.estimation import default_engine
+from planner.recommendation import Recommendation
 from planner.report import plots
 from planner.report.capacity import CapacityReport, ScenarioResult
 from planner.report.plan import ALTERNATIVE_HEADER, INSTANCE_HEADER, alternative_rows, instance_rows, predicted_rows

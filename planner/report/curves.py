@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from planner.compare import build_context, build_slo
+from planner.comparison import build_context, build_slo
 from planner.search.ilp import Objective, Solution, solve
 from planner.search.instances import InstanceType, instance_types
 from planner.search.plan import type_latencies
