@@ -270,12 +270,10 @@ class TestSeedResults:
     @pytest.mark.xfail(
         strict=True,
         reason="DistServe (OPT-13B, ShareGPT, TTFT 0.25 s / TPOT 0.1 s at 90%, 4 x A100 NVLink; published 4.48x "
-        "arXiv / 7.4x OSDI, simulator 1.56 req/s/GPU): tdplan gives disaggregated 5.18 req/s/GPU (prefill TP1 + "
-        "decode TP2, 3 GPUs, TTFT p90 0.247 s: its single prefill queue binds) against colocated about 7.0 "
-        "(TP2, max_batch 1024, near its capacity at goodput): ratio 0.74. "
+        "arXiv / 7.4x OSDI, simulator 1.56 req/s/GPU): tdplan gives disaggregated 4.22 req/s/GPU (prefill TP1 + "
+        "decode TP2, 3 GPUs, TTFT p90 0.173 s) against colocated 5.60 (TP1 x 4, max_batch 256): ratio 0.75. "
         "The colocated model charges prompt stalls as a Poisson count over each long decode (TPOT = "
-        "step / (1 - rho), rho = 0.28 at 14.1 req/s per TP2 replica: about 20 ms of prompt per request against a "
-        "64 ms step) and gives each replica its own prompt server, so at these SLOs it loses almost nothing to "
+        "step / (1 - rho)) and gives each replica its own prompt server, so at these SLOs it loses little to "
         "interference; at capacity both strategies do nearly the same work (see docs/strategies/disaggregated.md)",
     )
     def test_distserve_opt13b_sharegpt_beats_colocated(self) -> None:
