@@ -13,12 +13,11 @@ from collections.abc import Mapping, Sequence
 from pydantic import BaseModel, ConfigDict
 
 from planner.errors import PlannerError
-from planner.estimation import default_engine
+from planner.estimation import resolve_names
 from planner.search.plan import Plan, TypeSummary
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.hardware import GpuPool
-from planner.specs.precision import resolve_dtypes
 from planner.specs.workload import Workload
 from planner.strategies import REGISTRY, get_strategy
 from planner.strategies.base import Context, Slo, StrategyResult, evaluate
@@ -96,12 +95,12 @@ def build_context(
     network: str | None,
     gpus_per_node: int | None,
 ) -> Context:
-    """Resolve names into the fixed part of a comparison."""
-    spec = catalog.model(model)
-    cluster = catalog.cluster(gpus, network, gpus_per_node)
-    gpu = cluster.gpu
-    engine_spec = catalog.engine(engine) if engine is not None else default_engine(catalog, gpu)
-    weight_dtype, kv = resolve_dtypes(dtype, kv_dtype, engine_spec.fp8_kv_cache_with_fp8_weights)
+    """Resolve names into the fixed part of a comparison (estimation.resolve_names, the one resolver)."""
+    if engine is not None:
+        catalog.engine(engine)  # an empty or unknown name is an error, not the default profile
+    spec, cluster, engine_spec, weight_dtype, kv = resolve_names(
+        catalog, model, gpus, dtype, kv_dtype, engine, network, gpus_per_node, []
+    )
     return Context(
         catalog=catalog,
         model=spec,

@@ -150,22 +150,19 @@ def _smallest_fitting_tp(
     )
 
 
-def resolve_deployment(
+def resolve_names(
     catalog: Catalog,
     model: str | ModelSpec,
     gpus: str | Cluster,
-    tp: int | None,
-    pp: int | None,
     dtype: str | Dtype,
     kv_dtype: str | Dtype | None,
     engine: str | None,
     network: str | None,
     gpus_per_node: int | None,
-    tokens_per_request: int,
     notes: list[str],
-) -> tuple[Deployment, MemoryBreakdown]:
-    """The deployment a user's names describe (the smallest TP within a node that fits when `tp` is None) and
-    its memory; what was chosen or resolved for them is appended to `notes`."""
+) -> tuple[ModelSpec, Cluster, EngineSpec, Dtype, Dtype]:
+    """The model, cluster, engine profile (by evidence when `engine` is None) and weight and KV formats a user's
+    names describe; what was chosen or resolved for them is appended to `notes`."""
     if isinstance(model, str):
         spec = catalog.model(model)
         if spec.id != model.strip().lower():
@@ -186,6 +183,28 @@ def resolve_deployment(
             f"engine profile: {engine_spec.name}, the one with the most published serving measurements on "
             f"{cluster.gpu.name} or its family (choose with --engine)"
         )
+    return spec, cluster, engine_spec, weight_dtype, kv
+
+
+def resolve_deployment(
+    catalog: Catalog,
+    model: str | ModelSpec,
+    gpus: str | Cluster,
+    tp: int | None,
+    pp: int | None,
+    dtype: str | Dtype,
+    kv_dtype: str | Dtype | None,
+    engine: str | None,
+    network: str | None,
+    gpus_per_node: int | None,
+    tokens_per_request: int,
+    notes: list[str],
+) -> tuple[Deployment, MemoryBreakdown]:
+    """The deployment a user's names describe (the smallest TP within a node that fits when `tp` is None) and
+    its memory; what was chosen or resolved for them is appended to `notes`."""
+    spec, cluster, engine_spec, weight_dtype, kv = resolve_names(
+        catalog, model, gpus, dtype, kv_dtype, engine, network, gpus_per_node, notes
+    )
     if tokens_per_request > spec.max_position_embeddings:
         notes.append(
             f"input + output = {tokens_per_request} tokens exceeds the model's context of "
