@@ -171,7 +171,14 @@ def compare(
         model, gpus, work, rate=rate, ttft=ttft, tpot=tpot, attainment=attainment, strategies=names, dtype=dtype,
         kv_dtype=kv_dtype, engine=engine, network=network, gpus_per_node=gpus_per_node, catalog=catalog,
     )  # fmt: skip
-    best = StrategyPlan(strategy=rec.plan.strategy, feasible=True, plan=rec.plan, margin_pct=0.0)
+    # The best row is the winning strategy alone, like every other row (the recommendation may mix strategies).
+    own = rec.alone
+    best = StrategyPlan(
+        strategy=rec.plan.strategy,
+        feasible=True,
+        plan=own.plan if own is not None and own.plan is not None else rec.plan,
+        margin_pct=own.margin_pct if own is not None else 0.0,
+    )
     others = [
         StrategyPlan(strategy=a.strategy, feasible=a.feasible, plan=a.plan, margin_pct=a.margin_pct, reason=a.reason)
         for a in rec.alternatives

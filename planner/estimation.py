@@ -298,7 +298,11 @@ def estimate(
     expected, basis = calibration_basis(catalog, deployment)
     result = _serve(deployment, memory, input_len, output_len, concurrency, rate, batch_size, num_requests, notes)
     if not analytic and result.scenario in (Scenario.concurrency, Scenario.rate) and result.stable:
-        result = _simulated(result, deployment, concurrency, rate, num_requests)
+        if deployment.pp_size == 1:
+            result = _simulated(result, deployment, concurrency, rate, num_requests)
+        else:
+            notes = [*result.notes, "the formulas' figures: the simulator does not run pipeline micro-batches (PP > 1)"]
+            result = result.model_copy(update={"notes": notes})
     return result.model_copy(update={"expected_error_pct": expected, "calibration_basis": basis})
 
 
@@ -317,12 +321,17 @@ def _simulated(
         stream = poisson(rate, num_requests, workload)
     sim = simulate(deployment, stream, seed=0)
     figures = ("output_throughput_tok_s", "request_throughput_req_s", "ttft_s", "tpot_s")
+    # A stable open stream is served at its arrival rate in steady state; the simulator's run-average throughput
+    # also counts the ramp-up and the drain after the last arrival. A closed loop's throughput is the run's.
+    served_req_s = rate if rate is not None else sim.request_throughput_req_s
     return result.model_copy(
         update={
             "method": "simulated",
             "analytic": {name: getattr(result, name) for name in figures},
-            "output_throughput_tok_s": sim.output_throughput_tok_s,
-            "request_throughput_req_s": sim.request_throughput_req_s,
+            "output_throughput_tok_s": served_req_s * result.output_len
+            if rate is not None
+            else sim.output_throughput_tok_s,
+            "request_throughput_req_s": served_req_s,
             "ttft_s": sim.ttft_s.mean,
             "tpot_s": sim.tpot_s.mean,
             "ttft_p90_s": sim.ttft_s.p90,

@@ -64,6 +64,7 @@ class Recommendation(BaseModel):
     notes: list[str]
     verification: list[Verification] = []
     reranked_from: str | None = None
+    alone: Alternative | None = None  # the winning strategy's best plan with no other strategy beside it
     evaluated: list[TypeSummary] = []  # every instance type tabulated (not part of the JSON plan)
 
 
@@ -200,7 +201,7 @@ def recommend(
         types += found
         notes += skipped
     if not types:
-        raise PlannerError(_nothing_fits(contexts, notes), "gpus")
+        raise PlannerError(_nothing_fits(contexts, [n for n in notes if not n.startswith("workload:")]), "gpus")
     best = solve(types, budget, goal, rate, price_table)
     per_strategy = {
         name: (sub, solve(sub, budget, goal, rate, price_table))
@@ -210,16 +211,21 @@ def recommend(
     if not _feasible(best, goal):
         raise PlannerError(_nothing_feasible(types, slo, goal, rate, budget), "gpus")
     plan = _plan(types, best, goal, slo, rate, work, budget, price_table)
-    alternatives = [
-        _alternative(name, sub, sol, goal, work, price_table, _score(types, best, goal, price_table)).model_copy(
+    best_score = _score(types, best, goal, price_table)
+    alone = {
+        name: _alternative(name, sub, sol, goal, work, price_table, best_score).model_copy(
             update={
                 "plan": _plan(sub, sol, goal, slo, rate, work, budget, price_table) if _feasible(sol, goal) else None
             }
         )
         for name, (sub, sol) in per_strategy.items()
-        if name != plan.strategy
-    ]
-    alternatives.sort(key=lambda a: (not a.feasible, a.margin_pct if a.margin_pct is not None else 1e9))
+    }
+
+    def others(winner: str) -> list[Alternative]:
+        listed = [a for name, a in alone.items() if name != winner]
+        return sorted(listed, key=lambda a: (not a.feasible, a.margin_pct if a.margin_pct is not None else 1e9))
+
+    alternatives = others(plan.strategy)
     reason = _why(plan, alternatives, goal, slo)
     verification: list[Verification] = []
     reranked_from = None
@@ -249,6 +255,7 @@ def recommend(
                 name, sub, sol = next(c for c, v in zip(checked, verification, strict=True) if v is passing[0])
                 reranked_from = plan.strategy
                 plan = _plan(sub, sol, goal, slo, rate, work, budget, price_table)
+                alternatives = others(plan.strategy)
                 reason = (
                     f"re-ranked by simulation: {reranked_from} misses the {slo.attainment:.0%} attainment target in "
                     f"simulation ({verification[0].reason}); {name} meets it. " + reason
@@ -256,6 +263,7 @@ def recommend(
     return Recommendation(
         plan=plan,
         alternatives=alternatives,
+        alone=alone.get(plan.strategy),
         reason=reason,
         slo=slo,
         workload=work.name,
@@ -358,7 +366,7 @@ def _alternative(
 
 def _why(plan: Plan, alternatives: Sequence[Alternative], goal: Objective, slo: Slo | None) -> str:
     """One paragraph on what decides the winner."""
-    head = plan.instances[0]
+    head = next((i for i in plan.instances if i.strategy == plan.strategy), plan.instances[0])
     layout = f"{head.count} x TP{head.tp} PP{head.pp}" + (
         f" ({plan.prefill_decode_ratio} prefill:decode)" if plan.prefill_decode_ratio else ""
     )

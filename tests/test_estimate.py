@@ -273,3 +273,17 @@ class TestStaticBatch:
     def test_batch_must_fit_the_kv_cache(self, catalog: Catalog) -> None:
         with pytest.raises(PlannerError, match="lower --batch-size"):
             run(catalog, model="llama-3-8b", gpus="1xa100-sxm-40gb", input_len=8000, output_len=100, batch_size=64)
+
+
+class TestSimulatedScenarios:
+    def test_a_stable_rate_is_served_at_that_rate(self, catalog: Catalog) -> None:
+        """The simulator's latencies; the throughput of a stable open stream is its arrival rate."""
+        est = run(catalog, model="llama-3.1-8b", gpus="1xh100", tp=1, input_len=512, output_len=256, rate=5.0)
+        assert est.method == "simulated" and est.stable
+        assert (est.request_throughput_req_s, est.output_throughput_tok_s) == (5.0, 1280.0)
+
+    def test_pipelines_keep_the_formulas(self, catalog: Catalog) -> None:
+        """The simulator runs no pipeline micro-batches, so PP > 1 keeps the formulas' figures, and says so."""
+        est = run(catalog, model="llama-3.1-8b", gpus="2xh100", tp=1, pp=2, input_len=512, output_len=256, rate=5.0)
+        assert est.method == "analytic"
+        assert any("pipeline micro-batches" in note for note in est.notes)

@@ -198,3 +198,27 @@ class TestVerify:
         rec = run(ttft=1.0, tpot=0.05, verify=True, strategies=("sm-partition",))
         assert not rec.verification
         assert any("not simulated: sm-partition" in note for note in rec.notes)
+
+
+class TestReviewFindings:
+    def test_nodes_of_an_instance_spanning_several(self) -> None:
+        """An instance of 24 GPUs from GPU 0 on nodes of 8 takes nodes 0, 1 and 2."""
+        from planner.search.plan import _nodes
+
+        assert _nodes(0, 24, 1, 8) == ([0, 1, 2], 24)
+        assert _nodes(8, 4, 3, 8) == ([1, 2], 20)
+
+    def test_slos_tabulate_every_layout(self) -> None:
+        """With SLOs the capacity bound does not drop the layouts that meet them: chunked serves Llama-70B on
+        8 L20s within TTFT 1 s / TPOT 0.1 s (its deepest pipelines alone do not)."""
+        rec = recommend(
+            model="llama-70b", gpus="8xL20", workload="sharegpt", ttft=1.0, tpot=0.1, strategies=["chunked"]
+        )
+        assert (rec.plan.predicted.goodput_req_s or 0) > 0
+
+    def test_compare_rows_are_one_strategy_each(self) -> None:
+        from planner.comparison import compare
+
+        result = compare("llama-3.1-8b", "2xh100", input_len=512, output_len=128, strategies=FAST)
+        for entry in result.per_strategy:
+            assert entry.plan is None or {i.strategy for i in entry.plan.instances} == {entry.strategy}

@@ -7,7 +7,8 @@ the integer program (planner.search.ilp) chooses them.
 
 Single-pool strategies are evaluated on a cluster of exactly one instance (`one_instance`), so every number is
 per instance, through the strategy's own capacity and latency models. A cheap bound prunes first: per strategy
-and instance size, only the configurations with the most offline capacity get latencies (`_keep`). The SLO rate
+and instance size, only the configurations with the most offline capacity get latencies (`_keep`; with SLOs,
+the best knob values of every layout). The SLO rate
 is read off a short table of attainments at fixed fractions of the capacity (`RATE_FRACTIONS`), refined a few
 times around the target's crossing, by linear interpolation (`tabulate`, `slo_rate`).
 
@@ -172,12 +173,15 @@ def slo_rate(table: Table, target: float) -> float:
     return float(r0 + (r1 - r0) * (a0 - target) / max(a0 - a1, 1e-12))
 
 
-def _keep(scored: list[tuple[float, Candidate]]) -> list[tuple[float, Candidate]]:
-    """The KEEP_KNOBS best configurations of each of the KEEP_LAYOUTS layouts with the most capacity."""
+def _keep(scored: list[tuple[float, Candidate]], with_slo: bool) -> list[tuple[float, Candidate]]:
+    """The KEEP_KNOBS best configurations of each of the KEEP_LAYOUTS layouts with the most capacity; with SLOs,
+    of every layout (the layouts with the most capacity are the deepest pipelines, often the slowest per
+    token: capacity cannot stand in for latency)."""
     by_layout: dict[tuple[int, int], list[tuple[float, Candidate]]] = {}
     for capacity, candidate in sorted(scored, key=lambda item: (-item[0], item[1].tp, item[1].pp)):
         by_layout.setdefault((candidate.tp, candidate.pp), []).append((capacity, candidate))
-    return [item for options in list(by_layout.values())[:KEEP_LAYOUTS] for item in options[:KEEP_KNOBS]]
+    layouts = list(by_layout.values()) if with_slo else list(by_layout.values())[:KEEP_LAYOUTS]
+    return [item for options in layouts for item in options[:KEEP_KNOBS]]
 
 
 def _single_pool_types(
@@ -199,7 +203,7 @@ def _single_pool_types(
             capacity = strategy.capacity_req_s(sub, candidate)
             if capacity > 0 and math.isfinite(capacity):
                 scored.append((capacity, candidate))
-        for capacity, candidate in _keep(scored):
+        for capacity, candidate in _keep(scored, slo is not None):
             memory = strategy.memory(sub, candidate)
             rate = capacity
             if slo is not None:

@@ -84,8 +84,8 @@ class Plan(BaseModel):
 def _nodes(first_gpu: int, gpus_each: int, count: int, gpus_per_node: int) -> tuple[list[int], int]:
     """Nodes that `count` instances of `gpus_each` GPUs occupy when laid out from GPU `first_gpu` on (instances
     of sizes that divide the node never straddle one: planner.search.instances.packs)."""
-    nodes = sorted({(first_gpu + k * gpus_each + g) // gpus_per_node for k in range(count) for g in (0, gpus_each - 1)})
-    return nodes, first_gpu + count * gpus_each
+    last_gpu = first_gpu + count * gpus_each - 1
+    return list(range(first_gpu // gpus_per_node, last_gpu // gpus_per_node + 1)), last_gpu + 1
 
 
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:

@@ -45,7 +45,13 @@ class Verification(BaseModel):
 
 
 def simulatable(types: Sequence[InstanceType], solution: Solution) -> bool:
-    return all(types[i].strategy in SIMULATED_STRATEGIES for (i, _), n in solution.counts.items() if n)
+    """Every chosen pool runs a scheduler the simulator has, without pipeline stages (the simulator runs an
+    instance's iteration through all its stages at once, without micro-batches)."""
+    return all(
+        types[i].strategy in SIMULATED_STRATEGIES and types[i].pools[j].pp == 1
+        for (i, j), n in solution.counts.items()
+        if n
+    )
 
 
 def verify(
