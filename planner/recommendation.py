@@ -176,6 +176,12 @@ def recommend(
         except ValueError:
             choices = ", ".join(o.value for o in Objective)
             raise PlannerError(f"unknown objective '{objective}': choose one of {choices}", "objective") from None
+    if goal is Objective.throughput and (rate is not None or ttft is not None or tpot is not None):
+        raise PlannerError(
+            "objective throughput plans offline capacity, with no rate or SLOs: drop --rate/--ttft/--tpot or use "
+            "--objective goodput",
+            "objective",
+        )
     if goal in (Objective.min_gpus, Objective.min_cost) and rate is None:
         raise PlannerError(f"objective {goal.value} needs a target rate: add --rate", "rate")
     price_table = parse_prices(prices, catalog)

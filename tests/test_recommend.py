@@ -222,3 +222,7 @@ class TestReviewFindings:
         result = compare("llama-3.1-8b", "2xh100", input_len=512, output_len=128, strategies=FAST)
         for entry in result.per_strategy:
             assert entry.plan is None or {i.strategy for i in entry.plan.instances} == {entry.strategy}
+
+    def test_throughput_objective_refuses_a_rate_or_slos(self) -> None:
+        with pytest.raises(PlannerError, match="objective throughput plans offline capacity"):
+            run(objective="throughput", ttft=1.0)
