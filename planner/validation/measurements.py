@@ -41,19 +41,6 @@ class Measurement:
     assumptions: str
 
 
-@dataclass(frozen=True, slots=True)
-class Microbenchmark:
-    """A kernel- or link-level measurement (GEMM TFLOPS, HBM bandwidth, NCCL bus bandwidth)."""
-
-    id: str
-    source: str
-    gpu: str
-    metric: str
-    value: float
-    unit: str
-    conditions: str
-
-
 def _int(text: str) -> int | None:
     return int(float(text)) if text.strip() else None
 
@@ -94,20 +81,3 @@ def load_measurements() -> tuple[Measurement, ...]:
             )
         )
     return tuple(rows)
-
-
-@functools.cache
-def load_microbenchmarks() -> tuple[Microbenchmark, ...]:
-    """Every row of the shipped microbenchmark table."""
-    return tuple(
-        Microbenchmark(
-            id=r["id"],
-            source=r["source"],
-            gpu=r["gpu"],
-            metric=r["metric"],
-            value=float(r["value"]),
-            unit=r["unit"],
-            conditions=r["conditions"],
-        )
-        for r in _read("microbenchmarks.csv")
-    )
