@@ -748,20 +748,27 @@ def simulate(
                 gpus_per_node=gpus_per_node,
                 catalog=cat,
             )
-            groups = [({"strategy": strategy or "colocated", "gpus": gpus}, result)]
+            groups = [([{"strategy": strategy or "colocated", "gpus": gpus}], result)]
         if out_csv is not None:
             check_output_file(out_csv, "out_csv")
             write_requests_csv(groups[0][1], out_csv)
     if as_json:
         payload = [
-            {"instances": group, **result.model_dump(mode="json", exclude={"requests", "queue"})}
+            {
+                "instances": group if plan is not None else group[0],
+                **result.model_dump(mode="json", exclude={"requests", "queue"}),
+            }
             for group, result in groups
         ]
         _print_json({"simulations": payload} if plan is not None else payload[0], {"model": model, "gpus": gpus})
         return
     for group, result in groups:
-        title = f"tdplan simulate: {group.get('strategy')} on {group.get('gpus')} {group.get('gpu', '')}".rstrip()
-        out.print(_table(sim_rows(result), title))
+        pools = " + ".join(
+            f"{e.get('role', 'serve')} {e.get('gpus')} {e.get('gpu', '')}".rstrip() if len(group) > 1
+            else f"{e.get('gpus')} {e.get('gpu', '')}".rstrip()
+            for e in group
+        )  # fmt: skip
+        out.print(_table(sim_rows(result), f"tdplan simulate: {group[0].get('strategy')} on {pools}"))
     if out_csv is not None:
         out.print(f"wrote {out_csv}")
 

@@ -298,11 +298,7 @@ def estimate(
     expected, basis = calibration_basis(catalog, deployment)
     result = _serve(deployment, memory, input_len, output_len, concurrency, rate, batch_size, num_requests, notes)
     if not analytic and result.scenario in (Scenario.concurrency, Scenario.rate) and result.stable:
-        if deployment.pp_size == 1:
-            result = _simulated(result, deployment, concurrency, rate, num_requests)
-        else:
-            notes = [*result.notes, "the formulas' figures: the simulator does not run pipeline micro-batches (PP > 1)"]
-            result = result.model_copy(update={"notes": notes})
+        result = _simulated(result, deployment, concurrency, rate, num_requests)
     return result.model_copy(update={"expected_error_pct": expected, "calibration_basis": basis})
 
 

@@ -2,9 +2,9 @@
 (planner.sim) on a request stream; and the simulation of a plan that `recommend --json` wrote.
 
 The simulator runs engine schedulers: prefill-first continuous batching, chunked prefill with a token budget,
-and in-flight batching (the engine profile picks one). Strategies map onto them: `colocated` runs the engine's
-own scheduler and `chunked` the chunked scheduler with its `chunk_size` as the token budget. The other
-strategies are not simulated yet, and say so.
+and in-flight batching (the engine profile picks one), pipelined instances as virtual engines, and the prefill
+and decode pools of a disaggregated deployment. Strategies map onto them in planner.sim.setup; the ones it
+does not run yet say so.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from planner.comparison import build_context
 from planner.errors import PlannerError
 from planner.estimation import resolve_deployment
 from planner.sim import (
@@ -28,7 +29,9 @@ from planner.sim import (
     static_batch,
 )
 from planner.sim import simulate as run
-from planner.sim.policy import SIMULATED_STRATEGIES, policy_for
+from planner.sim.policy import Role
+from planner.sim.setup import SIMULATED_STRATEGIES, PoolLayout, policy_for, sim_pools
+from planner.sim.simulate import simulate_pools
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.workload import Workload
@@ -115,17 +118,25 @@ def simulate(
         catalog, model, gpus, tp, pp, dtype, kv_dtype, engine, network, gpus_per_node, longest, notes
     )
     slo = Slo(ttft_s=ttft, tpot_s=tpot) if ttft is not None or tpot is not None else None
+    if strategy == "disaggregated":
+        raise PlannerError(
+            "a disaggregated deployment has two pools: simulate it from a plan "
+            "(tdplan recommend --strategy disaggregated --json > plan.json; tdplan simulate --plan plan.json)",
+            "strategy",
+        )
     return run(deployment, stream, policy_for(strategy, knobs), slo=slo, seed=seed)
 
 
 def simulate_plan(
     plan_json: Mapping[str, Any], requests: int = 1000, seed: int = 0, catalog: Catalog | None = None
-) -> list[tuple[dict[str, Any], SimResult]]:
-    """Each instance group of a `recommend --json` plan, simulated under Poisson arrivals at the rate the plan
-    sends it (its instances' planned rate times their count), with the plan's workload and SLOs."""
+) -> list[tuple[list[dict[str, Any]], SimResult]]:
+    """Each instance type of a `recommend --json` plan (its pools: one serving pool, or a disaggregated type's
+    prefill and decode pools together) simulated under Poisson arrivals at the rate the plan sends it, with the
+    plan's workload and SLOs. Returns the plan's instance entries of each type with its simulation."""
     try:
         instances = plan_json["plan"]["instances"]
-        model, workload = plan_json["inputs"]["model"], plan_json["workload"]
+        inputs_json, workload = plan_json["inputs"], plan_json["workload"]
+        model = inputs_json["model"]
     except (KeyError, TypeError):
         raise PlannerError("not a plan from `tdplan recommend --json`: no plan.instances / inputs", "plan") from None
     unsupported = sorted({i["strategy"] for i in instances} - set(SIMULATED_STRATEGIES))
@@ -135,33 +146,35 @@ def simulate_plan(
             f"(it runs {', '.join(SIMULATED_STRATEGIES)})",
             "plan",
         )
-    slo = plan_json.get("slo") or {}
-    inputs_json = plan_json["inputs"]
+    catalog = catalog or load_catalog()
+    work = Workload.resolve(
+        workload if not str(workload).startswith("fixed ") else None, _fixed(workload, 0), _fixed(workload, 1)
+    )
+    slo_json = plan_json.get("slo") or {}
+    slo = Slo(ttft_s=slo_json.get("ttft_s"), tpot_s=slo_json.get("tpot_s")) if slo_json else None
+    types: dict[int, list[dict[str, Any]]] = {}
+    for entry in instances:
+        types.setdefault(int(entry.get("type_id", 0)), []).append(entry)
     out = []
-    for group in instances:
-        rate = group["planned_rate_req_s"] * group["count"]
-        result = simulate(
+    for entries in types.values():
+        entries.sort(key=lambda e: [role.value for role in Role].index(e["role"]))
+        first = entries[0]
+        ctx = build_context(
+            catalog,
             model,
-            f"{group['gpus']}x{group['gpu']}",
-            tp=group["tp"],
-            pp=group["pp"],
-            dtype=inputs_json.get("dtype") or "bf16",
-            kv_dtype=inputs_json.get("kv_dtype"),
-            engine=inputs_json.get("engine"),
-            network=inputs_json.get("network"),
-            workload=workload if not str(workload).startswith("fixed ") else None,
-            input_len=_fixed(workload, 0),
-            output_len=_fixed(workload, 1),
-            rate=rate if rate > 0 else None,
-            requests=requests,
-            seed=seed,
-            ttft=slo.get("ttft_s"),
-            tpot=slo.get("tpot_s"),
-            strategy=group["strategy"],
-            knobs=group["knobs"],
-            catalog=catalog,
+            f"{sum(e['gpus'] for e in entries)}x{first['gpu']}",
+            work,
+            inputs_json.get("dtype") or "bf16",
+            inputs_json.get("kv_dtype"),
+            inputs_json.get("engine"),
+            inputs_json.get("network"),
+            inputs_json.get("gpus_per_node"),
         )
-        out.append((group, result))
+        layouts = [PoolLayout(Role(e["role"]), e["tp"], e["pp"], e["count"]) for e in entries]
+        pools, transfer = sim_pools(ctx, first["strategy"], first["knobs"], layouts, first["detail"].get("placement"))
+        rate = first["planned_rate_req_s"] * first["count"]
+        stream = poisson(rate, requests, work) if rate > 0 else offline(requests, work)
+        out.append((entries, simulate_pools(pools, stream, transfer, slo=slo, seed=seed)))
     return out
 
 

@@ -66,6 +66,25 @@ class TestPlans:
         simulations = json.loads(output)["simulations"]
         assert simulations and all(s["slo_attainment"] is not None for s in simulations)
 
+    def test_simulates_a_disaggregated_plan_with_both_pools_together(self, tmp_path: Path) -> None:
+        code, output = invoke(
+            "recommend", "--model", "llama-3.1-8b", "--gpus", "4xa100", "--workload", "longbench", "--ttft", "1.5",
+            "--tpot", "0.05", "--strategy", "disaggregated", "--json",
+        )  # fmt: skip
+        assert code == 0, output
+        plan = tmp_path / "plan.json"
+        plan.write_text(output)
+        code, output = invoke("simulate", "--plan", str(plan), "--requests", "200", "--json")
+        assert code == 0, output
+        (simulation,) = json.loads(output)["simulations"]
+        assert [i["role"] for i in simulation["instances"]] == ["prefill", "decode"]
+        assert simulation["scheduler"].startswith("disaggregated") and simulation["busy"]["mixed_s"] == 0.0
+        assert simulation["slo_attainment"] is not None
+
+    def test_a_disaggregated_configuration_needs_a_plan(self) -> None:
+        with pytest.raises(PlannerError, match="--plan"):
+            planner.simulate("llama-3.1-8b", "2xh100", input_len=512, output_len=64, strategy="disaggregated")
+
     def test_strategies_the_simulator_does_not_run(self) -> None:
         plan = {"inputs": {"model": "llama-70b"}, "workload": "sharegpt",
                 "plan": {"instances": [{"strategy": "temporal-pipeline"}]}}  # fmt: skip

@@ -109,9 +109,22 @@ def iteration_times_s(deployment: Deployment, shapes: np.ndarray) -> np.ndarray:
     total = compile_stage(deployment).evaluate(x).time_s * pp
     if pp > 1:
         total = total + compile_send(deployment).evaluate(x).time_s * (pp - 1)
-    seqs = x[:, 2] + x[:, 5]  # prefill_seqs + decode_seqs
+    return np.asarray(total + engine_overhead_s(deployment, x[:, 2] + x[:, 5]))  # prefill_seqs + decode_seqs
+
+
+def stage_step_times_s(deployment: Deployment, shapes: np.ndarray) -> np.ndarray:
+    """`stage_step(...).time_s` for each row of `shapes` (N x FEATURES), in one vectorized evaluation."""
+    x = np.atleast_2d(shapes)
+    total = compile_stage(deployment).evaluate(x).time_s
+    if deployment.pp_size > 1:
+        total = total + compile_send(deployment).evaluate(x).time_s
+    return np.asarray(total + engine_overhead_s(deployment, x[:, 2] + x[:, 5]))  # prefill_seqs + decode_seqs
+
+
+def engine_overhead_s(deployment: Deployment, seqs: np.ndarray) -> np.ndarray:
+    """`engine_overhead(...).time_s` for each entry of `seqs`."""
     constants = deployment.calibration
-    return np.asarray(total + constants.iteration_overhead_s + constants.per_seq_overhead_s * seqs)
+    return np.asarray(constants.iteration_overhead_s + constants.per_seq_overhead_s * np.asarray(seqs, dtype=float))
 
 
 def stage_step(deployment: Deployment, batch: BatchShape) -> IterationCost:

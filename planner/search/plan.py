@@ -40,6 +40,7 @@ class PlannedInstance(BaseModel):
     planned_rate_req_s: float  # what the plan sends to each instance
     memory_gib: dict[str, float]
     detail: dict[str, Any] = {}
+    type_id: int = 0  # the instance type it belongs to: a disaggregated type's prefill and decode pools share it
 
 
 class Predicted(BaseModel):
@@ -184,6 +185,7 @@ def instances(types: Sequence[InstanceType], solution: Solution) -> list[Planned
     chosen = [(i, j) for (i, j), n in solution.counts.items() if n > 0]
     chosen.sort(key=lambda key: (types[key[0]].gpu, -types[key[0]].pools[key[1]].gpus, key))
     next_gpu: dict[str, int] = {}
+    type_ids: dict[int, int] = {}
     out = []
     for i, j in chosen:
         t, pool, n = types[i], types[i].pools[j], solution.counts[(i, j)]
@@ -205,6 +207,7 @@ def instances(types: Sequence[InstanceType], solution: Solution) -> list[Planned
                 planned_rate_req_s=rate,
                 memory_gib=t.memory_gib,
                 detail=t.detail,
+                type_id=type_ids.setdefault(i, len(type_ids)),
             )
         )
     return out

@@ -1,7 +1,7 @@
 """`recommend --verify`: the plans run through the discrete-event simulator at the load they were planned for.
 
-Each instance group of a plan (one type's pool: its instances and the rate the plan sends them) is simulated
-under Poisson arrivals of the workload's requests, with the strategy's scheduler (planner.simulation.policy_for).
+Each instance type of a plan (its pools, their instance counts, and the rate the plan sends it) is simulated
+under Poisson arrivals of the workload's requests, as the strategy runs in the simulator (planner.sim.setup).
 The plan's figures are then the rate-weighted mixture over its groups. A plan *disagrees* with its prediction
 when the simulated mean TTFT or TPOT differs from the predicted one by more than TOLERANCE, or when it misses
 the attainment target that the prediction meets.
@@ -19,8 +19,9 @@ from planner.search.instances import InstanceType
 from planner.search.plan import Predicted
 from planner.sim import Slo as SimSlo
 from planner.sim import poisson
-from planner.sim import simulate as run
-from planner.sim.policy import SIMULATED_STRATEGIES, policy_for
+from planner.sim.policy import Role
+from planner.sim.setup import SIMULATED_STRATEGIES, PoolLayout, sim_pools
+from planner.sim.simulate import simulate_pools
 from planner.strategies.base import Slo
 
 TOLERANCE = 0.25  # relative difference in mean TTFT or TPOT beyond which simulation and analysis disagree
@@ -45,13 +46,8 @@ class Verification(BaseModel):
 
 
 def simulatable(types: Sequence[InstanceType], solution: Solution) -> bool:
-    """Every chosen pool runs a scheduler the simulator has, without pipeline stages (the simulator runs an
-    instance's iteration through all its stages at once, without micro-batches)."""
-    return all(
-        types[i].strategy in SIMULATED_STRATEGIES and types[i].pools[j].pp == 1
-        for (i, j), n in solution.counts.items()
-        if n
-    )
+    """Every chosen instance type runs a strategy whose schedulers the simulator has."""
+    return all(types[i].strategy in SIMULATED_STRATEGIES for (i, _), n in solution.counts.items() if n)
 
 
 def verify(
@@ -65,16 +61,19 @@ def verify(
     """Simulate each instance group at its share of `predicted.latency_at_req_s` and compare."""
     served = solution.served_req_s
     ttft, tpot, met, weights = [], [], [], []
-    for (i, _), n in sorted(solution.counts.items()):
+    for i in sorted({i for (i, _), n in solution.counts.items() if n}):
         share = solution.rates_req_s.get(i, 0.0) / served if served > 0 else 0.0
-        if not n or share <= 0:
+        if share <= 0:
             continue
         t = types[i]
-        pool = t.pools[0]
-        deployment = t.ctx.deployment(pool.tp, pool.pp)
+        layouts = [
+            PoolLayout(Role(pool.role), pool.tp, pool.pp, solution.counts.get((i, j), 0))
+            for j, pool in enumerate(t.pools)
+        ]
+        pools, transfer = sim_pools(t.ctx, t.strategy, t.knobs, layouts, t.detail.get("placement"))
         stream = poisson(predicted.latency_at_req_s * share, REQUESTS, t.ctx.workload)
         sim_slo = SimSlo(ttft_s=slo.ttft_s, tpot_s=slo.tpot_s) if slo is not None else None
-        result = run(deployment, stream, policy_for(t.strategy, t.knobs), replicas=n, slo=sim_slo, seed=seed)
+        result = simulate_pools(pools, stream, transfer, slo=sim_slo, seed=seed)
         ttft.append(result.ttft_s.mean)
         tpot.append(result.tpot_s.mean)
         met.append(result.slo_attainment if result.slo_attainment is not None else np.nan)

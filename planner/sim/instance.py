@@ -26,7 +26,8 @@ from enum import Enum
 import numpy as np
 from numpy.typing import NDArray
 
-from planner.sim.policy import SchedulerConfig
+from planner.sim.pipeline import StageClock
+from planner.sim.policy import Role, SchedulerConfig
 from planner.sim.timing import IterationTimer, prefill_shape
 
 FloatArray = NDArray[np.float64]
@@ -53,6 +54,7 @@ class Ledger:
     last_token_s: FloatArray = field(init=False)  # kept across a preemption, for the inter-token gap
     preemptions: IntArray = field(init=False)
     replica: IntArray = field(init=False)
+    kv_ready: NDArray[np.bool_] = field(init=False)  # its KV arrived at a decode instance, not yet admitted
     itl_values_s: list[FloatArray] = field(default_factory=list)  # inter-token gaps, with their counts
     itl_weights: list[IntArray] = field(default_factory=list)
     busy_s: dict[Phase, float] = field(default_factory=lambda: dict.fromkeys(Phase, 0.0))
@@ -66,6 +68,7 @@ class Ledger:
         self.last_token_s = np.full(n, np.nan)
         self.preemptions = np.zeros(n, dtype=np.int64)
         self.replica = np.full(n, -1, dtype=np.int64)
+        self.kv_ready = np.zeros(n, dtype=bool)
 
 
 @dataclass
@@ -80,6 +83,12 @@ class Run:
     decode_slots: IntArray
     chunks: list[tuple[int, int, int]]
     later_slots: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # decoding in steps 1..
+    busy_s: float | None = None  # time the run occupies the instance, when not ends_s[0] - start_s (pipelines)
+
+    @property
+    def seqs(self) -> int:
+        """Sequences in step 0."""
+        return len(self.decode_slots) + len(self.chunks)
 
 
 def ceil_div(a: IntArray, b: int) -> IntArray:
@@ -87,11 +96,24 @@ def ceil_div(a: IntArray, b: int) -> IntArray:
 
 
 class Instance:
-    """One engine instance (a replica): slots, waiting queue, KV blocks."""
+    """One engine instance (a replica), or one virtual engine of a pipelined instance sharing its `stages`:
+    slots, waiting queue, KV blocks. A prefill instance hands each request off once its prompt is done
+    (`handed`, for the event loop to move its KV to a decode instance)."""
 
-    def __init__(self, index: int, config: SchedulerConfig, ledger: Ledger, timer: IterationTimer) -> None:
+    def __init__(
+        self,
+        index: int,
+        config: SchedulerConfig,
+        ledger: Ledger,
+        timer: IterationTimer,
+        role: Role = Role.serve,
+        replica: int = 0,
+        stages: StageClock | None = None,
+    ) -> None:
         cap = config.max_batch_size
         self.index, self.config, self.ledger, self.timer = index, config, ledger, timer
+        self.role, self.replica, self.stages = role, replica, stages
+        self.handed: list[int] = []
         self.slot_req = np.full(cap, -1, dtype=np.int64)
         self.ctx = np.zeros(cap, dtype=np.int64)  # decoding: KV tokens once the next decode step has run
         self.remaining = np.zeros(cap, dtype=np.int64)  # tokens still to generate
@@ -130,6 +152,19 @@ class Instance:
         self.used[slot] = True
         self.decoding[slot] = False
         self.num_used += 1
+        return slot
+
+    def admit_transferred(self, req: int, blocks: int) -> int:
+        """A decode instance takes a request whose prompt KV (held in `blocks`) arrived from a prefill instance:
+        it decodes from its first token on."""
+        ledger = self.ledger
+        slot = self.admit(req, blocks)
+        ledger.kv_ready[req] = False
+        self.computed[slot] = self.prompt_left[slot] - 1  # the prompt (and tokens generated before the first)
+        self.prompt_left[slot] = 0
+        self.ctx[slot] = self.computed[slot] + 1
+        self.decoding[slot] = True
+        self.last_token_s[slot] = ledger.last_token_s[req]
         return slot
 
     def release(self, slot: int) -> None:
@@ -235,7 +270,7 @@ class Instance:
         end_s = start_s + self.timer.one(shape)
         phase = Phase.mixed if len(slots) else Phase.prefill
         run = Run(start_s=start_s, ends_s=np.array([end_s]), phase=phase, decode_slots=slots, chunks=chunks)
-        if not then_decode:
+        if not then_decode or self.config.single_step or self.role is Role.prefill:
             return run
         stepped = 1 if len(slots) else 0  # a mixed iteration advances the running decodes by one step
         decoders = np.concatenate([slots, stalled])  # one of the two is empty
@@ -264,7 +299,7 @@ class Instance:
     def commit(self, run: Run, steps: int) -> list[int]:
         """Apply the first `steps` iterations of `run`; return the requests that finished."""
         ledger, ends = self.ledger, run.ends_s[:steps]
-        ledger.busy_s[run.phase] += float(ends[0]) - run.start_s
+        ledger.busy_s[run.phase] += float(ends[0]) - run.start_s if run.busy_s is None else run.busy_s
         ledger.busy_s[Phase.decode] += float(ends[-1] - ends[0])
         ledger.iterations += steps
         finished: list[int] = []
@@ -334,6 +369,10 @@ class Instance:
         self.ctx[slot] = self.computed[slot] + 1
         self.decoding[slot] = True
         self.last_token_s[slot] = end_s
+        if self.role is Role.prefill and self.remaining[slot]:  # the KV leaves for a decode instance
+            ledger.last_token_s[req] = end_s
+            self.handed.append(req)
+            self.release(slot)
         return bool(self.remaining[slot] == 0)
 
     def _finish(self, slot: int, end_s: float) -> None:

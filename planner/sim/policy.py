@@ -20,7 +20,6 @@ reserves a request's full sequence (TensorRT-LLM), chunked otherwise.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -37,6 +36,14 @@ class Scheduler(str, Enum):
     prefill_first = "prefill-first"
     chunked = "chunked"
     inflight = "inflight"
+
+
+class Role(str, Enum):
+    """What an instance does: everything (colocated), or one phase of a disaggregated deployment."""
+
+    serve = "serve"
+    prefill = "prefill"  # prompts only; each request's KV then moves to a decode instance
+    decode = "decode"  # decode steps of requests whose KV arrived (and recomputes of those it preempted)
 
 
 class Routing(str, Enum):
@@ -72,6 +79,11 @@ class SchedulerConfig:
     max_run_steps: int
 
     @property
+    def single_step(self) -> bool:
+        """Runs of one iteration (pipelined virtual engines interleave on the stages iteration by iteration)."""
+        return self.max_run_steps == 1
+
+    @property
     def reserves_full_sequence(self) -> bool:
         return self.scheduler is Scheduler.inflight
 
@@ -80,16 +92,22 @@ class SchedulerConfig:
         return self.scheduler is not Scheduler.inflight
 
 
-def resolve_scheduler(deployment: Deployment, policy: Policy) -> SchedulerConfig:
-    """The scheduler, budget, sequence cap and KV blocks of one instance under `policy`."""
+def resolve_scheduler(deployment: Deployment, policy: Policy, role: Role = Role.serve) -> SchedulerConfig:
+    """The scheduler, budget, sequence cap and KV blocks of one virtual engine under `policy`: the whole
+    instance when pp = 1; with pp stages, one of pp virtual engines, each with 1/pp of the KV blocks (vLLM's
+    pipeline-parallel engine divides num_gpu_blocks by pp, one scheduler per virtual engine) and runs of one
+    iteration (planner.sim.pipeline). A prefill or decode pool of a disaggregated deployment runs the
+    prefill-first scheduler: prompts alone (prefill pool; decode pool: recomputes of preempted requests) or
+    decode steps alone."""
     engine = deployment.engine
-    scheduler = policy.scheduler
+    scheduler = Scheduler.prefill_first if role is not Role.serve else policy.scheduler
     if scheduler is Scheduler.auto:
         if not engine.mixed_batching:
             scheduler = Scheduler.prefill_first
         else:
             scheduler = Scheduler.inflight if engine.reserves_full_sequence else Scheduler.chunked
-    kv_tokens = policy.kv_capacity_tokens or memory_breakdown(deployment).kv_capacity_tokens
+    pp = deployment.pp_size
+    kv_tokens = (policy.kv_capacity_tokens or memory_breakdown(deployment).kv_capacity_tokens) // pp
     blocks = kv_tokens // policy.block_size_tokens
     if blocks < 1:
         raise PlannerError(f"a KV cache of {kv_tokens} tokens holds no block of {policy.block_size_tokens} tokens")
@@ -102,22 +120,5 @@ def resolve_scheduler(deployment: Deployment, policy: Policy) -> SchedulerConfig
         block_size_tokens=policy.block_size_tokens,
         total_blocks=blocks,
         watermark_blocks=watermark,
-        max_run_steps=policy.max_run_steps,
-    )
-
-
-SIMULATED_STRATEGIES = ("colocated", "chunked")  # strategies whose scheduler the simulator runs
-
-
-def policy_for(strategy: str | None, knobs: Mapping[str, float] | None) -> Policy:
-    """The scheduler a strategy runs in the simulator."""
-    knobs = dict(knobs or {})
-    if strategy in (None, "colocated"):
-        return Policy(max_batch_size=int(knobs["max_batch"])) if "max_batch" in knobs else Policy()
-    if strategy == "chunked":
-        budget = int(knobs.get("chunk_size", 512))
-        batch = int(knobs["max_batch"]) if "max_batch" in knobs else None
-        return Policy(scheduler=Scheduler.chunked, max_num_tokens=budget, max_batch_size=batch)
-    raise PlannerError(
-        f"strategy {strategy} is not simulated yet: the simulator runs {', '.join(SIMULATED_STRATEGIES)}", "strategy"
+        max_run_steps=policy.max_run_steps if pp == 1 else 1,
     )

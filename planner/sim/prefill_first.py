@@ -24,6 +24,8 @@ def plan_prefill_first(instance: Instance, start_s: float, cut_at_first_finish: 
         waiting = instance.waiting
         while waiting and instance.num_used < config.max_batch_size:
             req = waiting[0]
+            if ledger.kv_ready[req]:  # a decode instance admits transferred KV, not a prompt (decode_pool.py)
+                break
             prompt = int(ledger.input_len[req] + ledger.generated[req])
             if chunks and tokens + prompt > config.max_num_tokens:
                 break

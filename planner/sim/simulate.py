@@ -1,14 +1,20 @@
 """`simulate()`: replay an engine's scheduler on a request stream, iteration by iteration, over data-parallel
-replicas, with iteration times from the compiled cost model.
+replicas, with iteration times from the compiled cost model; `simulate_pools()`: the same over the pools of a
+disaggregated deployment, with each request's KV moving from a prefill instance to a decode instance.
 
-The event loop is a heap of timed events, in the manner of vidur's: arrivals, ends of planned runs, and
-wake-ups. At one instant arrivals come first, then run ends, then wake-ups, so an instance decides its next
-iteration after everything that happened at that instant. An instance runs one iteration at a time; the
-scheduler plans a run (planner.sim.instance.Run) whose first iteration is fixed and whose later decode steps
-are provisional: an arrival that could join the batch cuts the run at the iteration then in progress.
+The event loop is a heap of timed events, in the manner of vidur's: arrivals, KV arrivals at decode
+instances, ends of planned runs, and wake-ups. At one instant they come in that order, so an instance decides
+its next iteration after everything that happened at that instant. An instance runs one iteration at a time;
+the scheduler plans a run (planner.sim.instance.Run) whose first iteration is fixed and whose later decode
+steps are provisional: an arrival that could join the batch cuts the run at the iteration then in progress.
 
-Pipeline parallelism: an instance with pp stages runs one iteration at a time through all stages
-(iteration_cost), without the micro-batches that would keep the stages busy together.
+Pipeline parallelism: an instance with pp stages is pp virtual engines whose micro-batches share the stages
+(planner.sim.pipeline); a request goes to the virtual engine of its replica with the fewest requests.
+
+Disaggregation: a prefill instance hands a request off when its prompt is done (its first token streams to the
+client then, as DistServe's does); the KV goes over that prefill instance's link, one transfer at a time in
+FIFO order (bytes / attained bandwidth, plus the link latency), to the decode instance with the fewest
+requests, which admits it when a slot and KV blocks are free (planner.sim.decode_pool).
 """
 
 from __future__ import annotations
@@ -16,13 +22,17 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from planner.errors import PlannerError
 from planner.sim.chunked import plan_chunked
+from planner.sim.decode_pool import plan_decode_pool
 from planner.sim.instance import Instance, Ledger, Phase, Run
-from planner.sim.policy import Policy, Routing, Scheduler, SchedulerConfig, resolve_scheduler
+from planner.sim.pipeline import StageClock
+from planner.sim.policy import Policy, Role, Routing, Scheduler, SchedulerConfig, resolve_scheduler
 from planner.sim.prefill_first import plan_prefill_first
 from planner.sim.result import (
     LatencyStats,
@@ -37,19 +47,43 @@ from planner.sim.streams import Arrival, DrawnRequests, RequestStream, draw_requ
 from planner.sim.timing import IterationTimer
 from planner.specs.deployment import Deployment
 
-ARRIVAL, RUN_END, WAKE = 0, 1, 2  # event priorities at one instant
+ARRIVAL, KV_ARRIVAL, RUN_END, WAKE = 0, 1, 2, 3  # event kinds, in their order at one instant
+Planner = Callable[[Instance, float, bool], Run | None]
 
 
-def _check_fits(drawn: DrawnRequests, config: SchedulerConfig) -> None:
+@dataclass(frozen=True)
+class SimPool:
+    """`count` identical instances of `deployment` in one role, under `policy`."""
+
+    deployment: Deployment
+    count: int
+    role: Role = Role.serve
+    policy: Policy = field(default_factory=Policy)
+
+
+@dataclass(frozen=True)
+class KvTransfer:
+    """How a request's KV moves from a prefill instance to a decode instance: `bytes_per_token` of prompt, over
+    the prefill instance's link at `bandwidth_bytes_s` (attained, all the lanes one transfer uses) after
+    `latency_s`."""
+
+    bytes_per_token: float
+    bandwidth_bytes_s: float
+    latency_s: float
+
+
+def _check_fits(drawn: DrawnRequests, config: SchedulerConfig, role: Role) -> None:
     """Every request must be able to run alone: the KV cache holds its longest context (input + output - 1
-    tokens; input + output reserved under GUARANTEED_NO_EVICT), less the admission watermark."""
-    longest = int((drawn.input_len + drawn.output_len).max())
-    held = longest if config.reserves_full_sequence else longest - 1
+    tokens; input + output reserved under GUARANTEED_NO_EVICT; a prefill instance: the prompt), less the
+    admission watermark."""
+    longest = int((drawn.input_len if role is Role.prefill else drawn.input_len + drawn.output_len).max())
+    held = longest if config.reserves_full_sequence or role is Role.prefill else longest - 1
     usable = config.total_blocks - config.watermark_blocks
     if -(-held // config.block_size_tokens) > usable:
+        where = "one instance" if role is Role.serve else f"one {role.value} instance"
         raise PlannerError(
-            f"a request of {longest} tokens needs more KV cache than the {config.kv_capacity_tokens} tokens one "
-            "instance holds: shorten it or give the instance more memory (raise TP/PP)"
+            f"a request of {longest} tokens needs more KV cache than the {config.kv_capacity_tokens} tokens "
+            f"{where} holds per virtual engine: shorten it or give the instance more memory (raise TP/PP)"
         )
 
 
@@ -64,13 +98,37 @@ def simulate(
 ) -> SimResult:
     """Simulate `stream` on `replicas` identical instances of `deployment` (default: the data-parallel replicas
     its cluster holds) under `policy` (default: the engine profile's scheduler and knobs)."""
-    policy = policy or Policy()
-    config = resolve_scheduler(deployment, policy)
     count = replicas or deployment.replicas
-    if count < 1:
-        raise PlannerError(f"replicas must be at least 1, got {count}")
+    pool = SimPool(deployment, count, Role.serve, policy or Policy())
+    return simulate_pools([pool], stream, routing=routing, slo=slo, seed=seed)
+
+
+def _planner(config: SchedulerConfig, role: Role) -> Planner:
+    if role is Role.decode:
+        return plan_decode_pool
+    return plan_prefill_first if config.scheduler is Scheduler.prefill_first else plan_chunked
+
+
+def simulate_pools(
+    pools: Sequence[SimPool],
+    stream: RequestStream,
+    kv_transfer: KvTransfer | None = None,
+    routing: Routing = Routing.round_robin,
+    slo: Slo | None = None,
+    seed: int = 0,
+) -> SimResult:
+    """Simulate `stream` on one serving pool, or on a prefill pool and a decode pool joined by `kv_transfer`.
+    Arrivals are spread over the replicas of the entry pool (serve or prefill) by `routing`."""
+    roles = [pool.role for pool in pools]
+    if roles not in ([Role.serve], [Role.prefill, Role.decode]):
+        raise PlannerError(f"pools must be one serve pool or a prefill and a decode pool, got {roles}", "pools")
+    disaggregated = roles[0] is Role.prefill
+    if disaggregated and kv_transfer is None:
+        raise PlannerError("a prefill and a decode pool need a KV transfer between them", "kv_transfer")
+    for pool in pools:
+        if pool.count < 1:
+            raise PlannerError(f"replicas must be at least 1, got {pool.count}", "replicas")
     drawn = draw_requests(stream, seed)
-    _check_fits(drawn, config)
     total = len(drawn.input_len)
     ledger = Ledger(
         input_len=drawn.input_len,
@@ -78,15 +136,35 @@ def simulate(
         counted=np.arange(total) >= stream.warmup_requests,
         arrival_s=drawn.arrival_s.copy(),
     )
-    timer = IterationTimer(deployment, config.max_batch_size, int((drawn.input_len + drawn.output_len).max()))
-    instances = [Instance(i, config, ledger, timer) for i in range(count)]
-    plan = plan_prefill_first if config.scheduler is Scheduler.prefill_first else plan_chunked
+    longest = int((drawn.input_len + drawn.output_len).max())
+    groups: list[list[list[Instance]]] = []  # per pool, per replica, its virtual engines
+    instances: list[Instance] = []
+    planners: list[Planner] = []
+    configs: list[SchedulerConfig] = []
+    for pool in pools:
+        config = resolve_scheduler(pool.deployment, pool.policy, pool.role)
+        _check_fits(drawn, config, pool.role)
+        configs.append(config)
+        pp = pool.deployment.pp_size
+        timer = IterationTimer(pool.deployment, config.max_batch_size, longest, per_stage=pp > 1)
+        replicas = []
+        for replica in range(pool.count):
+            clock = StageClock(pp) if pp > 1 else None
+            engines = [
+                Instance(len(instances) + v, config, ledger, timer, pool.role, replica, clock) for v in range(pp)
+            ]
+            instances += engines
+            planners += [_planner(config, pool.role)] * pp
+            replicas.append(engines)
+        groups.append(replicas)
     closed = stream.arrival is Arrival.closed_loop
     # A run may carry on past a finish only when no one reacts to that finish before the run ends: an open
-    # stream routed round-robin (a closed loop re-issues at the finish; least-loaded routing reads the load).
-    drain = not closed and routing is Routing.round_robin
+    # stream routed round-robin to one pool (a closed loop re-issues at the finish; least-loaded routing, of
+    # arrivals or of KV to decode instances, reads the load).
+    drain = not closed and routing is Routing.round_robin and not disaggregated
+    link_free_s = np.zeros(pools[0].count)  # per prefill instance
 
-    heap: list[tuple[float, int, int, int, int]] = []  # (time, priority, sequence, target, version)
+    heap: list[tuple[float, int, int, int, int]] = []  # (time, kind, sequence, target, version)
     sequence = itertools.count()
     issued = min(stream.clients or 0, total) if closed else 0
     for req in range(issued):
@@ -95,17 +173,20 @@ def simulate(
     next_open = 0
     routed = 0
 
+    def least_loaded(engines: list[Instance]) -> Instance:
+        return min(engines, key=lambda inst: (len(inst.waiting) + inst.num_used, inst.index))
+
     def route() -> Instance:
         nonlocal routed
+        entry = groups[0]
         routed += 1
         if routing is Routing.round_robin:
-            return instances[(routed - 1) % count]
-        return min(instances, key=lambda inst: (len(inst.waiting) + inst.num_used, inst.index))
+            replica = entry[(routed - 1) % len(entry)]
+        else:
+            replica = min(entry, key=lambda r: (sum(len(i.waiting) + i.num_used for i in r), r[0].index))
+        return least_loaded(replica)
 
-    def arrive(req: int, time_s: float) -> None:
-        ledger.arrival_s[req] = time_s
-        instance = route()
-        ledger.replica[req] = instance.index
+    def enqueue(instance: Instance, req: int, time_s: float) -> None:
         instance.waiting.append(req)
         instance.record(time_s)
         run = instance.run
@@ -113,7 +194,7 @@ def simulate(
             if not instance.wake_pending:
                 instance.wake_pending = True
                 heapq.heappush(heap, (time_s, WAKE, next(sequence), instance.index, 0))
-        elif len(instance.waiting) == 1 and instance.num_used < config.max_batch_size:
+        elif len(instance.waiting) == 1 and instance.num_used < instance.config.max_batch_size:
             _cut(instance, run, time_s)
 
     def _cut(instance: Instance, run: Run, time_s: float) -> None:
@@ -125,13 +206,29 @@ def simulate(
             heapq.heappush(heap, (float(run.ends_s[-1]), RUN_END, next(sequence), instance.index, instance.version))
 
     def start(instance: Instance, time_s: float) -> None:
-        run = plan(instance, time_s, not drain)
+        run = planners[instance.index](instance, time_s, not drain)
         instance.record(time_s)
         instance.run = run
-        if run is not None:
-            instance.version += 1
-            heapq.heappush(heap, (float(run.ends_s[-1]), RUN_END, next(sequence), instance.index, instance.version))
+        if run is None:
+            return
+        if instance.stages is not None:  # one micro-batch through the stages (planner.sim.pipeline)
+            step_s = float(run.ends_s[0]) - time_s
+            later_s = step_s - instance.timer.overhead_s(run.seqs)
+            run.ends_s = np.array([instance.stages.pass_through(time_s, step_s, later_s)])
+            run.busy_s = step_s
+        instance.version += 1
+        heapq.heappush(heap, (float(run.ends_s[-1]), RUN_END, next(sequence), instance.index, instance.version))
 
+    def transfer(instance: Instance, req: int, time_s: float) -> None:
+        """The request's prompt KV leaves `instance` over its link, after the transfers queued before it."""
+        assert kv_transfer is not None
+        busy_s = float(ledger.input_len[req] + ledger.generated[req] - 1) * kv_transfer.bytes_per_token
+        start_s = max(time_s, float(link_free_s[instance.replica]))
+        link_free_s[instance.replica] = start_s + busy_s / kv_transfer.bandwidth_bytes_s
+        done_s = float(link_free_s[instance.replica]) + kv_transfer.latency_s
+        heapq.heappush(heap, (done_s, KV_ARRIVAL, next(sequence), req, 0))
+
+    decoders = [engine for replica in groups[-1] for engine in replica]
     while True:
         open_time = open_times[next_open] if next_open < len(open_times) else math.inf
         if heap and (heap[0][0], heap[0][1]) < (open_time, ARRIVAL):
@@ -142,7 +239,14 @@ def simulate(
         else:
             break
         if kind == ARRIVAL:
-            arrive(target, time_s)
+            ledger.arrival_s[target] = time_s
+            instance = route()
+            ledger.replica[target] = instance.replica
+            enqueue(instance, target, time_s)
+            continue
+        if kind == KV_ARRIVAL:
+            ledger.kv_ready[target] = True
+            enqueue(least_loaded(decoders), target, time_s)
             continue
         instance = instances[target]
         if kind == WAKE:
@@ -155,6 +259,9 @@ def simulate(
             continue  # superseded by a cut
         finished = instance.commit(run, len(run.ends_s))
         instance.run = None
+        for req in instance.handed:
+            transfer(instance, req, time_s)
+        instance.handed.clear()
         if closed:
             for req in finished:  # its client sends the next request at once
                 if issued < total:
@@ -165,14 +272,21 @@ def simulate(
 
     if np.isnan(ledger.finish_s).any():  # a scheduler that stalls with work left is a bug, not bad input
         raise RuntimeError(f"{int(np.isnan(ledger.finish_s).sum())} requests never finished")
-    return _summarize(ledger, instances, stream, config, routing, slo)
+    scheduler = configs[0].scheduler.value
+    if disaggregated:
+        scheduler = f"disaggregated: {pools[0].count} prefill + {pools[1].count} decode instances, {scheduler}"
+    kv_tokens = configs[-1].kv_capacity_tokens * pools[-1].deployment.pp_size
+    samples = [engine.samples for engine in instances]
+    return _summarize(ledger, samples, stream, scheduler, kv_tokens, sum(p.count for p in pools), routing, slo)
 
 
 def _summarize(
     ledger: Ledger,
-    instances: list[Instance],
+    samples: list[list[tuple[float, int, int]]],
     stream: RequestStream,
-    config: SchedulerConfig,
+    scheduler: str,
+    kv_capacity_tokens: int,
+    replicas: int,
     routing: Routing,
     slo: Slo | None,
 ) -> SimResult:
@@ -197,11 +311,11 @@ def _summarize(
         preemptions=tuple(ledger.preemptions.tolist()),
     )
     return SimResult(
-        scheduler=config.scheduler.value,
+        scheduler=scheduler,
         stream=stream.label,
-        replicas=len(instances),
+        replicas=replicas,
         routing=routing.value,
-        kv_capacity_tokens=config.kv_capacity_tokens,
+        kv_capacity_tokens=kv_capacity_tokens,
         num_requests=int(counted.sum()),
         output_tokens=int(ledger.generated[counted].sum()),
         duration_s=duration_s,
@@ -219,6 +333,6 @@ def _summarize(
         ),
         iterations=ledger.iterations,
         preemptions=int(ledger.preemptions.sum()),
-        queue=sample_queue([instance.samples for instance in instances], float(np.nanmax(ledger.finish_s))),
+        queue=sample_queue(samples, float(np.nanmax(ledger.finish_s))),
         requests=records,
     )

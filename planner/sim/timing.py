@@ -1,11 +1,13 @@
-"""Iteration seconds for the simulator, from the compiled cost model (planner.cost.iteration.iteration_times_s)."""
+"""Iteration seconds for the simulator, from the compiled cost model (planner.cost.iteration): a whole
+iteration through every stage, or, for a pipelined instance, one micro-batch's step through one stage
+(stage_step_times_s), which planner.sim.pipeline chains through the stages."""
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
 
-from planner.cost.iteration import iteration_times_s
+from planner.cost.iteration import engine_overhead_s, iteration_times_s, stage_step_times_s
 from planner.cost.ops import FEATURES
 from planner.specs.deployment import Deployment
 
@@ -15,7 +17,8 @@ DECODE_SEQS, DECODE_CONTEXT = FEATURES.index("decode_seqs"), FEATURES.index("dec
 
 
 class IterationTimer:
-    """Iteration seconds from the compiled cost model (planner.cost.iteration.iteration_times_s).
+    """Iteration seconds from the compiled cost model: iteration_times_s, or with `per_stage` the step of one
+    micro-batch through one stage (stage_step_times_s: the busiest stage, one send, the host-side overhead).
 
     Single shapes are cached: prompt-only iterations of a fixed-length workload repeat exactly. Decode-only
     steps are read from a line per batch size: at a fixed number of sequences n, every op of a decode step
@@ -25,8 +28,11 @@ class IterationTimer:
     inside an interval is affine there). Batch sizes that fail the check are evaluated step by step.
     """
 
-    def __init__(self, deployment: Deployment, max_batch_size: int, max_context_tokens: int) -> None:
+    def __init__(
+        self, deployment: Deployment, max_batch_size: int, max_context_tokens: int, per_stage: bool = False
+    ) -> None:
         self.deployment = deployment
+        self.per_stage = per_stage
         self.cache: dict[tuple[float, ...], float] = {}
         self.evaluations = 0
         n = np.arange(1, max_batch_size + 1, dtype=float)
@@ -53,7 +59,13 @@ class IterationTimer:
 
     def many(self, shapes: FloatArray) -> FloatArray:
         self.evaluations += 1
+        if self.per_stage:
+            return stage_step_times_s(self.deployment, shapes)
         return iteration_times_s(self.deployment, shapes)
+
+    def overhead_s(self, seqs: int) -> float:
+        """The host-side part of an iteration over `seqs` sequences (before the first stage starts)."""
+        return float(engine_overhead_s(self.deployment, np.array([seqs]))[0])
 
     def decode(self, seqs: IntArray, context_tokens: FloatArray) -> FloatArray:
         """Decode steps of seqs[i] sequences attending to context_tokens[i] tokens in all."""

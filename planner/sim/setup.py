@@ -1,0 +1,93 @@
+"""How each registered strategy runs in the simulator: its pools of instances, their schedulers, and the KV
+transfer between pools.
+
+- `colocated`: the engine profile's scheduler (prefill-first, chunked or in-flight), `max_batch` as the
+  sequence cap; with PP > 1, pp virtual engines per instance (planner.sim.pipeline).
+- `chunked`: the chunked scheduler with `chunk_size` as the token budget.
+- `disaggregated`: a prefill pool and a decode pool, built as the strategy builds them
+  (Disaggregated.pools: engine profiles, the decode instance's sequence cap, the KV link of the placement),
+  joined by that link: one transfer at a time per prefill instance over the lanes it uses.
+The other strategies (temporal and throttled pipelines, macro instances, SM partitions, phase re-sharding)
+have schedulers of their own that the simulator does not run yet, and say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from planner.errors import PlannerError
+from planner.sim.policy import Policy, Role, Scheduler
+from planner.sim.simulate import KvTransfer, SimPool
+
+if TYPE_CHECKING:
+    from planner.strategies.base import Context
+
+SIMULATED_STRATEGIES = ("colocated", "chunked", "disaggregated")  # strategies whose schedulers the simulator runs
+
+
+@dataclass(frozen=True)
+class PoolLayout:
+    """`count` instances of TP x PP in one role (serve, prefill or decode)."""
+
+    role: Role
+    tp: int
+    pp: int
+    count: int
+
+
+def policy_for(strategy: str | None, knobs: Mapping[str, float] | None) -> Policy:
+    """The scheduler a single-pool strategy runs in the simulator."""
+    knobs = dict(knobs or {})
+    if strategy in (None, "colocated"):
+        return Policy(max_batch_size=int(knobs["max_batch"])) if "max_batch" in knobs else Policy()
+    if strategy == "chunked":
+        budget = int(knobs.get("chunk_size", 512))
+        batch = int(knobs["max_batch"]) if "max_batch" in knobs else None
+        return Policy(scheduler=Scheduler.chunked, max_num_tokens=budget, max_batch_size=batch)
+    raise _not_simulated(strategy)
+
+
+def _not_simulated(strategy: str | None) -> PlannerError:
+    return PlannerError(
+        f"strategy {strategy} is not simulated yet: the simulator runs {', '.join(SIMULATED_STRATEGIES)}", "strategy"
+    )
+
+
+def sim_pools(
+    ctx: Context,
+    strategy: str,
+    knobs: Mapping[str, float] | None,
+    layouts: Sequence[PoolLayout],
+    placement: str | None = None,
+) -> tuple[list[SimPool], KvTransfer | None]:
+    """The pools (and KV transfer) that run `strategy` with these instance counts on `ctx`'s cluster."""
+    roles = [layout.role for layout in layouts]
+    if strategy != "disaggregated":
+        if roles != [Role.serve]:
+            raise PlannerError(f"{strategy} runs one pool of serving instances, got {[r.value for r in roles]}")
+        (serve,) = layouts
+        return [SimPool(ctx.deployment(serve.tp, serve.pp), serve.count, Role.serve, policy_for(strategy, knobs))], None
+    from planner.cost.comm import link_efficiency
+    from planner.strategies import get_strategy
+    from planner.strategies.disaggregated import Disaggregated, kv_bytes_per_token, kv_link
+
+    if roles != [Role.prefill, Role.decode]:
+        raise PlannerError(f"disaggregated runs a prefill and a decode pool, got {[r.value for r in roles]}")
+    if placement not in ("in-node", "cross-node"):
+        raise PlannerError(f"a disaggregated placement is in-node or cross-node, got {placement!r}", "placement")
+    prefill, decode = layouts
+    disaggregated = get_strategy(strategy)
+    assert isinstance(disaggregated, Disaggregated)
+    p, d = (prefill.tp, prefill.pp), (decode.tp, decode.pp)
+    eff = link_efficiency(ctx.deployment(*d))
+    link = kv_link(ctx, p[0] * p[1], d[0] * d[1], prefill.count, decode.count, placement == "in-node", eff)
+    candidate = disaggregated.build_candidate(ctx, p, d, prefill.count, decode.count, placement, link)
+    pools = disaggregated.pools(ctx, candidate)
+    transfer = KvTransfer(
+        bytes_per_token=kv_bytes_per_token(ctx),
+        bandwidth_bytes_s=link.lanes * link.lane_bw_bytes_s * link.eff,
+        latency_s=link.latency_s,
+    )
+    return [SimPool(pools.prefill, pools.n_p, Role.prefill), SimPool(pools.decode, pools.n_d, Role.decode)], transfer

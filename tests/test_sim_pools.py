@@ -1,0 +1,145 @@
+"""The simulator beyond one engine instance: pipelined instances as virtual engines sharing a flow shop of
+stages, and disaggregated prefill and decode pools joined by a KV transfer (planner.sim.pipeline,
+planner.sim.decode_pool, simulate_pools). The tiny model of `test_ops` on the synthetic test GPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from test_ops import catalog_engine, make_deployment
+
+from planner.cost.iteration import iteration_cost, send_cost, stage_step
+from planner.cost.ops import BatchShape
+from planner.errors import PlannerError
+from planner.sim import Policy, closed_loop, offline, poisson
+from planner.sim.pipeline import StageClock
+from planner.sim.policy import Role
+from planner.sim.simulate import KvTransfer, SimPool, simulate, simulate_pools
+from planner.specs.deployment import Deployment
+from planner.specs.workload import Workload
+
+MIXED = Workload(name="mixed", input_lens=(40, 300, 700, 90, 1500), output_lens=(5, 60, 20, 200, 1))
+LINK = KvTransfer(bytes_per_token=1000.0, bandwidth_bytes_s=1e8, latency_s=1e-4)  # 10 µs per prompt token
+
+
+def vllm(**layout: Any) -> Deployment:
+    return make_deployment(engine=catalog_engine("vllm"), **layout)
+
+
+def records(result: Any) -> dict[str, np.ndarray]:
+    r = result.requests
+    return {name: np.asarray(getattr(r, name)) for name in type(r).model_fields}
+
+
+class TestStageClock:
+    def test_flow_shop_by_hand(self) -> None:
+        """Three stages; micro-batches of 2 s on the first stage and 1 s on the others, all ready at 0: the
+        first leaves at 2 + 1 + 1 = 4; the second enters at 2, leaves stage 1 at 4, stage 2 at max(4, 3) + 1
+        = 5, stage 3 at max(5, 4) + 1 = 6; a third ready only at 10 finds the stages free: 10 + 4 = 14."""
+        clock = StageClock(3)
+        assert clock.pass_through(0.0, 2.0, 1.0) == 4.0
+        assert clock.pass_through(0.0, 2.0, 1.0) == 6.0
+        assert clock.pass_through(10.0, 2.0, 1.0) == 14.0
+
+    def test_a_long_micro_batch_holds_up_the_one_behind_at_every_stage(self) -> None:
+        """A 5 s micro-batch ahead of a 1 s one: the short one leaves each stage right after the long one."""
+        clock = StageClock(2)
+        assert clock.pass_through(0.0, 5.0, 5.0) == 10.0
+        assert clock.pass_through(0.0, 1.0, 1.0) == 11.0
+
+
+class TestPipelinedInstance:
+    @pytest.mark.parametrize("pp", [1, 2])
+    def test_a_lone_prompt_crosses_every_stage(self, pp: int) -> None:
+        """One request alone: TTFT = the whole-iteration time through pp stages plus one send (the sampled
+        token back to the host), exactly (planner.sim.pipeline)."""
+        dep = vllm(pp_size=pp)
+        result = simulate(dep, offline(1, Workload.fixed(700, 3)))
+        batch = BatchShape.prefill(700)
+        expected = iteration_cost(dep, batch).time_s + (send_cost(dep, batch).time_s if pp > 1 else 0.0)
+        assert result.ttft_s.mean == pytest.approx(expected, rel=1e-12)
+
+    def test_each_virtual_engine_holds_a_share_of_the_kv_cache(self) -> None:
+        dep = vllm(pp_size=2)
+        result = simulate(dep, offline(4, MIXED), Policy(kv_capacity_tokens=8000))
+        assert result.kv_capacity_tokens == 8000  # per replica: two virtual engines of 4,000
+
+    def test_micro_batches_keep_the_stages_busy(self) -> None:
+        """Decode-heavy offline load on PP 2: each virtual engine runs its full batch (the engine's sequence
+        cap) and the two alternate on the stages, so a token comes every round of two stage steps at the mean
+        context I + O / 2 (within 3%: ramp-up and drain)."""
+        dep = vllm(pp_size=2)
+        result = simulate(dep, offline(2000, Workload.fixed(32, 512)))
+        cap = dep.engine.max_batch_size
+        round_s = 2 * stage_step(dep, BatchShape.decode(cap, 32 + 512 / 2)).time_s
+        assert result.itl_s.p50 == pytest.approx(round_s, rel=0.03)
+
+    @pytest.mark.parametrize("stream", [offline(60, MIXED), poisson(40.0, 60, MIXED), closed_loop(8, 50, MIXED)])
+    def test_conservation(self, stream: Any) -> None:
+        result = simulate(vllm(pp_size=2), stream, Policy(kv_capacity_tokens=8000, max_num_tokens=512), replicas=2)
+        r = records(result)
+        assert np.all(np.isfinite(r["finish_s"]))
+        assert np.all(r["arrival_s"] <= r["first_token_s"]) and np.all(r["first_token_s"] <= r["finish_s"])
+        assert result.output_tokens == r["output_len"][~r["warmup"]].sum()
+
+
+def pools(kv_decode: int | None = None, n_p: int = 1, n_d: int = 1) -> list[SimPool]:
+    dep = vllm()
+    return [
+        SimPool(dep, n_p, Role.prefill),
+        SimPool(dep, n_d, Role.decode, Policy(kv_capacity_tokens=kv_decode)),
+    ]
+
+
+class TestDisaggregated:
+    def test_a_lone_request_by_hand(self) -> None:
+        """First token when the prefill ends; its KV (I x 1,000 bytes at 100 MB/s, plus 0.1 ms) reaches the
+        decode instance, which then runs O - 1 decode steps at contexts I + 1 ... I + O - 1."""
+        dep = vllm()
+        i, o = 700, 9
+        result = simulate_pools(pools(), offline(1, Workload.fixed(i, o)), LINK)
+        r = records(result)
+        prefill = iteration_cost(dep, BatchShape.prefill(i)).time_s
+        transfer = i * 1000 / 1e8 + 1e-4
+        steps = sum(iteration_cost(dep, BatchShape.decode(1, i + k)).time_s for k in range(1, o))
+        assert r["first_token_s"][0] == pytest.approx(prefill, rel=1e-12)
+        assert r["finish_s"][0] == pytest.approx(prefill + transfer + steps, rel=1e-9)
+
+    @pytest.mark.parametrize(
+        "stream", [offline(60, MIXED), poisson(40.0, 60, MIXED), closed_loop(8, 50, MIXED, warmup_requests=10)]
+    )
+    def test_conservation_with_preemption_in_the_decode_pool(self, stream: Any) -> None:
+        """A decode pool of 2,000 tokens: it preempts and recomputes, and every request still finishes once."""
+        result = simulate_pools(pools(kv_decode=2000, n_p=2, n_d=2), stream, LINK)
+        r = records(result)
+        counted = ~r["warmup"]
+        assert np.all(np.isfinite(r["finish_s"]))
+        assert np.all(r["arrival_s"] <= r["first_token_s"]) and np.all(r["first_token_s"] <= r["finish_s"])
+        assert result.output_tokens == r["output_len"][counted].sum()
+        assert result.busy.mixed_s == 0.0  # no iteration holds prompts and decodes together
+
+    def test_decode_pool_preempts_when_its_cache_is_short(self) -> None:
+        result = simulate_pools(pools(kv_decode=2000), offline(60, MIXED), LINK)
+        assert result.preemptions > 0
+
+    def test_a_slower_link_never_lowers_ttft_but_delays_the_finish(self) -> None:
+        """The first token streams from the prefill instance; the transfer only delays the decode."""
+        stream = poisson(20.0, 80, MIXED)
+        fast = simulate_pools(pools(), stream, LINK)
+        slow = simulate_pools(pools(), stream, KvTransfer(1000.0, 1e7, 1e-3))
+        assert slow.ttft_s.mean == pytest.approx(fast.ttft_s.mean, rel=1e-12)
+        assert slow.e2e_s.mean > fast.e2e_s.mean
+
+    def test_pools_are_checked(self) -> None:
+        with pytest.raises(PlannerError, match="KV transfer"):
+            simulate_pools(pools(), offline(4, MIXED))
+        with pytest.raises(PlannerError, match="one serve pool or a prefill and a decode pool"):
+            simulate_pools(list(reversed(pools())), offline(4, MIXED), LINK)
+
+    def test_same_seed_same_result(self) -> None:
+        stream = poisson(30.0, 50, MIXED)
+        first = simulate_pools(pools(), stream, LINK, seed=5)
+        again = simulate_pools(pools(), stream, LINK, seed=5)
+        assert first.model_dump_json() == again.model_dump_json()
