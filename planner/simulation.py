@@ -28,9 +28,8 @@ from planner.sim import (
     poisson,
     static_batch,
 )
-from planner.sim import simulate as run
 from planner.sim.policy import Role
-from planner.sim.setup import SIMULATED_STRATEGIES, PoolLayout, policy_for, sim_pools
+from planner.sim.setup import SIMULATED_STRATEGIES, PoolLayout, sim_pools
 from planner.sim.simulate import simulate_pools
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
@@ -124,15 +123,20 @@ def simulate(
             "(tdplan recommend --strategy disaggregated --json > plan.json; tdplan simulate --plan plan.json)",
             "strategy",
         )
-    return run(deployment, stream, policy_for(strategy, knobs), slo=slo, seed=seed)
+    if work is None:
+        work = Workload(name="trace", input_lens=stream.trace_input_lens, output_lens=stream.trace_output_lens)
+    ctx = build_context(catalog, model, gpus, work, dtype, kv_dtype, engine, network, gpus_per_node)
+    layout = PoolLayout(Role.serve, deployment.tp_size, deployment.pp_size, deployment.replicas)
+    pools, _ = sim_pools(ctx, strategy or "colocated", knobs, [layout])
+    return simulate_pools(pools, stream, slo=slo, seed=seed)
 
 
 def simulate_plan(
     plan_json: Mapping[str, Any], requests: int = 1000, seed: int = 0, catalog: Catalog | None = None
 ) -> list[tuple[list[dict[str, Any]], SimResult]]:
     """Each instance type of a `recommend --json` plan (its pools: one serving pool, or a disaggregated type's
-    prefill and decode pools together) simulated under Poisson arrivals at the rate the plan sends it, with the
-    plan's workload and SLOs. Returns the plan's instance entries of each type with its simulation."""
+    prefill and decode pools together) simulated under Poisson arrivals at the rate the plan sends it (offline,
+    all requests queued at once, for a plan of the throughput objective), with the plan's workload and SLOs. Returns the plan's instance entries of each type with its simulation."""
     try:
         instances = plan_json["plan"]["instances"]
         inputs_json, workload = plan_json["inputs"], plan_json["workload"]
@@ -152,6 +156,8 @@ def simulate_plan(
     )
     slo_json = plan_json.get("slo") or {}
     slo = Slo(ttft_s=slo_json.get("ttft_s"), tpot_s=slo_json.get("tpot_s")) if slo_json else None
+    # A throughput plan is judged by its offline capacity: every request queued at once, as planned.
+    offline_plan = plan_json["plan"].get("objective") == "throughput"
     types: dict[int, list[dict[str, Any]]] = {}
     for entry in instances:
         types.setdefault(int(entry.get("type_id", 0)), []).append(entry)
@@ -173,7 +179,7 @@ def simulate_plan(
         layouts = [PoolLayout(Role(e["role"]), e["tp"], e["pp"], e["count"]) for e in entries]
         pools, transfer = sim_pools(ctx, first["strategy"], first["knobs"], layouts, first["detail"].get("placement"))
         rate = first["planned_rate_req_s"] * first["count"]
-        stream = poisson(rate, requests, work) if rate > 0 else offline(requests, work)
+        stream = poisson(rate, requests, work) if rate > 0 and not offline_plan else offline(requests, work)
         out.append((entries, simulate_pools(pools, stream, transfer, slo=slo, seed=seed)))
     return out
 

@@ -1,5 +1,6 @@
 """The simulator beyond one engine instance: pipelined instances as virtual engines sharing a flow shop of
-stages, and disaggregated prefill and decode pools joined by a KV transfer (planner.sim.pipeline,
+stages (vLLM's virtual engines; gLLM's throttled and TD-Pipe's temporal schedulers over one KV cache), and
+disaggregated prefill and decode pools joined by a KV transfer (planner.sim.pipeline,
 planner.sim.decode_pool, simulate_pools). The tiny model of `test_ops` on the synthetic test GPU."""
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from planner.cost.iteration import iteration_cost, send_cost, stage_step
 from planner.cost.ops import BatchShape
 from planner.errors import PlannerError
 from planner.sim import Policy, closed_loop, offline, poisson
+from planner.sim.instance import Instance, Ledger
 from planner.sim.pipeline import StageClock
-from planner.sim.policy import Role
+from planner.sim.policy import Phases, Role, Scheduler, Throttle, resolve_scheduler
 from planner.sim.simulate import KvTransfer, SimPool, simulate, simulate_pools
+from planner.sim.throttled import prompt_tokens
+from planner.sim.timing import IterationTimer
 from planner.specs.deployment import Deployment
 from planner.specs.workload import Workload
 
@@ -39,15 +43,15 @@ class TestStageClock:
         first leaves at 2 + 1 + 1 = 4; the second enters at 2, leaves stage 1 at 4, stage 2 at max(4, 3) + 1
         = 5, stage 3 at max(5, 4) + 1 = 6; a third ready only at 10 finds the stages free: 10 + 4 = 14."""
         clock = StageClock(3)
-        assert clock.pass_through(0.0, 2.0, 1.0) == 4.0
-        assert clock.pass_through(0.0, 2.0, 1.0) == 6.0
-        assert clock.pass_through(10.0, 2.0, 1.0) == 14.0
+        assert clock.pass_through(0.0, 2.0, 1.0) == (2.0, 4.0)
+        assert clock.pass_through(0.0, 2.0, 1.0) == (4.0, 6.0)
+        assert clock.pass_through(10.0, 2.0, 1.0) == (12.0, 14.0)
 
     def test_a_long_micro_batch_holds_up_the_one_behind_at_every_stage(self) -> None:
         """A 5 s micro-batch ahead of a 1 s one: the short one leaves each stage right after the long one."""
         clock = StageClock(2)
-        assert clock.pass_through(0.0, 5.0, 5.0) == 10.0
-        assert clock.pass_through(0.0, 1.0, 1.0) == 11.0
+        assert clock.pass_through(0.0, 5.0, 5.0) == (5.0, 10.0)
+        assert clock.pass_through(0.0, 1.0, 1.0) == (6.0, 11.0)
 
 
 class TestPipelinedInstance:
@@ -143,3 +147,77 @@ class TestDisaggregated:
         first = simulate_pools(pools(), stream, LINK, seed=5)
         again = simulate_pools(pools(), stream, LINK, seed=5)
         assert first.model_dump_json() == again.model_dump_json()
+
+
+THROTTLE = Throttle(max_prefill_tokens=2048, min_prefill_tokens=32, iterp=8, kv_threshold=0.05)
+
+
+def throttled(kv_tokens: int | None = None, **throttle: Any) -> Policy:
+    return Policy(scheduler=Scheduler.throttled, throttle=THROTTLE.model_copy(update=throttle),
+                  kv_capacity_tokens=kv_tokens)  # fmt: skip
+
+
+def temporal(kv_tokens: int | None = None, kv_fill: float = 0.9, switch_batch: float = 4) -> Policy:
+    phases = Phases(prefill_tokens=192, kv_fill=kv_fill, switch_batch=switch_batch, horizons=(5, 8, 16, 32, 64))
+    return Policy(scheduler=Scheduler.temporal, phases=phases, kv_capacity_tokens=kv_tokens)
+
+
+class TestThrottle:
+    def test_prompt_tokens_by_hand(self) -> None:
+        """KV half free, 4,000 prompt tokens queued: UT = round(2048 x (0.5 - 0.05) / 0.95) = 970,
+        WT = max(4000 // 8, 32) = 500, free-block bound 16 x (500 - 0.05 x 1000) = 7,200: 500 tokens."""
+        config = resolve_scheduler(vllm(pp_size=2), throttled(kv_tokens=16000))
+        assert config.shared and config.total_blocks == 1000
+        ledger = Ledger(
+            input_len=np.array([1000] * 4), output_len=np.array([10] * 4), counted=np.ones(4, bool),
+            arrival_s=np.zeros(4),
+        )  # fmt: skip
+        instance = Instance(0, config, ledger, IterationTimer(vllm(pp_size=2), 8, 2000, per_stage=True))
+        for req in range(4):
+            instance.waiting.append(req)
+        instance.kv.free = 500
+        assert instance.waiting.tokens == 4000
+        assert prompt_tokens(instance, decodes=0) == 500
+        instance.kv.free = 60  # free-block bound: 16 x int(60 - 50) = 160
+        assert prompt_tokens(instance, decodes=0) == min(round(2048 * (0.06 - 0.05) / 0.95), 160) == 22
+        instance.kv.free = 40  # below the threshold: no prompt tokens
+        assert prompt_tokens(instance, decodes=0) == 0
+
+
+class TestSharedPipelineSchedulers:
+    @pytest.mark.parametrize("policy", [throttled(kv_tokens=6000), temporal(kv_tokens=6000)], ids=["gllm", "tdpipe"])
+    @pytest.mark.parametrize(
+        "stream", [offline(60, MIXED), poisson(40.0, 60, MIXED), closed_loop(8, 50, MIXED, warmup_requests=10)]
+    )
+    def test_conservation(self, policy: Policy, stream: Any) -> None:
+        """Tight KV (6,000 tokens shared by both virtual engines): every request finishes once."""
+        result = simulate(vllm(pp_size=2), stream, policy, replicas=2)
+        r = records(result)
+        assert np.all(np.isfinite(r["finish_s"]))
+        assert np.all(r["arrival_s"] <= r["first_token_s"]) and np.all(r["first_token_s"] <= r["finish_s"])
+        assert result.output_tokens == r["output_len"][~r["warmup"]].sum()
+        assert result.kv_capacity_tokens == 6000  # one cache for the instance, not one per virtual engine
+
+    def test_temporal_phases_never_mix_prompts_and_decodes(self) -> None:
+        result = simulate(vllm(pp_size=2), offline(200, MIXED), temporal())
+        assert result.busy.mixed_s == 0.0 and result.busy.prefill_s > 0 and result.busy.decode_s > 0
+
+    def test_temporal_prefill_phase_stops_at_the_fill_target(self) -> None:
+        """Fixed 200/64 requests, 20,000 KV tokens filled to 50%: a fresh request's predicted footprint at
+        the first horizon is 200 + 1 + 5 tokens, so at most 10,000 / 206 = 48 run at once."""
+        work = Workload.fixed(200, 64)
+        result = simulate(vllm(pp_size=2), offline(300, work), temporal(20000, kv_fill=0.5))
+        assert 0 < max(result.queue.running) <= 48
+        assert result.preemptions == 0
+        fuller = simulate(vllm(pp_size=2), offline(300, work), temporal(20000, kv_fill=0.9))
+        assert max(fuller.queue.running) > max(result.queue.running)  # the target, not the batch cap, binds
+
+    def test_throttled_micro_batches_hold_prompts_and_decodes(self) -> None:
+        result = simulate(vllm(pp_size=2), offline(200, MIXED), throttled())
+        assert result.busy.mixed_s > 0
+
+    def test_same_seed_same_result(self) -> None:
+        stream = poisson(30.0, 50, MIXED)
+        for policy in (throttled(), temporal()):
+            first = simulate(vllm(pp_size=2), stream, policy, seed=2)
+            assert first.model_dump_json() == simulate(vllm(pp_size=2), stream, policy, seed=2).model_dump_json()

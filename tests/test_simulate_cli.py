@@ -87,7 +87,7 @@ class TestPlans:
 
     def test_strategies_the_simulator_does_not_run(self) -> None:
         plan = {"inputs": {"model": "llama-70b"}, "workload": "sharegpt",
-                "plan": {"instances": [{"strategy": "temporal-pipeline"}]}}  # fmt: skip
+                "plan": {"instances": [{"strategy": "sm-partition"}]}}  # fmt: skip
         with pytest.raises(PlannerError, match="does not run yet"):
             planner.simulation.simulate_plan(plan)
 
@@ -104,7 +104,7 @@ class TestErrors:
         [
             (["--burstiness", "2"], "--burstiness"),
             (["--concurrency", "4", "--rate", "1"], "not concurrency and rate"),
-            (["--strategy", "temporal-pipeline"], "not simulated yet"),
+            (["--strategy", "sm-partition"], "not simulated yet"),
         ],
     )
     def test_one_line_and_exit_two(self, extra: list[str], fragment: str) -> None:
@@ -115,3 +115,19 @@ class TestErrors:
     def test_needs_a_model_or_a_plan(self) -> None:
         code, output = invoke("simulate", "--gpus", "1xh100")
         assert code == 2 and "--plan" in output
+
+
+class TestPipelinePlans:
+    def test_simulates_a_throttled_pipeline_plan_offline(self, tmp_path: Path) -> None:
+        """A throughput plan is simulated offline, with the strategy's own scheduler."""
+        code, output = invoke(
+            "recommend", "--model", "llama-3.1-8b", "--gpus", "2xl20", "--input-len", "512", "--output-len", "64",
+            "--strategy", "throttled-pipeline", "--json",
+        )  # fmt: skip
+        assert code == 0, output
+        plan = tmp_path / "plan.json"
+        plan.write_text(output)
+        code, output = invoke("simulate", "--plan", str(plan), "--requests", "300", "--json")
+        assert code == 0, output
+        (simulation,) = json.loads(output)["simulations"]
+        assert simulation["scheduler"] == "throttled" and simulation["stream"].startswith("offline")

@@ -13,13 +13,21 @@ With no prompt tokens to run, the iteration is a decode step, and the instance p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from planner.sim.instance import Instance, Run
 
 
-def plan_chunked(instance: Instance, start_s: float, cut_at_first_finish: bool) -> Run | None:
-    """The run the instance starts at start_s, or None when it has nothing to do."""
+def plan_chunked(
+    instance: Instance,
+    start_s: float,
+    cut_at_first_finish: bool,
+    prompt_budget: Callable[[Instance, int], int] | None = None,
+) -> Run | None:
+    """The run the instance starts at start_s, or None when it has nothing to do. `prompt_budget(instance,
+    decodes)` sets the prompt tokens of the iteration (default: the token budget less the decodes)."""
     config, ledger = instance.config, instance.ledger
     block = config.block_size_tokens
     while True:
@@ -31,7 +39,7 @@ def plan_chunked(instance: Instance, start_s: float, cut_at_first_finish: bool) 
         if preempted:
             instance.requeue_front(preempted)
         available = instance.free_blocks - instance.decode_block_need(slots)
-        budget = config.max_num_tokens - len(slots)
+        budget = config.max_num_tokens - len(slots) if prompt_budget is None else prompt_budget(instance, len(slots))
         chunks: list[tuple[int, int, int]] = []
         prefilling = np.flatnonzero(instance.used & ~instance.decoding)
         for slot in prefilling[np.argsort(instance.order[prefilling])].tolist():

@@ -20,6 +20,7 @@ O-th, after O - 1 decode steps.
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -95,6 +96,49 @@ def ceil_div(a: IntArray, b: int) -> IntArray:
     return np.asarray(-(-a // b))
 
 
+class KvBlocks:
+    """The free blocks of one KV cache: an instance's, one virtual engine's, or one shared by the virtual
+    engines of a pipelined instance under one scheduler."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.free = total
+
+
+class PhaseState:
+    """Which phase the virtual engines of a temporal pipeline are in (planner.sim.temporal)."""
+
+    def __init__(self) -> None:
+        self.prefill = True  # prompt micro-batches; False: decode micro-batches
+
+
+class WaitingQueue(collections.deque[int]):
+    """A FCFS queue of request ids that keeps the sum of their prompt tokens (prompt + tokens generated before a
+    preemption: what admission must compute), for schedulers that throttle by it."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__()
+        self.ledger = ledger
+        self.tokens = 0
+
+    def _prompt(self, req: int) -> int:
+        return int(self.ledger.input_len[req] + self.ledger.generated[req])
+
+    def append(self, req: int) -> None:
+        super().append(req)
+        self.tokens += self._prompt(req)
+
+    def popleft(self) -> int:
+        req = super().popleft()
+        self.tokens -= self._prompt(req)
+        return req
+
+    def extendleft(self, reqs: Iterable[int]) -> None:
+        reqs = list(reqs)
+        super().extendleft(reqs)
+        self.tokens += sum(self._prompt(req) for req in reqs)
+
+
 class Instance:
     """One engine instance (a replica), or one virtual engine of a pipelined instance sharing its `stages`:
     slots, waiting queue, KV blocks. A prefill instance hands each request off once its prompt is done
@@ -109,10 +153,16 @@ class Instance:
         role: Role = Role.serve,
         replica: int = 0,
         stages: StageClock | None = None,
+        kv: KvBlocks | None = None,
+        waiting: WaitingQueue | None = None,
     ) -> None:
         cap = config.max_batch_size
         self.index, self.config, self.ledger, self.timer = index, config, ledger, timer
         self.role, self.replica, self.stages = role, replica, stages
+        self.kv = kv or KvBlocks(config.total_blocks)
+        self.waiting = waiting if waiting is not None else WaitingQueue(ledger)
+        self.siblings: list[Instance] = [self]  # the virtual engines sharing its queue (itself when none do)
+        self.phase = PhaseState()  # shared by the siblings under the temporal scheduler
         self.handed: list[int] = []
         self.slot_req = np.full(cap, -1, dtype=np.int64)
         self.ctx = np.zeros(cap, dtype=np.int64)  # decoding: KV tokens once the next decode step has run
@@ -127,12 +177,18 @@ class Instance:
         self.free_slots = list(range(cap - 1, -1, -1))
         self.num_used = 0
         self.admissions = 0
-        self.free_blocks = config.total_blocks
-        self.waiting: collections.deque[int] = collections.deque()
         self.run: Run | None = None
         self.version = 0
         self.wake_pending = False
         self.samples: list[tuple[float, int, int]] = []  # (time, waiting, running)
+
+    @property
+    def free_blocks(self) -> int:
+        return self.kv.free
+
+    @free_blocks.setter
+    def free_blocks(self, blocks: int) -> None:
+        self.kv.free = blocks
 
     # -- admission and release
 
@@ -166,6 +222,17 @@ class Instance:
         self.decoding[slot] = True
         self.last_token_s[slot] = ledger.last_token_s[req]
         return slot
+
+    def move_to(self, other: Instance, slot: int) -> None:
+        """Hand a running sequence, with its KV blocks, to another virtual engine sharing this KV cache (work
+        stealing between the micro-batches of one pipelined instance)."""
+        new = other.free_slots.pop()
+        for name in ("slot_req", "ctx", "remaining", "prompt_left", "computed", "blocks", "order", "last_token_s"):
+            getattr(other, name)[new] = getattr(self, name)[slot]
+        other.used[new], other.decoding[new] = True, bool(self.decoding[slot])
+        other.num_used += 1
+        self.blocks[slot] = 0  # the blocks go with it: release frees none
+        self.release(slot)
 
     def release(self, slot: int) -> None:
         self.free_blocks += int(self.blocks[slot])
@@ -201,7 +268,11 @@ class Instance:
         return int(np.count_nonzero(ceil_div(self.ctx[slots], self.config.block_size_tokens) > self.blocks[slots]))
 
     def record(self, time_s: float) -> None:
-        self.samples.append((time_s, len(self.waiting), self.num_used))
+        if len(self.siblings) == 1:
+            self.samples.append((time_s, len(self.waiting), self.num_used))
+        else:  # a shared queue: one record for the instance, on its first virtual engine
+            running = sum(engine.num_used for engine in self.siblings)
+            self.siblings[0].samples.append((time_s, len(self.waiting), running))
 
     # -- runs
 

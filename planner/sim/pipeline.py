@@ -6,6 +6,11 @@ engine with the fewest unfinished requests). A virtual engine schedules its next
 previous one has left the last stage (its tokens are needed for the next step), so up to pp micro-batches are
 in flight, one per virtual engine.
 
+A micro-batch of prompts only under the temporal scheduler (TD-Pipe's prefill phase) depends on nothing in
+flight, so its virtual engine schedules the next one as soon as it leaves the first stage: prompt micro-batches
+stream back to back. A micro-batch that decodes a sequence is ready only once that sequence's last token has
+left the pipeline.
+
 Micro-batches enter the first stage in the order they are scheduled and keep that order through the stages
 (a flow shop). Micro-batch j with host-side overhead h_j and stage step p_j (busiest stage + one send + h_j,
 planner.cost.iteration.stage_step_times_s) occupies
@@ -27,12 +32,13 @@ class StageClock:
     def __init__(self, stages: int) -> None:
         self.free_s = np.zeros(stages)
 
-    def pass_through(self, ready_s: float, first_stage_s: float, later_stage_s: float) -> float:
-        """Schedule a micro-batch ready at ready_s through every stage; return when it leaves the last one."""
+    def pass_through(self, ready_s: float, first_stage_s: float, later_stage_s: float) -> tuple[float, float]:
+        """Schedule a micro-batch ready at ready_s through every stage; return when it leaves the first stage
+        and when it leaves the last one."""
         free = self.free_s
         time_s = max(ready_s, float(free[0])) + first_stage_s
         free[0] = time_s
         for stage in range(1, len(free)):
             time_s = max(time_s, float(free[stage])) + later_stage_s
             free[stage] = time_s
-        return time_s
+        return float(free[0]), time_s

@@ -13,6 +13,12 @@ Three schedulers, one per engine family:
 - `inflight` (TensorRT-LLM in-flight batching): the chunked iteration, with GUARANTEED_NO_EVICT admission: a
   request is admitted only when KV for its full input + output is free, reserved at admission; never preempted.
 
+Two pipeline schedulers run one scheduler over a pipelined instance's micro-batches, with one KV cache and one
+queue for the instance (each micro-batch still holds the sequences of one virtual engine):
+- `throttled` (gLLM's token throttling): the chunked iteration, its prompt tokens per micro-batch set by the
+  throttle (planner.sim.throttled);
+- `temporal` (TD-Pipe): whole phases of prompt micro-batches and of decode micro-batches (planner.sim.temporal).
+
 `auto` picks from the engine profile: prefill-first without mixed batching; with it, inflight when the engine
 reserves a request's full sequence (TensorRT-LLM), chunked otherwise.
 """
@@ -36,6 +42,26 @@ class Scheduler(str, Enum):
     prefill_first = "prefill-first"
     chunked = "chunked"
     inflight = "inflight"
+    throttled = "throttled"
+    temporal = "temporal"
+
+
+class Throttle(Frozen):
+    """gLLM's prompt-token throttle per micro-batch (planner.strategies.throttled_pipeline)."""
+
+    max_prefill_tokens: int = Field(ge=1)  # maxp
+    min_prefill_tokens: int = Field(ge=1)  # minp
+    iterp: int = Field(ge=1)  # a micro-batch admits 1/iterp of the queued prompt tokens
+    kv_threshold: float = Field(ge=0, lt=1)  # share of KV kept free
+
+
+class Phases(Frozen):
+    """TD-Pipe's phase switching (planner.strategies.temporal_pipeline)."""
+
+    prefill_tokens: int = Field(ge=1)  # a prompt micro-batch packs prompts until count x longest reaches this
+    kv_fill: float = Field(gt=0, le=1)  # the prefill phase stops where the predicted KV footprint reaches this
+    switch_batch: float = Field(ge=0)  # the decode phase stops once the running batch has drained to this
+    horizons: tuple[int, ...] = Field(min_length=1)  # decode steps ahead at which the footprint is predicted
 
 
 class Role(str, Enum):
@@ -63,6 +89,8 @@ class Policy(Frozen):
     block_size_tokens: int = Field(default=16, ge=1)  # paged KV block (vLLM and TensorRT-LLM default 16)
     watermark_fraction: float = Field(default=0.01, ge=0, lt=1)  # prefill-first: KV kept free at admission
     max_run_steps: int = Field(default=512, ge=1)  # decode steps evaluated together (speed only, not results)
+    throttle: Throttle | None = None  # scheduler throttled
+    phases: Phases | None = None  # scheduler temporal
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +105,9 @@ class SchedulerConfig:
     total_blocks: int
     watermark_blocks: int  # prefill-first only: free blocks admission must leave
     max_run_steps: int
+    shared: bool  # one KV cache and one queue for all the virtual engines of an instance
+    throttle: Throttle | None
+    phases: Phases | None
 
     @property
     def single_step(self) -> bool:
@@ -95,19 +126,25 @@ class SchedulerConfig:
 def resolve_scheduler(deployment: Deployment, policy: Policy, role: Role = Role.serve) -> SchedulerConfig:
     """The scheduler, budget, sequence cap and KV blocks of one virtual engine under `policy`: the whole
     instance when pp = 1; with pp stages, one of pp virtual engines, each with 1/pp of the KV blocks (vLLM's
-    pipeline-parallel engine divides num_gpu_blocks by pp, one scheduler per virtual engine) and runs of one
-    iteration (planner.sim.pipeline). A prefill or decode pool of a disaggregated deployment runs the
+    pipeline-parallel engine divides num_gpu_blocks by pp, one scheduler per virtual engine; the throttled
+    and temporal schedulers share the instance's blocks instead) and runs of one iteration
+    (planner.sim.pipeline). A prefill or decode pool of a disaggregated deployment runs the
     prefill-first scheduler: prompts alone (prefill pool; decode pool: recomputes of preempted requests) or
     decode steps alone."""
     engine = deployment.engine
     scheduler = Scheduler.prefill_first if role is not Role.serve else policy.scheduler
+    shared = scheduler in (Scheduler.throttled, Scheduler.temporal)
+    if scheduler is Scheduler.throttled and policy.throttle is None:
+        raise PlannerError("the throttled scheduler needs its throttle (Policy.throttle)", "policy")
+    if scheduler is Scheduler.temporal and policy.phases is None:
+        raise PlannerError("the temporal scheduler needs its phases (Policy.phases)", "policy")
     if scheduler is Scheduler.auto:
         if not engine.mixed_batching:
             scheduler = Scheduler.prefill_first
         else:
             scheduler = Scheduler.inflight if engine.reserves_full_sequence else Scheduler.chunked
     pp = deployment.pp_size
-    kv_tokens = (policy.kv_capacity_tokens or memory_breakdown(deployment).kv_capacity_tokens) // pp
+    kv_tokens = (policy.kv_capacity_tokens or memory_breakdown(deployment).kv_capacity_tokens) // (1 if shared else pp)
     blocks = kv_tokens // policy.block_size_tokens
     if blocks < 1:
         raise PlannerError(f"a KV cache of {kv_tokens} tokens holds no block of {policy.block_size_tokens} tokens")
@@ -121,4 +158,7 @@ def resolve_scheduler(deployment: Deployment, policy: Policy, role: Role = Role.
         total_blocks=blocks,
         watermark_blocks=watermark,
         max_run_steps=policy.max_run_steps if pp == 1 else 1,
+        shared=shared,
+        throttle=policy.throttle,
+        phases=policy.phases,
     )

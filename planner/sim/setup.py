@@ -4,11 +4,15 @@ transfer between pools.
 - `colocated`: the engine profile's scheduler (prefill-first, chunked or in-flight), `max_batch` as the
   sequence cap; with PP > 1, pp virtual engines per instance (planner.sim.pipeline).
 - `chunked`: the chunked scheduler with `chunk_size` as the token budget.
+- `throttled-pipeline`: the throttled scheduler (planner.sim.throttled) with the strategy's knobs, on the
+  strategy's deployment (its micro-batch buffers: max_prefill_tokens plus gLLM's maxd decodes).
+- `temporal-pipeline`: the temporal scheduler (planner.sim.temporal) with the strategy's prefill_tokens and
+  kv_fill, switching back to prompts at the switch point b* of the strategy's offline phase cycle.
 - `disaggregated`: a prefill pool and a decode pool, built as the strategy builds them
   (Disaggregated.pools: engine profiles, the decode instance's sequence cap, the KV link of the placement),
   joined by that link: one transfer at a time per prefill instance over the lanes it uses.
-The other strategies (temporal and throttled pipelines, macro instances, SM partitions, phase re-sharding)
-have schedulers of their own that the simulator does not run yet, and say so.
+The other strategies (macro instances, SM partitions, phase re-sharding) have schedulers of their own that the
+simulator does not run yet, and say so.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from planner.errors import PlannerError
-from planner.sim.policy import Policy, Role, Scheduler
+from planner.sim.policy import Phases, Policy, Role, Scheduler, Throttle
 from planner.sim.simulate import KvTransfer, SimPool
 
 if TYPE_CHECKING:
     from planner.strategies.base import Context
 
-SIMULATED_STRATEGIES = ("colocated", "chunked", "disaggregated")  # strategies whose schedulers the simulator runs
+# strategies whose schedulers the simulator runs
+SIMULATED_STRATEGIES = ("colocated", "chunked", "throttled-pipeline", "temporal-pipeline", "disaggregated")
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ def sim_pools(
         if roles != [Role.serve]:
             raise PlannerError(f"{strategy} runs one pool of serving instances, got {[r.value for r in roles]}")
         (serve,) = layouts
+        if strategy in ("throttled-pipeline", "temporal-pipeline"):
+            return [_pipeline_pool(ctx, strategy, knobs, serve)], None
         return [SimPool(ctx.deployment(serve.tp, serve.pp), serve.count, Role.serve, policy_for(strategy, knobs))], None
     from planner.cost.comm import link_efficiency
     from planner.strategies import get_strategy
@@ -91,3 +98,36 @@ def sim_pools(
         latency_s=link.latency_s,
     )
     return [SimPool(pools.prefill, pools.n_p, Role.prefill), SimPool(pools.decode, pools.n_d, Role.decode)], transfer
+
+
+def _pipeline_pool(ctx: Context, strategy: str, knobs: Mapping[str, float] | None, serve: PoolLayout) -> SimPool:
+    """A pool of gLLM or TD-Pipe instances: the strategy's deployment and knobs (defaults where not given)."""
+    from planner.strategies import get_strategy
+    from planner.strategies.base import Candidate
+    from planner.strategies.temporal_pipeline import KV_HORIZONS, Pipeline
+    from planner.strategies.throttled_pipeline import ThrottledPipeline
+
+    if serve.pp < 2:
+        raise PlannerError(f"{strategy} needs pipeline stages to alternate over: PP >= 2, got {serve.pp}", "pp")
+    spec = get_strategy(strategy)
+    values = {knob.name: float(knob.default) for knob in spec.knobs} | spec.check_knobs(knobs)
+    gpus = serve.tp * serve.pp * serve.count
+    candidate = Candidate(strategy, serve.tp, serve.pp, serve.count, gpus, values, {})
+    if isinstance(spec, ThrottledPipeline):
+        throttle = Throttle(
+            max_prefill_tokens=int(values["max_prefill_tokens"]),
+            min_prefill_tokens=int(values["min_prefill_tokens"]),
+            iterp=int(values["iterp"]),
+            kv_threshold=values["kv_threshold"],
+        )
+        policy = Policy(scheduler=Scheduler.throttled, throttle=throttle)
+        return SimPool(spec.deployment(ctx, candidate), serve.count, Role.serve, policy)
+    deployment = ctx.deployment(serve.tp, serve.pp)
+    cycle = Pipeline.build(ctx, deployment, values).cycle()
+    phases = Phases(
+        prefill_tokens=int(values["prefill_tokens"]),
+        kv_fill=values["kv_fill"],
+        switch_batch=cycle.switch_batch,
+        horizons=KV_HORIZONS,
+    )
+    return SimPool(deployment, serve.count, Role.serve, Policy(scheduler=Scheduler.temporal, phases=phases))

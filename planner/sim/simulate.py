@@ -30,7 +30,7 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.sim.chunked import plan_chunked
 from planner.sim.decode_pool import plan_decode_pool
-from planner.sim.instance import Instance, Ledger, Phase, Run
+from planner.sim.instance import Instance, KvBlocks, Ledger, Phase, PhaseState, Run, WaitingQueue
 from planner.sim.pipeline import StageClock
 from planner.sim.policy import Policy, Role, Routing, Scheduler, SchedulerConfig, resolve_scheduler
 from planner.sim.prefill_first import plan_prefill_first
@@ -44,6 +44,8 @@ from planner.sim.result import (
     slo_attainment,
 )
 from planner.sim.streams import Arrival, DrawnRequests, RequestStream, draw_requests
+from planner.sim.temporal import plan_temporal
+from planner.sim.throttled import plan_throttled
 from planner.sim.timing import IterationTimer
 from planner.specs.deployment import Deployment
 
@@ -106,6 +108,10 @@ def simulate(
 def _planner(config: SchedulerConfig, role: Role) -> Planner:
     if role is Role.decode:
         return plan_decode_pool
+    if config.scheduler is Scheduler.throttled:
+        return plan_throttled
+    if config.scheduler is Scheduler.temporal:
+        return plan_temporal
     return plan_prefill_first if config.scheduler is Scheduler.prefill_first else plan_chunked
 
 
@@ -150,9 +156,16 @@ def simulate_pools(
         replicas = []
         for replica in range(pool.count):
             clock = StageClock(pp) if pp > 1 else None
+            kv = KvBlocks(config.total_blocks) if config.shared else None
+            queue = WaitingQueue(ledger) if config.shared else None
             engines = [
-                Instance(len(instances) + v, config, ledger, timer, pool.role, replica, clock) for v in range(pp)
+                Instance(len(instances) + v, config, ledger, timer, pool.role, replica, clock, kv, queue)
+                for v in range(pp)
             ]
+            if config.shared:
+                phase = PhaseState()
+                for engine in engines:
+                    engine.siblings, engine.phase = engines, phase
             instances += engines
             planners += [_planner(config, pool.role)] * pp
             replicas.append(engines)
@@ -186,14 +199,18 @@ def simulate_pools(
             replica = min(entry, key=lambda r: (sum(len(i.waiting) + i.num_used for i in r), r[0].index))
         return least_loaded(replica)
 
+    def wake_idle(engines: list[Instance], time_s: float) -> None:
+        for engine in engines:
+            if engine.run is None and not engine.wake_pending:
+                engine.wake_pending = True
+                heapq.heappush(heap, (time_s, WAKE, next(sequence), engine.index, 0))
+
     def enqueue(instance: Instance, req: int, time_s: float) -> None:
         instance.waiting.append(req)
         instance.record(time_s)
         run = instance.run
-        if run is None:
-            if not instance.wake_pending:
-                instance.wake_pending = True
-                heapq.heappush(heap, (time_s, WAKE, next(sequence), instance.index, 0))
+        if run is None or len(instance.siblings) > 1:
+            wake_idle(instance.siblings, time_s)
         elif len(instance.waiting) == 1 and instance.num_used < instance.config.max_batch_size:
             _cut(instance, run, time_s)
 
@@ -211,13 +228,18 @@ def simulate_pools(
         instance.run = run
         if run is None:
             return
+        end_s = float(run.ends_s[-1])
         if instance.stages is not None:  # one micro-batch through the stages (planner.sim.pipeline)
-            step_s = float(run.ends_s[0]) - time_s
+            step_s = end_s - time_s
             later_s = step_s - instance.timer.overhead_s(run.seqs)
-            run.ends_s = np.array([instance.stages.pass_through(time_s, step_s, later_s)])
-            run.busy_s = step_s
+            decoding = run.decode_slots
+            ready_s = max(time_s, float(instance.last_token_s[decoding].max())) if len(decoding) else time_s
+            first_s, last_s = instance.stages.pass_through(ready_s, step_s, later_s)
+            run.ends_s, run.busy_s = np.array([last_s]), step_s
+            streams = run.phase is Phase.prefill and instance.config.scheduler is Scheduler.temporal
+            end_s = first_s if streams else last_s
         instance.version += 1
-        heapq.heappush(heap, (float(run.ends_s[-1]), RUN_END, next(sequence), instance.index, instance.version))
+        heapq.heappush(heap, (end_s, RUN_END, next(sequence), instance.index, instance.version))
 
     def transfer(instance: Instance, req: int, time_s: float) -> None:
         """The request's prompt KV leaves `instance` over its link, after the transfers queued before it."""
@@ -267,15 +289,14 @@ def simulate_pools(
                 if issued < total:
                     heapq.heappush(heap, (float(ledger.finish_s[req]), ARRIVAL, next(sequence), issued, 0))
                     issued += 1
-        instance.wake_pending = True
-        heapq.heappush(heap, (time_s, WAKE, next(sequence), instance.index, 0))
+        wake_idle(instance.siblings, time_s)  # itself, and virtual engines a shared scheduler left idle
 
     if np.isnan(ledger.finish_s).any():  # a scheduler that stalls with work left is a bug, not bad input
         raise RuntimeError(f"{int(np.isnan(ledger.finish_s).sum())} requests never finished")
     scheduler = configs[0].scheduler.value
     if disaggregated:
         scheduler = f"disaggregated: {pools[0].count} prefill + {pools[1].count} decode instances, {scheduler}"
-    kv_tokens = configs[-1].kv_capacity_tokens * pools[-1].deployment.pp_size
+    kv_tokens = configs[-1].kv_capacity_tokens * (1 if configs[-1].shared else pools[-1].deployment.pp_size)
     samples = [engine.samples for engine in instances]
     return _summarize(ledger, samples, stream, scheduler, kv_tokens, sum(p.count for p in pools), routing, slo)
 
