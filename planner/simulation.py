@@ -126,8 +126,18 @@ def simulate(
     if work is None:
         work = Workload(name="trace", input_lens=stream.trace_input_lens, output_lens=stream.trace_output_lens)
     ctx = build_context(catalog, model, gpus, work, dtype, kv_dtype, engine, network, gpus_per_node)
-    layout = PoolLayout(Role.serve, deployment.tp_size, deployment.pp_size, deployment.replicas)
-    pools, _ = sim_pools(ctx, strategy or "colocated", knobs, [layout])
+    count = deployment.replicas
+    if strategy == "macro-instance":  # the layout counts macros: the instances the GPUs hold, in whole macros
+        size = int((knobs or {}).get("macro_size", 3))
+        count = deployment.replicas // size
+        if count < 1:
+            raise PlannerError(
+                f"a macro of {size} instances of TP {deployment.tp_size} x PP {deployment.pp_size} needs "
+                f"{size * deployment.gpus_per_replica} GPUs: give more GPUs or a smaller macro_size",
+                "gpus",
+            )
+    layout = PoolLayout(Role.serve, deployment.tp_size, deployment.pp_size, count)
+    pools, _ = sim_pools(ctx, strategy or "colocated", knobs, [layout], slo=slo)
     return simulate_pools(pools, stream, slo=slo, seed=seed)
 
 
@@ -136,7 +146,8 @@ def simulate_plan(
 ) -> list[tuple[list[dict[str, Any]], SimResult]]:
     """Each instance type of a `recommend --json` plan (its pools: one serving pool, or a disaggregated type's
     prefill and decode pools together) simulated under Poisson arrivals at the rate the plan sends it (offline,
-    all requests queued at once, for a plan of the throughput objective), with the plan's workload and SLOs. Returns the plan's instance entries of each type with its simulation."""
+    all requests queued at once, for a plan of the throughput objective), with the plan's workload and SLOs.
+    Returns the plan's instance entries of each type with its simulation."""
     try:
         instances = plan_json["plan"]["instances"]
         inputs_json, workload = plan_json["inputs"], plan_json["workload"]
@@ -177,7 +188,8 @@ def simulate_plan(
             inputs_json.get("gpus_per_node"),
         )
         layouts = [PoolLayout(Role(e["role"]), e["tp"], e["pp"], e["count"]) for e in entries]
-        pools, transfer = sim_pools(ctx, first["strategy"], first["knobs"], layouts, first["detail"].get("placement"))
+        placement = first["detail"].get("placement")
+        pools, transfer = sim_pools(ctx, first["strategy"], first["knobs"], layouts, placement, slo)
         rate = first["planned_rate_req_s"] * first["count"]
         stream = poisson(rate, requests, work) if rate > 0 and not offline_plan else offline(requests, work)
         out.append((entries, simulate_pools(pools, stream, transfer, slo=slo, seed=seed)))

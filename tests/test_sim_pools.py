@@ -17,7 +17,7 @@ from planner.errors import PlannerError
 from planner.sim import Policy, closed_loop, offline, poisson
 from planner.sim.instance import Instance, Ledger
 from planner.sim.pipeline import StageClock
-from planner.sim.policy import Phases, Role, Scheduler, Throttle, resolve_scheduler
+from planner.sim.policy import Phases, Role, Rotation, Scheduler, Throttle, resolve_scheduler
 from planner.sim.simulate import KvTransfer, SimPool, simulate, simulate_pools
 from planner.sim.throttled import prompt_tokens
 from planner.sim.timing import IterationTimer
@@ -221,3 +221,36 @@ class TestSharedPipelineSchedulers:
         for policy in (throttled(), temporal()):
             first = simulate(vllm(pp_size=2), stream, policy, seed=2)
             assert first.model_dump_json() == simulate(vllm(pp_size=2), stream, policy, seed=2).model_dump_json()
+
+
+def macros(ttft_s: float, tpot_s: float, kv_tokens: int | None = None) -> Policy:
+    return Policy(rotation=Rotation(size=3, ttft_s=ttft_s, tpot_s=tpot_s), kv_capacity_tokens=kv_tokens)
+
+
+class TestMacroInstance:
+    def test_ample_credit_keeps_every_prompt_on_the_pointer(self) -> None:
+        """Credits of hours never run out and the KV never fills: the pointer never moves."""
+        result = simulate(vllm(), poisson(40.0, 200, MIXED), macros(3600.0, 3600.0), replicas=3)
+        assert set(records(result)["replica"].tolist()) == {0}
+
+    def test_spent_credit_rotates_the_pointer(self) -> None:
+        """A TPOT target below the decode step: credits go negative, so every instance takes prompts in turn."""
+        result = simulate(vllm(), poisson(40.0, 200, MIXED), macros(0.05, 1e-4), replicas=3)
+        counts = np.bincount(records(result)["replica"], minlength=3)
+        assert np.all(counts > 0)
+
+    def test_a_full_kv_cache_rotates_the_pointer(self) -> None:
+        """2,000 KV tokens per instance and ample credit: the pointer moves when the blocks run out."""
+        result = simulate(vllm(), offline(60, MIXED), macros(3600.0, 3600.0, kv_tokens=2000), replicas=3)
+        assert len(set(records(result)["replica"].tolist())) == 3
+
+    @pytest.mark.parametrize("stream", [poisson(40.0, 60, MIXED), closed_loop(8, 50, MIXED, warmup_requests=10)])
+    def test_conservation(self, stream: Any) -> None:
+        result = simulate(vllm(), stream, macros(0.5, 0.01, kv_tokens=4000), replicas=3)
+        r = records(result)
+        assert np.all(np.isfinite(r["finish_s"]))
+        assert result.output_tokens == r["output_len"][~r["warmup"]].sum()
+
+    def test_instances_must_form_whole_macros(self) -> None:
+        with pytest.raises(PlannerError, match="do not form macros of 3"):
+            simulate(vllm(), offline(4, MIXED), macros(1.0, 0.1), replicas=4)

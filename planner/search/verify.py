@@ -70,9 +70,9 @@ def verify(
             PoolLayout(Role(pool.role), pool.tp, pool.pp, solution.counts.get((i, j), 0))
             for j, pool in enumerate(t.pools)
         ]
-        pools, transfer = sim_pools(t.ctx, t.strategy, t.knobs, layouts, t.detail.get("placement"))
-        stream = poisson(predicted.latency_at_req_s * share, REQUESTS, t.ctx.workload)
         sim_slo = SimSlo(ttft_s=slo.ttft_s, tpot_s=slo.tpot_s) if slo is not None else None
+        pools, transfer = sim_pools(t.ctx, t.strategy, t.knobs, layouts, t.detail.get("placement"), sim_slo)
+        stream = poisson(predicted.latency_at_req_s * share, REQUESTS, t.ctx.workload)
         result = simulate_pools(pools, stream, transfer, slo=sim_slo, seed=seed)
         ttft.append(result.ttft_s.mean)
         tpot.append(result.tpot_s.mean)

@@ -55,6 +55,15 @@ class Throttle(Frozen):
     kv_threshold: float = Field(ge=0, lt=1)  # share of KV kept free
 
 
+class Rotation(Frozen):
+    """EcoServe's macro instances: `size` instances per macro, prompts routed by its rotating pointer against
+    these latency targets (planner.sim.macro)."""
+
+    size: int = Field(ge=2)
+    ttft_s: float = Field(gt=0)
+    tpot_s: float = Field(gt=0)
+
+
 class Phases(Frozen):
     """TD-Pipe's phase switching (planner.strategies.temporal_pipeline)."""
 
@@ -91,6 +100,7 @@ class Policy(Frozen):
     max_run_steps: int = Field(default=512, ge=1)  # decode steps evaluated together (speed only, not results)
     throttle: Throttle | None = None  # scheduler throttled
     phases: Phases | None = None  # scheduler temporal
+    rotation: Rotation | None = None  # macro instances (routing, with any scheduler)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,14 @@ transfer between pools.
   strategy's deployment (its micro-batch buffers: max_prefill_tokens plus gLLM's maxd decodes).
 - `temporal-pipeline`: the temporal scheduler (planner.sim.temporal) with the strategy's prefill_tokens and
   kv_fill, switching back to prompts at the switch point b* of the strategy's offline phase cycle.
+- `macro-instance`: macros of `macro_size` prefill-first instances, prompts routed by EcoServe's rotating
+  pointer against the latency targets given (planner.sim.macro); a layout's count is of macros, as the
+  planner counts them.
 - `disaggregated`: a prefill pool and a decode pool, built as the strategy builds them
   (Disaggregated.pools: engine profiles, the decode instance's sequence cap, the KV link of the placement),
   joined by that link: one transfer at a time per prefill instance over the lanes it uses.
-The other strategies (macro instances, SM partitions, phase re-sharding) have schedulers of their own that the
-simulator does not run yet, and say so.
+The other strategies (SM partitions, phase re-sharding) have schedulers of their own that the simulator does
+not run yet, and say so.
 """
 
 from __future__ import annotations
@@ -22,14 +25,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from planner.errors import PlannerError
-from planner.sim.policy import Phases, Policy, Role, Scheduler, Throttle
+from planner.sim.policy import Phases, Policy, Role, Rotation, Scheduler, Throttle
+from planner.sim.result import Slo
 from planner.sim.simulate import KvTransfer, SimPool
 
 if TYPE_CHECKING:
     from planner.strategies.base import Context
 
+ECOSERVE_TTFT_S, ECOSERVE_TPOT_S = 5.0, 0.1  # EcoServe launcher defaults (start.sh), when no SLO is given
 # strategies whose schedulers the simulator runs
-SIMULATED_STRATEGIES = ("colocated", "chunked", "throttled-pipeline", "temporal-pipeline", "disaggregated")
+SIMULATED_STRATEGIES = (
+    "colocated",
+    "chunked",
+    "throttled-pipeline",
+    "temporal-pipeline",
+    "macro-instance",
+    "disaggregated",
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,7 @@ def sim_pools(
     knobs: Mapping[str, float] | None,
     layouts: Sequence[PoolLayout],
     placement: str | None = None,
+    slo: Slo | None = None,
 ) -> tuple[list[SimPool], KvTransfer | None]:
     """The pools (and KV transfer) that run `strategy` with these instance counts on `ctx`'s cluster."""
     roles = [layout.role for layout in layouts]
@@ -75,6 +88,8 @@ def sim_pools(
         (serve,) = layouts
         if strategy in ("throttled-pipeline", "temporal-pipeline"):
             return [_pipeline_pool(ctx, strategy, knobs, serve)], None
+        if strategy == "macro-instance":
+            return [_macro_pool(ctx, knobs, serve, slo)], None
         return [SimPool(ctx.deployment(serve.tp, serve.pp), serve.count, Role.serve, policy_for(strategy, knobs))], None
     from planner.cost.comm import link_efficiency
     from planner.strategies import get_strategy
@@ -131,3 +146,25 @@ def _pipeline_pool(ctx: Context, strategy: str, knobs: Mapping[str, float] | Non
         horizons=KV_HORIZONS,
     )
     return SimPool(deployment, serve.count, Role.serve, Policy(scheduler=Scheduler.temporal, phases=phases))
+
+
+def _macro_pool(ctx: Context, knobs: Mapping[str, float] | None, macros: PoolLayout, slo: Slo | None) -> SimPool:
+    """`macros.count` macro instances of `macro_size` prefill-first instances each (EcoServe), rotating against
+    the SLOs given (the author launcher's defaults for those not given)."""
+    from planner.strategies import get_strategy
+    from planner.strategies.base import Candidate
+    from planner.strategies.macro_instance import MacroInstance
+
+    spec = get_strategy("macro-instance")
+    assert isinstance(spec, MacroInstance)
+    values = {knob.name: float(knob.default) for knob in spec.knobs} | spec.check_knobs(knobs)
+    size = int(values["macro_size"])
+    instances = macros.count * size
+    candidate = Candidate(spec.name, macros.tp, macros.pp, instances, instances * macros.tp * macros.pp, values, {})
+    slo = slo or Slo()
+    rotation = Rotation(
+        size=size,
+        ttft_s=slo.ttft_s if slo.ttft_s is not None else ECOSERVE_TTFT_S,
+        tpot_s=slo.tpot_s if slo.tpot_s is not None else ECOSERVE_TPOT_S,
+    )
+    return SimPool(spec.deployment(ctx, candidate), instances, Role.serve, Policy(rotation=rotation))

@@ -31,6 +31,7 @@ from planner.errors import PlannerError
 from planner.sim.chunked import plan_chunked
 from planner.sim.decode_pool import plan_decode_pool
 from planner.sim.instance import Instance, KvBlocks, Ledger, Phase, PhaseState, Run, WaitingQueue
+from planner.sim.macro import Macro
 from planner.sim.pipeline import StageClock
 from planner.sim.policy import Policy, Role, Routing, Scheduler, SchedulerConfig, resolve_scheduler
 from planner.sim.prefill_first import plan_prefill_first
@@ -55,7 +56,9 @@ Planner = Callable[[Instance, float, bool], Run | None]
 
 @dataclass(frozen=True)
 class SimPool:
-    """`count` identical instances of `deployment` in one role, under `policy`."""
+    """`count` identical instances of `deployment` in one role, under `policy`. With a rotation in the policy
+    the instances form macro instances (EcoServe, planner.sim.macro): arrivals go round-robin (or to the
+    least loaded) over the macros, and within a macro to the instance its rotating pointer names."""
 
     deployment: Deployment
     count: int
@@ -170,11 +173,23 @@ def simulate_pools(
             planners += [_planner(config, pool.role)] * pp
             replicas.append(engines)
         groups.append(replicas)
+    rotation = pools[0].policy.rotation
+    macros = None
+    if rotation is not None:
+        if pools[0].count % rotation.size or pools[0].deployment.pp_size > 1 or disaggregated:
+            raise PlannerError(
+                f"macro instances group whole serving instances of PP 1: {pools[0].count} instances do not form "
+                f"macros of {rotation.size}",
+                "rotation",
+            )
+        flat = [replica[0] for replica in groups[0]]
+        size = rotation.size
+        macros = [Macro(m, flat[m * size : (m + 1) * size], rotation) for m in range(pools[0].count // size)]
     closed = stream.arrival is Arrival.closed_loop
     # A run may carry on past a finish only when no one reacts to that finish before the run ends: an open
     # stream routed round-robin to one pool (a closed loop re-issues at the finish; least-loaded routing, of
-    # arrivals or of KV to decode instances, reads the load).
-    drain = not closed and routing is Routing.round_robin and not disaggregated
+    # arrivals or of KV to decode instances, and a macro's pointer read the load).
+    drain = not closed and routing is Routing.round_robin and not disaggregated and macros is None
     link_free_s = np.zeros(pools[0].count)  # per prefill instance
 
     heap: list[tuple[float, int, int, int, int]] = []  # (time, kind, sequence, target, version)
@@ -189,10 +204,16 @@ def simulate_pools(
     def least_loaded(engines: list[Instance]) -> Instance:
         return min(engines, key=lambda inst: (len(inst.waiting) + inst.num_used, inst.index))
 
-    def route() -> Instance:
+    def route(req: int) -> Instance:
         nonlocal routed
         entry = groups[0]
         routed += 1
+        if macros is not None:
+            if routing is Routing.round_robin:
+                macro = macros[(routed - 1) % len(macros)]
+            else:
+                macro = min(macros, key=lambda m: (sum(len(r.waiting) + r.num_used for r in m.instances), m.index))
+            return macro.target(req, ledger.arrival_s[req])
         if routing is Routing.round_robin:
             replica = entry[(routed - 1) % len(entry)]
         else:
@@ -262,7 +283,7 @@ def simulate_pools(
             break
         if kind == ARRIVAL:
             ledger.arrival_s[target] = time_s
-            instance = route()
+            instance = route(target)
             ledger.replica[target] = instance.replica
             enqueue(instance, target, time_s)
             continue
