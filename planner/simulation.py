@@ -137,8 +137,8 @@ def simulate(
                 "gpus",
             )
     layout = PoolLayout(Role.serve, deployment.tp_size, deployment.pp_size, count)
-    pools, _ = sim_pools(ctx, strategy or "colocated", knobs, [layout], slo=slo)
-    return simulate_pools(pools, stream, slo=slo, seed=seed)
+    pools, transfer = sim_pools(ctx, strategy or "colocated", knobs, [layout], slo=slo)
+    return simulate_pools(pools, stream, transfer, slo=slo, seed=seed)
 
 
 def simulate_plan(

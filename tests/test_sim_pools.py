@@ -18,10 +18,11 @@ from planner.sim import Policy, closed_loop, offline, poisson
 from planner.sim.instance import Instance, Ledger
 from planner.sim.pipeline import StageClock
 from planner.sim.policy import Phases, Role, Rotation, Scheduler, Throttle, resolve_scheduler
-from planner.sim.simulate import KvTransfer, SimPool, simulate, simulate_pools
+from planner.sim.simulate import PAIRED, KvTransfer, SimPool, simulate, simulate_pools
 from planner.sim.throttled import prompt_tokens
 from planner.sim.timing import IterationTimer
 from planner.specs.deployment import Deployment
+from planner.specs.engine import EngineConstants
 from planner.specs.workload import Workload
 
 MIXED = Workload(name="mixed", input_lens=(40, 300, 700, 90, 1500), output_lens=(5, 60, 20, 200, 1))
@@ -254,3 +255,39 @@ class TestMacroInstance:
     def test_instances_must_form_whole_macros(self) -> None:
         with pytest.raises(PlannerError, match="do not form macros of 3"):
             simulate(vllm(), offline(4, MIXED), macros(1.0, 0.1), replicas=4)
+
+
+class TestSmPartition:
+    def pools(self, kv_tokens: int | None = None) -> list[SimPool]:
+        """Prefill worker on the test GPU; decode worker twice as slow while the prefill worker runs."""
+        dep = vllm()
+        slow = vllm(constants=EngineConstants(iteration_overhead_s=0.002, per_seq_overhead_s=2e-5))
+        return [
+            SimPool(dep, 2, Role.prefill, Policy(kv_capacity_tokens=kv_tokens)),
+            SimPool(dep, 2, Role.decode, Policy(kv_capacity_tokens=kv_tokens), contended=slow),
+        ]
+
+    def test_a_lone_request_stays_on_its_instance_and_moves_no_bytes(self) -> None:
+        """Prefill, then at once the decode steps on the paired worker (alone: the prefill worker is idle)."""
+        dep, i, o = vllm(), 700, 9
+        result = simulate_pools(self.pools(), offline(1, Workload.fixed(i, o)), PAIRED)
+        r = records(result)
+        prefill = iteration_cost(dep, BatchShape.prefill(i)).time_s
+        steps = sum(iteration_cost(dep, BatchShape.decode(1, i + k)).time_s for k in range(1, o))
+        assert r["finish_s"][0] == pytest.approx(prefill + steps, rel=1e-9)
+        assert result.replicas == 2 and result.scheduler.startswith("SM partition")
+
+    def test_decode_steps_slow_down_while_the_prefill_worker_runs(self) -> None:
+        stream = poisson(60.0, 300, MIXED)
+        pools = self.pools()
+        contended = simulate_pools(pools, stream, PAIRED)
+        alone = simulate_pools([pools[0], SimPool(vllm(), 2, Role.decode)], stream, PAIRED)
+        assert contended.tpot_s.mean > alone.tpot_s.mean
+        assert contended.ttft_s.mean == pytest.approx(alone.ttft_s.mean, rel=1e-12)  # prompts never wait on decodes
+
+    @pytest.mark.parametrize("stream", [offline(60, MIXED), closed_loop(8, 50, MIXED, warmup_requests=10)])
+    def test_conservation_in_one_kv_cache_per_pair(self, stream: Any) -> None:
+        result = simulate_pools(self.pools(kv_tokens=3000), stream, PAIRED)
+        r = records(result)
+        assert np.all(np.isfinite(r["finish_s"]))
+        assert result.output_tokens == r["output_len"][~r["warmup"]].sum()

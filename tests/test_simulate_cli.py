@@ -87,7 +87,7 @@ class TestPlans:
 
     def test_strategies_the_simulator_does_not_run(self) -> None:
         plan = {"inputs": {"model": "llama-70b"}, "workload": "sharegpt",
-                "plan": {"instances": [{"strategy": "sm-partition"}]}}  # fmt: skip
+                "plan": {"instances": [{"strategy": "phase-resharding"}]}}  # fmt: skip
         with pytest.raises(PlannerError, match="does not run yet"):
             planner.simulation.simulate_plan(plan)
 
@@ -104,7 +104,7 @@ class TestErrors:
         [
             (["--burstiness", "2"], "--burstiness"),
             (["--concurrency", "4", "--rate", "1"], "not concurrency and rate"),
-            (["--strategy", "sm-partition"], "not simulated yet"),
+            (["--strategy", "phase-resharding"], "not simulated yet"),
         ],
     )
     def test_one_line_and_exit_two(self, extra: list[str], fragment: str) -> None:
@@ -131,3 +131,19 @@ class TestPipelinePlans:
         assert code == 0, output
         (simulation,) = json.loads(output)["simulations"]
         assert simulation["scheduler"] == "throttled" and simulation["stream"].startswith("offline")
+
+    def test_every_other_strategy_runs_its_scheduler(self) -> None:
+        """Each strategy the simulator runs, by name, as `estimate` names a configuration."""
+        schedulers = {}
+        for strategy, gpus, pp in (
+            ("temporal-pipeline", "2xl20", 2),
+            ("macro-instance", "3xl20", 1),
+            ("sm-partition", "1xh100", 1),
+        ):
+            result = planner.simulate(
+                "llama-3.1-8b", gpus, tp=1, pp=pp, strategy=strategy, workload="sharegpt", rate=2.0, requests=100
+            )
+            schedulers[strategy] = result.scheduler
+        assert schedulers["temporal-pipeline"] == "temporal"
+        assert schedulers["macro-instance"] == "prefill-first"
+        assert schedulers["sm-partition"].startswith("SM partition")

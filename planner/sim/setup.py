@@ -14,8 +14,12 @@ transfer between pools.
 - `disaggregated`: a prefill pool and a decode pool, built as the strategy builds them
   (Disaggregated.pools: engine profiles, the decode instance's sequence cap, the KV link of the placement),
   joined by that link: one transfer at a time per prefill instance over the lanes it uses.
-The other strategies (SM partitions, phase re-sharding) have schedulers of their own that the simulator does
-not run yet, and say so.
+- `sm-partition`: per instance a prefill worker on `prefill_sm_share` of the SMs and a decode worker on the
+  rest, paired in one KV cache (planner.sim.simulate, KvTransfer.paired), priced as the strategy prices them
+  (SmPartition.workers: SM shares, the bandwidth each leaves the other at the offline operating point); the
+  decode step is the contended one while the prefill worker runs.
+Phase re-sharding has a scheduler of its own (layouts switched between long phases) that the simulator does
+not run yet, and says so.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import TYPE_CHECKING
 from planner.errors import PlannerError
 from planner.sim.policy import Phases, Policy, Role, Rotation, Scheduler, Throttle
 from planner.sim.result import Slo
-from planner.sim.simulate import KvTransfer, SimPool
+from planner.sim.simulate import PAIRED, KvTransfer, SimPool
 
 if TYPE_CHECKING:
     from planner.strategies.base import Context
@@ -40,6 +44,7 @@ SIMULATED_STRATEGIES = (
     "throttled-pipeline",
     "temporal-pipeline",
     "macro-instance",
+    "sm-partition",
     "disaggregated",
 )
 
@@ -90,6 +95,8 @@ def sim_pools(
             return [_pipeline_pool(ctx, strategy, knobs, serve)], None
         if strategy == "macro-instance":
             return [_macro_pool(ctx, knobs, serve, slo)], None
+        if strategy == "sm-partition":
+            return _sm_partition_pools(ctx, knobs, serve), PAIRED
         return [SimPool(ctx.deployment(serve.tp, serve.pp), serve.count, Role.serve, policy_for(strategy, knobs))], None
     from planner.cost.comm import link_efficiency
     from planner.strategies import get_strategy
@@ -168,3 +175,22 @@ def _macro_pool(ctx: Context, knobs: Mapping[str, float] | None, macros: PoolLay
         tpot_s=slo.tpot_s if slo.tpot_s is not None else ECOSERVE_TPOT_S,
     )
     return SimPool(spec.deployment(ctx, candidate), instances, Role.serve, Policy(rotation=rotation))
+
+
+def _sm_partition_pools(ctx: Context, knobs: Mapping[str, float] | None, serve: PoolLayout) -> list[SimPool]:
+    """A prefill worker and a decode worker per instance (semi-PD, Nexus), as SmPartition.workers prices them."""
+    from planner.strategies import get_strategy
+    from planner.strategies.base import Candidate
+    from planner.strategies.sm_partition import SmPartition
+
+    spec = get_strategy("sm-partition")
+    assert isinstance(spec, SmPartition)
+    values = {knob.name: float(knob.default) for knob in spec.knobs} | spec.check_knobs(knobs)
+    gpus = serve.tp * serve.pp * serve.count
+    candidate = Candidate(spec.name, serve.tp, serve.pp, serve.count, gpus, values, {})
+    spec.memory(ctx, candidate)  # the share lies strictly inside (0, 1) and a request fits
+    workers = spec.workers(ctx, candidate)
+    return [
+        SimPool(workers.prefill, serve.count, Role.prefill),
+        SimPool(workers.decode_alone, serve.count, Role.decode, contended=workers.decode_contended),
+    ]

@@ -14,7 +14,9 @@ Pipeline parallelism: an instance with pp stages is pp virtual engines whose mic
 Disaggregation: a prefill instance hands a request off when its prompt is done (its first token streams to the
 client then, as DistServe's does); the KV goes over that prefill instance's link, one transfer at a time in
 FIFO order (bytes / attained bandwidth, plus the link latency), to the decode instance with the fewest
-requests, which admits it when a slot and KV blocks are free (planner.sim.decode_pool).
+requests, which admits it when a slot and KV blocks are free (planner.sim.decode_pool). An SM partition is the
+same pair of roles on one instance's GPUs: prefill worker i hands its requests to decode worker i, both in one
+KV cache, nothing transferred; the decode worker's step is the contended one while its prefill worker runs.
 """
 
 from __future__ import annotations
@@ -64,17 +66,23 @@ class SimPool:
     count: int
     role: Role = Role.serve
     policy: Policy = field(default_factory=Policy)
+    contended: Deployment | None = None  # a paired decode worker while its prefill worker runs (SM partition)
 
 
 @dataclass(frozen=True)
 class KvTransfer:
     """How a request's KV moves from a prefill instance to a decode instance: `bytes_per_token` of prompt, over
     the prefill instance's link at `bandwidth_bytes_s` (attained, all the lanes one transfer uses) after
-    `latency_s`."""
+    `latency_s`. `paired`: prefill worker i and decode worker i share GPUs and one KV cache (SM partition):
+    a request stays with its pair and no bytes move."""
 
     bytes_per_token: float
     bandwidth_bytes_s: float
     latency_s: float
+    paired: bool = False
+
+
+PAIRED = KvTransfer(bytes_per_token=0.0, bandwidth_bytes_s=math.inf, latency_s=0.0, paired=True)
 
 
 def _check_fits(drawn: DrawnRequests, config: SchedulerConfig, role: Role) -> None:
@@ -150,16 +158,28 @@ def simulate_pools(
     instances: list[Instance] = []
     planners: list[Planner] = []
     configs: list[SchedulerConfig] = []
+    paired = kv_transfer is not None and kv_transfer.paired
+    if paired and (pools[0].count != pools[-1].count or any(p.deployment.pp_size > 1 for p in pools)):
+        raise PlannerError("paired prefill and decode workers need as many of each, with PP 1", "kv_transfer")
+    pair_kv: list[KvBlocks] = []  # per pair of workers, their one KV cache
+    contended_timers: dict[int, IterationTimer] = {}  # decode workers: their step while the partner runs
     for pool in pools:
         config = resolve_scheduler(pool.deployment, pool.policy, pool.role)
         _check_fits(drawn, config, pool.role)
         configs.append(config)
         pp = pool.deployment.pp_size
         timer = IterationTimer(pool.deployment, config.max_batch_size, longest, per_stage=pp > 1)
+        contended = IterationTimer(pool.contended, config.max_batch_size, longest) if pool.contended else None
         replicas = []
         for replica in range(pool.count):
             clock = StageClock(pp) if pp > 1 else None
             kv = KvBlocks(config.total_blocks) if config.shared else None
+            if paired:
+                if pool.role is Role.prefill:
+                    pair_kv.append(KvBlocks(config.total_blocks))
+                kv = pair_kv[replica]
+                if contended:
+                    contended_timers[len(instances)] = contended
             queue = WaitingQueue(ledger) if config.shared else None
             engines = [
                 Instance(len(instances) + v, config, ledger, timer, pool.role, replica, clock, kv, queue)
@@ -244,6 +264,10 @@ def simulate_pools(
             heapq.heappush(heap, (float(run.ends_s[-1]), RUN_END, next(sequence), instance.index, instance.version))
 
     def start(instance: Instance, time_s: float) -> None:
+        contended = contended_timers.get(instance.index)
+        if contended is not None:  # the decode worker's step: bandwidth shared while its prefill worker runs
+            alone = timers.setdefault(instance.index, instance.timer)
+            instance.timer = contended if groups[0][instance.replica][0].run is not None else alone
         run = planners[instance.index](instance, time_s, not drain)
         instance.record(time_s)
         instance.run = run
@@ -265,6 +289,9 @@ def simulate_pools(
     def transfer(instance: Instance, req: int, time_s: float) -> None:
         """The request's prompt KV leaves `instance` over its link, after the transfers queued before it."""
         assert kv_transfer is not None
+        if kv_transfer.paired:
+            heapq.heappush(heap, (time_s, KV_ARRIVAL, next(sequence), req, 0))
+            return
         busy_s = float(ledger.input_len[req] + ledger.generated[req] - 1) * kv_transfer.bytes_per_token
         start_s = max(time_s, float(link_free_s[instance.replica]))
         link_free_s[instance.replica] = start_s + busy_s / kv_transfer.bandwidth_bytes_s
@@ -272,6 +299,7 @@ def simulate_pools(
         heapq.heappush(heap, (done_s, KV_ARRIVAL, next(sequence), req, 0))
 
     decoders = [engine for replica in groups[-1] for engine in replica]
+    timers: dict[int, IterationTimer] = {}  # decode workers with a contended timer: their own
     while True:
         open_time = open_times[next_open] if next_open < len(open_times) else math.inf
         if heap and (heap[0][0], heap[0][1]) < (open_time, ARRIVAL):
@@ -289,7 +317,7 @@ def simulate_pools(
             continue
         if kind == KV_ARRIVAL:
             ledger.kv_ready[target] = True
-            enqueue(least_loaded(decoders), target, time_s)
+            enqueue(groups[-1][ledger.replica[target]][0] if paired else least_loaded(decoders), target, time_s)
             continue
         instance = instances[target]
         if kind == WAKE:
@@ -311,15 +339,21 @@ def simulate_pools(
                     heapq.heappush(heap, (float(ledger.finish_s[req]), ARRIVAL, next(sequence), issued, 0))
                     issued += 1
         wake_idle(instance.siblings, time_s)  # itself, and virtual engines a shared scheduler left idle
+        if paired:  # the blocks it freed may be what its partner in the KV cache waits for
+            wake_idle(groups[1 if instance.role is Role.prefill else 0][instance.replica], time_s)
 
     if np.isnan(ledger.finish_s).any():  # a scheduler that stalls with work left is a bug, not bad input
         raise RuntimeError(f"{int(np.isnan(ledger.finish_s).sum())} requests never finished")
     scheduler = configs[0].scheduler.value
-    if disaggregated:
+    replicas = sum(p.count for p in pools)
+    if paired:
+        scheduler = f"SM partition: a prefill and a decode worker per instance, {scheduler}"
+        replicas = pools[0].count
+    elif disaggregated:
         scheduler = f"disaggregated: {pools[0].count} prefill + {pools[1].count} decode instances, {scheduler}"
     kv_tokens = configs[-1].kv_capacity_tokens * (1 if configs[-1].shared else pools[-1].deployment.pp_size)
     samples = [engine.samples for engine in instances]
-    return _summarize(ledger, samples, stream, scheduler, kv_tokens, sum(p.count for p in pools), routing, slo)
+    return _summarize(ledger, samples, stream, scheduler, kv_tokens, replicas, routing, slo)
 
 
 def _summarize(

@@ -261,6 +261,13 @@ class SmPartition(Strategy):
         max_prompts = float(max(1, sized.engine.max_num_tokens // round(w.mean_input_len)))
         return sized, max_batch, max_prompts
 
+    def workers(self, ctx: Context, candidate: Candidate) -> Workers:
+        """Both workers priced at the offline operating point: full prompt batches, the largest decode batch."""
+        base, max_batch, max_prompts = self._limits(ctx, candidate)
+        w = ctx.workload
+        share = candidate.knobs["prefill_sm_share"]
+        return build_workers(base, share, w.mean_input_len, max_prompts, max_batch, w.mean_decode_context)
+
     def capacity_req_s(self, ctx: Context, candidate: Candidate) -> float:
         base, max_batch, max_prompts = self._limits(ctx, candidate)
         w = ctx.workload
