@@ -69,6 +69,22 @@ class TestIterationTimer:
         timer.affine[7] = False
         assert timer.decode(seqs, context) == pytest.approx(direct, rel=1e-12)
 
+    def test_decode_steps_pad_to_the_next_cuda_graph(self) -> None:
+        """vLLM V0 captures decode graphs at 1, 2, 4, 8, 16, ...: 9 sequences run as 16, paying 16 GEMM rows but
+        the host-side work of 9; 256 is a graph size itself; 3 runs as 4."""
+        dep = deployment("vllm")
+        assert dep.engine.cuda_graph_batch_sizes[:5] == (1, 2, 4, 8, 16)
+        timer = IterationTimer(dep, max_batch_size=256, max_context_tokens=5000)
+        per_seq_s = dep.calibration.per_seq_overhead_s
+
+        def direct(seqs: int, context: float) -> float:
+            return float(iteration_times_s(dep, np.array([[1.0, 0, 0, 0, 0, seqs, context]]))[0])
+
+        got = timer.decode(np.array([9, 256, 3]), np.array([9000.0, 256000.0, 300.0]))
+        expected = [direct(16, 9000.0) - 7 * per_seq_s, direct(256, 256000.0), direct(4, 300.0) - per_seq_s]
+        assert got == pytest.approx(expected, rel=1e-9)
+        assert got[0] > direct(9, 9000.0)
+
 
 class TestConservation:
     @pytest.mark.parametrize("scheduler", SCHEDULERS)

@@ -35,6 +35,12 @@ class IterationTimer:
         self.per_stage = per_stage
         self.cache: dict[tuple[float, ...], float] = {}
         self.evaluations = 0
+        # padded[n]: the batch a decode step of n sequences runs as (the next CUDA-graph size, else n itself)
+        graphs = np.array(deployment.engine.cuda_graph_batch_sizes, dtype=np.int64)
+        seqs = np.arange(max_batch_size + 1)
+        at = np.searchsorted(graphs, seqs, side="left")
+        self.padded = np.where(at < len(graphs), graphs[np.minimum(at, len(graphs) - 1)], seqs) if len(graphs) else seqs
+        max_batch_size = int(self.padded.max())
         n = np.arange(1, max_batch_size + 1, dtype=float)
         low, high = n, n * max(max_context_tokens, 2)
         mid = (low + high) / 2
@@ -68,14 +74,22 @@ class IterationTimer:
         return float(engine_overhead_s(self.deployment, np.array([seqs]))[0])
 
     def decode(self, seqs: IntArray, context_tokens: FloatArray) -> FloatArray:
-        """Decode steps of seqs[i] sequences attending to context_tokens[i] tokens in all."""
-        if self.affine[seqs].all():
-            return np.asarray(self.intercept[seqs] + self.slope[seqs] * context_tokens)
-        shapes = np.zeros((len(seqs), len(FEATURES)))
-        shapes[:, 0] = 1.0
-        shapes[:, DECODE_SEQS] = seqs
-        shapes[:, DECODE_CONTEXT] = context_tokens
-        return self.many(shapes)
+        """Decode steps of seqs[i] sequences attending to context_tokens[i] tokens in all, each run as a CUDA
+        graph of its padded batch: the padding rows cost their GEMM rows, no attention (no context) and no
+        host-side work (the engine's per-sequence overhead is for real sequences)."""
+        seqs = np.asarray(seqs)
+        padded = self.padded[np.minimum(seqs, len(self.padded) - 1)] if len(seqs) else seqs
+        padded = np.where(seqs < len(self.padded), padded, seqs)
+        if self.affine[padded].all():
+            times = self.intercept[padded] + self.slope[padded] * context_tokens
+        else:
+            shapes = np.zeros((len(seqs), len(FEATURES)))
+            shapes[:, 0] = 1.0
+            shapes[:, DECODE_SEQS] = padded
+            shapes[:, DECODE_CONTEXT] = context_tokens
+            times = self.many(shapes)
+        per_seq_s = self.deployment.calibration.per_seq_overhead_s
+        return np.asarray(times - per_seq_s * (padded - seqs))
 
 
 def prefill_shape(prefill: list[tuple[int, int]], decode_seqs: int = 0, decode_context: int = 0) -> tuple[float, ...]:

@@ -9,7 +9,7 @@ their uncertainty, and the validation error per GPU family that every estimate c
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from planner.specs.hardware import Frozen
 from planner.specs.kernels import AllReduceImpl
@@ -34,6 +34,16 @@ class EngineSpec(Frozen):
     custom_allreduce_on_pcie: bool  # the engine's custom all-reduce also runs over PCIe (else NCCL there)
     elementwise_kernels_per_layer: int = Field(ge=1)  # norm, rotary, activation... launches after fusions
     fp8_kv_cache_with_fp8_weights: bool  # an fp8 checkpoint's KV cache is fp8 by default
+    # Decode-only iterations replay CUDA graphs captured at these batch sizes: a batch runs padded to the next
+    # size (larger ones run eagerly). Empty: no padding (graphs off, or one per batch size).
+    cuda_graph_batch_sizes: tuple[int, ...] = ()
+
+    @field_validator("cuda_graph_batch_sizes")
+    @classmethod
+    def _ascending(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
+        if any(size < 1 for size in sizes) or list(sizes) != sorted(set(sizes)):
+            raise ValueError("CUDA-graph batch sizes must be positive and strictly ascending")
+        return sizes
 
 
 class EngineConstants(Frozen):
