@@ -1,10 +1,9 @@
 """`planner.simulate()`: one configuration named as `estimate` names it, run through the discrete-event simulator
 (planner.sim) on a request stream; and the simulation of a plan that `recommend --json` wrote.
 
-The simulator runs engine schedulers: prefill-first continuous batching, chunked prefill with a token budget,
-and in-flight batching (the engine profile picks one), pipelined instances as virtual engines, and the prefill
-and decode pools of a disaggregated deployment. Strategies map onto them in planner.sim.setup; the ones it
-does not run yet say so.
+The simulator runs engine schedulers (prefill-first continuous batching, chunked prefill with a token budget,
+in-flight batching; the engine profile picks one), pipelined instances as virtual engines, and each strategy's
+own scheduler: planner.sim.setup maps every registered strategy onto them.
 """
 
 from __future__ import annotations
@@ -154,11 +153,11 @@ def simulate_plan(
         model = inputs_json["model"]
     except (KeyError, TypeError):
         raise PlannerError("not a plan from `tdplan recommend --json`: no plan.instances / inputs", "plan") from None
-    unsupported = sorted({i["strategy"] for i in instances} - set(SIMULATED_STRATEGIES))
-    if unsupported:
+    unknown = sorted({str(i.get("strategy")) for i in instances} - set(SIMULATED_STRATEGIES))
+    if unknown:
         raise PlannerError(
-            f"the plan runs {', '.join(unsupported)}, which the simulator does not run yet "
-            f"(it runs {', '.join(SIMULATED_STRATEGIES)})",
+            f"the plan names strategy {', '.join(unknown)}, which tdplan does not know "
+            f"(it runs {', '.join(SIMULATED_STRATEGIES)}): write the plan with `tdplan recommend --json`",
             "plan",
         )
     catalog = catalog or load_catalog()
@@ -188,8 +187,7 @@ def simulate_plan(
             inputs_json.get("gpus_per_node"),
         )
         layouts = [PoolLayout(Role(e["role"]), e["tp"], e["pp"], e["count"]) for e in entries]
-        placement = first["detail"].get("placement")
-        pools, transfer = sim_pools(ctx, first["strategy"], first["knobs"], layouts, placement, slo)
+        pools, transfer = sim_pools(ctx, first["strategy"], first["knobs"], layouts, first["detail"], slo)
         rate = first["planned_rate_req_s"] * first["count"]
         stream = poisson(rate, requests, work) if rate > 0 and not offline_plan else offline(requests, work)
         out.append((entries, simulate_pools(pools, stream, transfer, slo=slo, seed=seed)))

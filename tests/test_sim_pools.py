@@ -18,6 +18,7 @@ from planner.sim import Policy, closed_loop, offline, poisson
 from planner.sim.instance import Instance, Ledger
 from planner.sim.pipeline import StageClock
 from planner.sim.policy import Phases, Role, Rotation, Scheduler, Throttle, resolve_scheduler
+from planner.sim.resharding import Resharding
 from planner.sim.simulate import PAIRED, KvTransfer, SimPool, simulate, simulate_pools
 from planner.sim.throttled import prompt_tokens
 from planner.sim.timing import IterationTimer
@@ -288,6 +289,53 @@ class TestSmPartition:
     @pytest.mark.parametrize("stream", [offline(60, MIXED), closed_loop(8, 50, MIXED, warmup_requests=10)])
     def test_conservation_in_one_kv_cache_per_pair(self, stream: Any) -> None:
         result = simulate_pools(self.pools(kv_tokens=3000), stream, PAIRED)
+        r = records(result)
+        assert np.all(np.isfinite(r["finish_s"]))
+        assert result.output_tokens == r["output_len"][~r["warmup"]].sum()
+
+
+class TestPhaseResharding:
+    def pool(self, fill_tokens: float = 1e9, kv_tokens: int | None = None) -> SimPool:
+        """Prefill layout PP 2, decode layout TP 2; a switch to decode takes 0.5 s + 1 ms per KV token, back 0.2 s."""
+        plan = Resharding(
+            prefill=vllm(pp_size=2),
+            to_decode_s=lambda tokens: 0.5 + 1e-3 * tokens,
+            to_prefill_s=0.2,
+            fill_tokens=fill_tokens,
+            decode_batch=8,
+        )
+        policy = Policy(scheduler=Scheduler.resharding, kv_capacity_tokens=kv_tokens)
+        return SimPool(vllm(tp_size=2), 1, Role.serve, policy, resharding=plan)
+
+    def test_a_lone_request_by_hand(self) -> None:
+        """Its prompt crosses both prefill stages; the layout switch moves its I + 1 tokens of KV; then O - 1
+        decode steps in the decode layout."""
+        i, o = 700, 9
+        result = simulate_pools([self.pool()], offline(1, Workload.fixed(i, o)))
+        r = records(result)
+        prefill, decode = vllm(pp_size=2), vllm(tp_size=2)
+        batch = BatchShape.prefill(i)
+        first = iteration_cost(prefill, batch).time_s + send_cost(prefill, batch).time_s
+        switch = 0.5 + 1e-3 * (i + 1)
+        steps = sum(iteration_cost(decode, BatchShape.decode(1, i + k)).time_s for k in range(1, o))
+        assert r["first_token_s"][0] == pytest.approx(first, rel=1e-9)
+        assert r["finish_s"][0] == pytest.approx(first + switch + steps, rel=1e-9)
+        assert result.busy.reshard_s == pytest.approx(switch, rel=1e-12)
+
+    def test_phases_fill_to_the_target_and_switch_back(self) -> None:
+        """20 requests of 100 + 20 tokens with a fill target of 600 tokens: phases of 5 requests, four cycles,
+        so four switches to decode and three back."""
+        result = simulate_pools([self.pool(fill_tokens=600)], offline(20, Workload.fixed(100, 20)))
+        r = records(result)
+        assert len(np.unique(np.round(r["first_token_s"], 9))) >= 4  # first tokens come in phases
+        kv_per_phase = 5 * 101
+        expected = 4 * (0.5 + 1e-3 * kv_per_phase) + 3 * 0.2
+        assert result.busy.reshard_s == pytest.approx(expected, rel=1e-9)
+        assert result.busy.mixed_s == 0.0
+
+    @pytest.mark.parametrize("stream", [poisson(40.0, 60, MIXED), closed_loop(8, 50, MIXED, warmup_requests=10)])
+    def test_conservation(self, stream: Any) -> None:
+        result = simulate_pools([self.pool(fill_tokens=3000, kv_tokens=4000)], stream)
         r = records(result)
         assert np.all(np.isfinite(r["finish_s"]))
         assert result.output_tokens == r["output_len"][~r["warmup"]].sum()

@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 import planner
 from planner.cli import app
 from planner.errors import PlannerError
+from planner.sim.setup import SIMULATED_STRATEGIES
+from planner.strategies import REGISTRY
 
 BASE = ["simulate", "--model", "llama-3.1-8b", "--gpus", "1xh100", "--input-len", "512", "--output-len", "64",
         "--requests", "200"]  # fmt: skip
@@ -85,10 +87,13 @@ class TestPlans:
         with pytest.raises(PlannerError, match="--plan"):
             planner.simulate("llama-3.1-8b", "2xh100", input_len=512, output_len=64, strategy="disaggregated")
 
-    def test_strategies_the_simulator_does_not_run(self) -> None:
+    def test_every_registered_strategy_is_simulated(self) -> None:
+        assert set(SIMULATED_STRATEGIES) == set(REGISTRY)
+
+    def test_a_strategy_tdplan_does_not_know(self) -> None:
         plan = {"inputs": {"model": "llama-70b"}, "workload": "sharegpt",
-                "plan": {"instances": [{"strategy": "phase-resharding"}]}}  # fmt: skip
-        with pytest.raises(PlannerError, match="does not run yet"):
+                "plan": {"instances": [{"strategy": "mystery"}]}}  # fmt: skip
+        with pytest.raises(PlannerError, match="strategy mystery, which tdplan does not know"):
             planner.simulation.simulate_plan(plan)
 
     def test_not_a_plan(self, tmp_path: Path) -> None:
@@ -104,7 +109,7 @@ class TestErrors:
         [
             (["--burstiness", "2"], "--burstiness"),
             (["--concurrency", "4", "--rate", "1"], "not concurrency and rate"),
-            (["--strategy", "phase-resharding"], "not simulated yet"),
+            (["--strategy", "phase-resharding"], "needs its prefill layout"),
         ],
     )
     def test_one_line_and_exit_two(self, extra: list[str], fragment: str) -> None:

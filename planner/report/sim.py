@@ -28,7 +28,8 @@ def sim_rows(result: SimResult) -> list[tuple[str, str]]:
         ("end to end", _stats(result.e2e_s)),
         (
             "busy (summed over replicas)",
-            f"prefill {busy.prefill_s:.3g} s, decode {busy.decode_s:.3g} s, mixed {busy.mixed_s:.3g} s",
+            f"prefill {busy.prefill_s:.3g} s, decode {busy.decode_s:.3g} s, mixed {busy.mixed_s:.3g} s"
+            + (f", re-sharding {busy.reshard_s:.3g} s" if busy.reshard_s else ""),
         ),
         ("iterations", f"{result.iterations:,} over {result.duration_s:.3g} s; preemptions {result.preemptions}"),
         ("KV capacity per replica", f"{result.kv_capacity_tokens:,} tokens"),

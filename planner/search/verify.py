@@ -17,12 +17,10 @@ from pydantic import BaseModel, ConfigDict
 from planner.search.ilp import Solution
 from planner.search.instances import InstanceType
 from planner.search.plan import Predicted
-from planner.sim import Slo as SimSlo
-from planner.sim import poisson
-from planner.sim.policy import Role
-from planner.sim.setup import SIMULATED_STRATEGIES, PoolLayout, sim_pools
-from planner.sim.simulate import simulate_pools
 from planner.strategies.base import Slo
+
+# The simulator (planner.sim) is imported by the functions below, not here: recommend() imports this module for
+# `Verification`, and loading the simulator would cost every plan a tenth of a second it uses only with --verify.
 
 TOLERANCE = 0.25  # relative difference in mean TTFT or TPOT beyond which simulation and analysis disagree
 REQUESTS = 1000  # requests simulated per instance group
@@ -47,6 +45,8 @@ class Verification(BaseModel):
 
 def simulatable(types: Sequence[InstanceType], solution: Solution) -> bool:
     """Every chosen instance type runs a strategy whose schedulers the simulator has."""
+    from planner.sim.setup import SIMULATED_STRATEGIES
+
     return all(types[i].strategy in SIMULATED_STRATEGIES for (i, _), n in solution.counts.items() if n)
 
 
@@ -59,6 +59,12 @@ def verify(
     seed: int = 0,
 ) -> Verification:
     """Simulate each instance group at its share of `predicted.latency_at_req_s` and compare."""
+    from planner.sim import Slo as SimSlo
+    from planner.sim import poisson
+    from planner.sim.policy import Role
+    from planner.sim.setup import PoolLayout, sim_pools
+    from planner.sim.simulate import simulate_pools
+
     served = solution.served_req_s
     ttft, tpot, met, weights = [], [], [], []
     for i in sorted({i for (i, _), n in solution.counts.items() if n}):
@@ -71,7 +77,7 @@ def verify(
             for j, pool in enumerate(t.pools)
         ]
         sim_slo = SimSlo(ttft_s=slo.ttft_s, tpot_s=slo.tpot_s) if slo is not None else None
-        pools, transfer = sim_pools(t.ctx, t.strategy, t.knobs, layouts, t.detail.get("placement"), sim_slo)
+        pools, transfer = sim_pools(t.ctx, t.strategy, t.knobs, layouts, t.detail, sim_slo)
         stream = poisson(predicted.latency_at_req_s * share, REQUESTS, t.ctx.workload)
         result = simulate_pools(pools, stream, transfer, slo=sim_slo, seed=seed)
         ttft.append(result.ttft_s.mean)

@@ -39,6 +39,7 @@ class Phase(str, Enum):
     prefill = "prefill"  # prompt tokens only
     decode = "decode"  # decode steps only
     mixed = "mixed"  # decodes and prompt chunks together
+    reshard = "reshard"  # weights and KV moving between layouts (phase re-sharding)
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Run:
     chunks: list[tuple[int, int, int]]
     later_slots: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # decoding in steps 1..
     busy_s: float | None = None  # time the run occupies the instance, when not ends_s[0] - start_s (pipelines)
+    free_s: float | None = None  # when the instance may plan again, when before ends_s[-1] (streamed prompts)
 
     @property
     def seqs(self) -> int:
@@ -372,6 +374,8 @@ class Instance:
         ledger, ends = self.ledger, run.ends_s[:steps]
         ledger.busy_s[run.phase] += float(ends[0]) - run.start_s if run.busy_s is None else run.busy_s
         ledger.busy_s[Phase.decode] += float(ends[-1] - ends[0])
+        if run.phase is Phase.reshard:
+            return []
         ledger.iterations += steps
         finished: list[int] = []
         slots = run.decode_slots

@@ -44,6 +44,7 @@ class Scheduler(str, Enum):
     inflight = "inflight"
     throttled = "throttled"
     temporal = "temporal"
+    resharding = "phase re-sharding"
 
 
 class Throttle(Frozen):
@@ -154,7 +155,10 @@ def resolve_scheduler(deployment: Deployment, policy: Policy, role: Role = Role.
         else:
             scheduler = Scheduler.inflight if engine.reserves_full_sequence else Scheduler.chunked
     pp = deployment.pp_size
-    kv_tokens = (policy.kv_capacity_tokens or memory_breakdown(deployment).kv_capacity_tokens) // (1 if shared else pp)
+    # Virtual engines with a share of the KV each: pipelines under vLLM's engine (a re-sharding instance runs
+    # its layouts whole, planner.sim.resharding)
+    engines = 1 if shared or scheduler is Scheduler.resharding else pp
+    kv_tokens = (policy.kv_capacity_tokens or memory_breakdown(deployment).kv_capacity_tokens) // engines
     blocks = kv_tokens // policy.block_size_tokens
     if blocks < 1:
         raise PlannerError(f"a KV cache of {kv_tokens} tokens holds no block of {policy.block_size_tokens} tokens")
@@ -167,7 +171,7 @@ def resolve_scheduler(deployment: Deployment, policy: Policy, role: Role = Role.
         block_size_tokens=policy.block_size_tokens,
         total_blocks=blocks,
         watermark_blocks=watermark,
-        max_run_steps=policy.max_run_steps if pp == 1 else 1,
+        max_run_steps=policy.max_run_steps if engines == 1 and not shared else 1,
         shared=shared,
         throttle=policy.throttle,
         phases=policy.phases,

@@ -69,6 +69,7 @@ class PhaseBusy(Frozen):
     prefill_s: float  # prompt tokens only
     decode_s: float  # decode steps only
     mixed_s: float  # decodes and prompt chunks together
+    reshard_s: float = 0.0  # switching layouts (phase re-sharding)
 
 
 class QueueSamples(Frozen):

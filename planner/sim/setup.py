@@ -18,18 +18,19 @@ transfer between pools.
   rest, paired in one KV cache (planner.sim.simulate, KvTransfer.paired), priced as the strategy prices them
   (SmPartition.workers: SM shares, the bandwidth each leaves the other at the offline operating point); the
   decode step is the contended one while the prefill worker runs.
-Phase re-sharding has a scheduler of its own (layouts switched between long phases) that the simulator does
-not run yet, and says so.
+- `phase-resharding`: the re-sharding scheduler (planner.sim.resharding) with the strategy's two layouts (the
+  prefill layout from the plan's detail), its switch times (Transition) and its kv_fill and max_batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from planner.errors import PlannerError
 from planner.sim.policy import Phases, Policy, Role, Rotation, Scheduler, Throttle
+from planner.sim.resharding import Resharding
 from planner.sim.result import Slo
 from planner.sim.simulate import PAIRED, KvTransfer, SimPool
 
@@ -45,6 +46,7 @@ SIMULATED_STRATEGIES = (
     "temporal-pipeline",
     "macro-instance",
     "sm-partition",
+    "phase-resharding",
     "disaggregated",
 )
 
@@ -68,13 +70,7 @@ def policy_for(strategy: str | None, knobs: Mapping[str, float] | None) -> Polic
         budget = int(knobs.get("chunk_size", 512))
         batch = int(knobs["max_batch"]) if "max_batch" in knobs else None
         return Policy(scheduler=Scheduler.chunked, max_num_tokens=budget, max_batch_size=batch)
-    raise _not_simulated(strategy)
-
-
-def _not_simulated(strategy: str | None) -> PlannerError:
-    return PlannerError(
-        f"strategy {strategy} is not simulated yet: the simulator runs {', '.join(SIMULATED_STRATEGIES)}", "strategy"
-    )
+    raise PlannerError(f"strategy {strategy} runs a scheduler of its own (sim_pools), not an engine policy")
 
 
 def sim_pools(
@@ -82,10 +78,12 @@ def sim_pools(
     strategy: str,
     knobs: Mapping[str, float] | None,
     layouts: Sequence[PoolLayout],
-    placement: str | None = None,
+    detail: Mapping[str, Any] | None = None,
     slo: Slo | None = None,
 ) -> tuple[list[SimPool], KvTransfer | None]:
-    """The pools (and KV transfer) that run `strategy` with these instance counts on `ctx`'s cluster."""
+    """The pools (and KV transfer) that run `strategy` with these instance counts on `ctx`'s cluster; `detail`
+    is the plan's for the instance type (a disaggregated placement, a re-sharding prefill layout)."""
+    detail = detail or {}
     roles = [layout.role for layout in layouts]
     if strategy != "disaggregated":
         if roles != [Role.serve]:
@@ -97,6 +95,8 @@ def sim_pools(
             return [_macro_pool(ctx, knobs, serve, slo)], None
         if strategy == "sm-partition":
             return _sm_partition_pools(ctx, knobs, serve), PAIRED
+        if strategy == "phase-resharding":
+            return [_resharding_pool(ctx, knobs, serve, detail)], None
         return [SimPool(ctx.deployment(serve.tp, serve.pp), serve.count, Role.serve, policy_for(strategy, knobs))], None
     from planner.cost.comm import link_efficiency
     from planner.strategies import get_strategy
@@ -104,6 +104,7 @@ def sim_pools(
 
     if roles != [Role.prefill, Role.decode]:
         raise PlannerError(f"disaggregated runs a prefill and a decode pool, got {[r.value for r in roles]}")
+    placement = detail.get("placement")
     if placement not in ("in-node", "cross-node"):
         raise PlannerError(f"a disaggregated placement is in-node or cross-node, got {placement!r}", "placement")
     prefill, decode = layouts
@@ -194,3 +195,37 @@ def _sm_partition_pools(ctx: Context, knobs: Mapping[str, float] | None, serve: 
         SimPool(workers.prefill, serve.count, Role.prefill),
         SimPool(workers.decode_alone, serve.count, Role.decode, contended=workers.decode_contended),
     ]
+
+
+def _resharding_pool(
+    ctx: Context, knobs: Mapping[str, float] | None, serve: PoolLayout, detail: Mapping[str, Any]
+) -> SimPool:
+    """Instances alternating the prefill layout in `detail` and the decode layout of `serve` (Seesaw), with the
+    strategy's switch times."""
+    from planner.strategies import get_strategy
+    from planner.strategies.base import Candidate
+    from planner.strategies.phase_resharding import PhaseResharding
+
+    if "prefill_tp" not in detail or "prefill_pp" not in detail:
+        raise PlannerError(
+            "phase re-sharding needs its prefill layout: simulate it from a plan "
+            "(tdplan recommend --strategy phase-resharding --json > plan.json; tdplan simulate --plan plan.json)",
+            "strategy",
+        )
+    spec = get_strategy("phase-resharding")
+    assert isinstance(spec, PhaseResharding)
+    values = {knob.name: float(knob.default) for knob in spec.knobs} | spec.check_knobs(knobs)
+    gpus = serve.tp * serve.pp * serve.count
+    layout = {"prefill_tp": int(detail["prefill_tp"]), "prefill_pp": int(detail["prefill_pp"])}
+    candidate = Candidate(spec.name, serve.tp, serve.pp, serve.count, gpus, values, layout)
+    kv_tokens = spec.memory(ctx, candidate).kv_capacity_tokens  # the smaller of the two layouts' caches
+    cycle = spec.cycle(ctx, candidate)
+    plan = Resharding(
+        prefill=cycle.prefill,
+        to_decode_s=cycle.to_decode.time_s,
+        to_prefill_s=cycle.to_prefill.time_s(0.0),
+        fill_tokens=values["kv_fill"] * kv_tokens,
+        decode_batch=int(values["max_batch"]),
+    )
+    policy = Policy(scheduler=Scheduler.resharding, kv_capacity_tokens=kv_tokens)
+    return SimPool(cycle.decode, serve.count, Role.serve, policy, resharding=plan)

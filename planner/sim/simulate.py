@@ -21,6 +21,7 @@ KV cache, nothing transferred; the decode worker's step is the contended one whi
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import math
@@ -37,6 +38,7 @@ from planner.sim.macro import Macro
 from planner.sim.pipeline import StageClock
 from planner.sim.policy import Policy, Role, Routing, Scheduler, SchedulerConfig, resolve_scheduler
 from planner.sim.prefill_first import plan_prefill_first
+from planner.sim.resharding import Resharding, ReshardingScheduler
 from planner.sim.result import (
     LatencyStats,
     PhaseBusy,
@@ -53,7 +55,7 @@ from planner.sim.timing import IterationTimer
 from planner.specs.deployment import Deployment
 
 ARRIVAL, KV_ARRIVAL, RUN_END, WAKE = 0, 1, 2, 3  # event kinds, in their order at one instant
-Planner = Callable[[Instance, float, bool], Run | None]
+Planner = Callable[[Instance, float, bool], Run | None]  # a scheduler's planning of an instance's next run
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class SimPool:
     role: Role = Role.serve
     policy: Policy = field(default_factory=Policy)
     contended: Deployment | None = None  # a paired decode worker while its prefill worker runs (SM partition)
+    resharding: Resharding | None = None  # its prefill layout and switches (phase re-sharding; deployment: decode)
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,13 @@ def simulate_pools(
     instances: list[Instance] = []
     planners: list[Planner] = []
     configs: list[SchedulerConfig] = []
+
+    def prefill_timer(plan: Resharding) -> IterationTimer:
+        return IterationTimer(plan.prefill, 1, longest, per_stage=plan.prefill.pp_size > 1)
+
+    def decode_timer(plan: Resharding) -> IterationTimer:
+        return IterationTimer(pools[0].deployment, plan.decode_batch, longest)
+
     paired = kv_transfer is not None and kv_transfer.paired
     if paired and (pools[0].count != pools[-1].count or any(p.deployment.pp_size > 1 for p in pools)):
         raise PlannerError("paired prefill and decode workers need as many of each, with PP 1", "kv_transfer")
@@ -166,8 +176,10 @@ def simulate_pools(
     for pool in pools:
         config = resolve_scheduler(pool.deployment, pool.policy, pool.role)
         _check_fits(drawn, config, pool.role)
+        if pool.resharding is not None:  # a phase holds as many requests as the KV cache (a block each at least)
+            config = dataclasses.replace(config, max_batch_size=min(config.total_blocks, total))
         configs.append(config)
-        pp = pool.deployment.pp_size
+        pp = pool.deployment.pp_size if pool.resharding is None else 1
         timer = IterationTimer(pool.deployment, config.max_batch_size, longest, per_stage=pp > 1)
         contended = IterationTimer(pool.contended, config.max_batch_size, longest) if pool.contended else None
         replicas = []
@@ -190,7 +202,11 @@ def simulate_pools(
                 for engine in engines:
                     engine.siblings, engine.phase = engines, phase
             instances += engines
-            planners += [_planner(config, pool.role)] * pp
+            if pool.resharding is not None:
+                plan = pool.resharding
+                planners.append(ReshardingScheduler(plan, prefill_timer(plan), decode_timer(plan)))
+            else:
+                planners += [_planner(config, pool.role)] * pp
             replicas.append(engines)
         groups.append(replicas)
     rotation = pools[0].policy.rotation
@@ -281,8 +297,10 @@ def simulate_pools(
             ready_s = max(time_s, float(instance.last_token_s[decoding].max())) if len(decoding) else time_s
             first_s, last_s = instance.stages.pass_through(ready_s, step_s, later_s)
             run.ends_s, run.busy_s = np.array([last_s]), step_s
-            streams = run.phase is Phase.prefill and instance.config.scheduler is Scheduler.temporal
-            end_s = first_s if streams else last_s
+            if run.phase is Phase.prefill and instance.config.scheduler is Scheduler.temporal:
+                run.free_s = first_s  # prompt micro-batches stream (planner.sim.pipeline)
+        if run.free_s is not None:
+            end_s = run.free_s
         instance.version += 1
         heapq.heappush(heap, (end_s, RUN_END, next(sequence), instance.index, instance.version))
 
@@ -345,15 +363,16 @@ def simulate_pools(
     if np.isnan(ledger.finish_s).any():  # a scheduler that stalls with work left is a bug, not bad input
         raise RuntimeError(f"{int(np.isnan(ledger.finish_s).sum())} requests never finished")
     scheduler = configs[0].scheduler.value
-    replicas = sum(p.count for p in pools)
+    replica_count = sum(p.count for p in pools)
     if paired:
         scheduler = f"SM partition: a prefill and a decode worker per instance, {scheduler}"
-        replicas = pools[0].count
+        replica_count = pools[0].count
     elif disaggregated:
         scheduler = f"disaggregated: {pools[0].count} prefill + {pools[1].count} decode instances, {scheduler}"
-    kv_tokens = configs[-1].kv_capacity_tokens * (1 if configs[-1].shared else pools[-1].deployment.pp_size)
+    virtual = len(groups[-1][0])  # per replica: its virtual engines' shares, or one shared cache
+    kv_tokens = configs[-1].kv_capacity_tokens * (1 if configs[-1].shared else virtual)
     samples = [engine.samples for engine in instances]
-    return _summarize(ledger, samples, stream, scheduler, kv_tokens, replicas, routing, slo)
+    return _summarize(ledger, samples, stream, scheduler, kv_tokens, replica_count, routing, slo)
 
 
 def _summarize(
@@ -406,6 +425,7 @@ def _summarize(
             prefill_s=ledger.busy_s[Phase.prefill],
             decode_s=ledger.busy_s[Phase.decode],
             mixed_s=ledger.busy_s[Phase.mixed],
+            reshard_s=ledger.busy_s[Phase.reshard],
         ),
         iterations=ledger.iterations,
         preemptions=int(ledger.preemptions.sum()),
