@@ -29,43 +29,51 @@ BLOCK_TOKENS = 16  # EcoServe's block arithmetic
 
 
 class Macro:
-    """N instances and the pointer to the one taking prompts."""
+    """N instances (each its virtual engines: one, or pp under vLLM's pipeline engine) and the pointer to the one
+    taking prompts."""
 
-    def __init__(self, index: int, instances: list[Instance], rotation: Rotation) -> None:
+    def __init__(self, index: int, instances: list[list[Instance]], rotation: Rotation) -> None:
         self.index, self.instances, self.rotation = index, instances, rotation
         self.pointer = 0
 
     def target(self, req: int, now_s: float) -> Instance:
-        """The instance request `req` goes to at now_s; moves the pointer as EcoServe does."""
+        """The virtual engine (the least loaded of the instance's) request `req` goes to at now_s; moves the
+        pointer as EcoServe does."""
         size, ttft_s = len(self.instances), self.rotation.ttft_s
         current = self.instances[self.pointer]
-        ledger = current.ledger
-        queued = [int(ledger.input_len[r] + ledger.generated[r]) for r in current.waiting]
+        ledger = current[0].ledger
+        queued = [int(ledger.input_len[r] + ledger.generated[r]) for engine in current for r in engine.waiting]
         prompt = int(ledger.input_len[req] + ledger.generated[req])
         need_time = sum(_prefill_s(current, length) for length in (*queued, prompt))
         need_blocks = sum((length + BLOCK_TOKENS) // BLOCK_TOKENS for length in (*queued, prompt))
         credits = self._credits(current, now_s)
         slack = float(credits.mean()) if len(credits) else ttft_s
-        if need_blocks <= current.free_blocks and slack > need_time:
-            return current
+        if need_blocks <= sum(engine.free_blocks for engine in current) and slack > need_time:
+            return _least_loaded(current)
         following = self.instances[(self.pointer + 1) % size]
         if need_time <= ttft_s:
             nxt = self._credits(following, now_s)
             if len(nxt) and float(nxt.max()) < ttft_s * (size - 1) / size:
-                return current
+                return _least_loaded(current)
         self.pointer = (self.pointer + 1) % size
-        return following
+        return _least_loaded(following)
 
-    def _credits(self, instance: Instance, now_s: float) -> np.ndarray:
+    def _credits(self, engines: list[Instance], now_s: float) -> np.ndarray:
         """Saved TPOT credit of each request decoding on the instance (seconds)."""
-        reqs = instance.slot_req[instance.decoding]
-        ledger = instance.ledger
+        reqs = np.concatenate([engine.slot_req[engine.decoding] for engine in engines])
+        ledger = engines[0].ledger
         credits: np.ndarray = (
             self.rotation.ttft_s + ledger.generated[reqs] * self.rotation.tpot_s - (now_s - ledger.arrival_s[reqs])
         )
         return credits
 
 
-def _prefill_s(instance: Instance, length: int) -> float:
-    """The instance's prefill iteration of one prompt (EcoServe reads it from a profile)."""
-    return instance.timer.one(prefill_shape([(0, length)]))
+def _least_loaded(engines: list[Instance]) -> Instance:
+    return min(engines, key=lambda engine: (len(engine.waiting) + engine.num_used, engine.index))
+
+
+def _prefill_s(engines: list[Instance], length: int) -> float:
+    """The instance's prefill of one prompt through all its stages (EcoServe reads it from a profile)."""
+    timer = engines[0].timer
+    stages = len(engines) if engines[0].stages is not None else 1
+    return stages * timer.one(prefill_shape([(0, length)]))

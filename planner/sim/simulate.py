@@ -212,15 +212,14 @@ def simulate_pools(
     rotation = pools[0].policy.rotation
     macros = None
     if rotation is not None:
-        if pools[0].count % rotation.size or pools[0].deployment.pp_size > 1 or disaggregated:
+        if pools[0].count % rotation.size or disaggregated:
             raise PlannerError(
-                f"macro instances group whole serving instances of PP 1: {pools[0].count} instances do not form "
-                f"macros of {rotation.size}",
+                f"macro instances group whole serving instances: {pools[0].count} instances do not form macros "
+                f"of {rotation.size}",
                 "rotation",
             )
-        flat = [replica[0] for replica in groups[0]]
         size = rotation.size
-        macros = [Macro(m, flat[m * size : (m + 1) * size], rotation) for m in range(pools[0].count // size)]
+        macros = [Macro(m, groups[0][m * size : (m + 1) * size], rotation) for m in range(pools[0].count // size)]
     closed = stream.arrival is Arrival.closed_loop
     # A run may carry on past a finish only when no one reacts to that finish before the run ends: an open
     # stream routed round-robin to one pool (a closed loop re-issues at the finish; least-loaded routing, of
@@ -248,13 +247,17 @@ def simulate_pools(
             if routing is Routing.round_robin:
                 macro = macros[(routed - 1) % len(macros)]
             else:
-                macro = min(macros, key=lambda m: (sum(len(r.waiting) + r.num_used for r in m.instances), m.index))
+                macro = min(macros, key=lambda m: (sum(load(r) for r in m.instances), m.index))
             return macro.target(req, ledger.arrival_s[req])
         if routing is Routing.round_robin:
             replica = entry[(routed - 1) % len(entry)]
         else:
-            replica = min(entry, key=lambda r: (sum(len(i.waiting) + i.num_used for i in r), r[0].index))
+            replica = min(entry, key=lambda r: (load(r), r[0].index))
         return least_loaded(replica)
+
+    def load(engines: list[Instance]) -> int:
+        """Requests waiting or running on an instance's virtual engines."""
+        return sum(len(engine.waiting) + engine.num_used for engine in engines)
 
     def wake_idle(engines: list[Instance], time_s: float) -> None:
         for engine in engines:
@@ -296,7 +299,7 @@ def simulate_pools(
             decoding = run.decode_slots
             ready_s = max(time_s, float(instance.last_token_s[decoding].max())) if len(decoding) else time_s
             first_s, last_s = instance.stages.pass_through(ready_s, step_s, later_s)
-            run.ends_s, run.busy_s = np.array([last_s]), step_s
+            run.ends_s, run.busy_s, end_s = np.array([last_s]), step_s, last_s
             if run.phase is Phase.prefill and instance.config.scheduler is Scheduler.temporal:
                 run.free_s = first_s  # prompt micro-batches stream (planner.sim.pipeline)
         if run.free_s is not None:
@@ -346,6 +349,8 @@ def simulate_pools(
         run = instance.run
         if version != instance.version or run is None:
             continue  # superseded by a cut
+        if run.free_s is None and time_s < float(run.ends_s[-1]):  # a scheduler bug, not bad input
+            raise RuntimeError(f"a run ending at {run.ends_s[-1]} s was committed at {time_s} s")
         finished = instance.commit(run, len(run.ends_s))
         instance.run = None
         for req in instance.handed:

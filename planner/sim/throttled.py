@@ -3,7 +3,8 @@ instance; each micro-batch holds the running decodes of one virtual engine and a
 tokens (gLLM @ecab5d8 `gllm/pp_scheduler.py`; planner.strategies.throttled_pipeline has the analysis):
 
     UT = round(maxp x max(0, (free_ratio - kvthresh) / (1 - kvthresh)))     less as the KV cache fills
-    WT = max(queued_prompt_tokens // iterp, minp)                            1/iterp of the queue
+    WT = max(queued_prompt_tokens // iterp, minp)                            1/iterp of the prompt tokens not
+                                                                             yet computed (queued or started)
     prompt tokens = min(WT, UT, block x (free_blocks - kvthresh x total_blocks))
 
 Decodes are balanced over the micro-batches first (planner.sim.balance). The micro-batch is then formed as a
@@ -27,7 +28,9 @@ def prompt_tokens(instance: Instance, decodes: int) -> int:
     free_ratio = kv.free / kv.total
     k = throttle.kv_threshold
     by_kv_use = round(throttle.max_prefill_tokens * max(0.0, (free_ratio - k) / (1 - k)))
-    by_queue = max(instance.waiting.tokens // throttle.iterp, throttle.min_prefill_tokens)
+    # The queue counts every prompt token not yet computed: waiting prompts and the rest of those started.
+    started = sum(int(engine.prompt_left[engine.used & ~engine.decoding].sum()) for engine in instance.siblings)
+    by_queue = max((instance.waiting.tokens + started) // throttle.iterp, throttle.min_prefill_tokens)
     by_free = instance.config.block_size_tokens * int(kv.free - k * kv.total)
     return max(0, min(by_kv_use, by_queue, by_free))
 
