@@ -5,20 +5,16 @@
 Closed loops of C clients on llama-3.1-8b, one H100, 1024/256 tokens, for both engine profiles: mean TTFT,
 mean TPOT and output throughput from `estimate(..., concurrency=C, analytic=True)` and from `simulate` (C
 warm-up requests, then 20 x C counted); the simulated TTFT with ShareGPT-like lengths; then offline throughput of
-2,000 requests on four deployments; then the pipelined strategies' offline throughput on llama-2-70b over
-8 L20s (TP1 PP8, 10,000 ShareGPT-like requests): the strategy's capacity formula against its simulated
-scheduler (vLLM's virtual engines, gLLM's throttle, TD-Pipe's phases).
+2,000 requests on four deployments. (bench/sim_strategies.py does the same for every strategy's plan.)
 """
 
 from __future__ import annotations
 
 import planner
-from planner.comparison import build_context, build_slo, evaluate_strategy
 from planner.sim import closed_loop, offline, simulate
 from planner.specs.catalog import load_catalog
 from planner.specs.precision import Dtype
 from planner.specs.workload import Workload
-from planner.strategies import get_strategy
 
 
 def main() -> None:
@@ -62,16 +58,6 @@ def main() -> None:
             f"{model_id:13} {gpus:7} TP{tp} x{deployment.replicas} {engine:7} "
             f"{est.output_throughput_tok_s:8.0f} {sim.output_throughput_tok_s:8.0f} {sim.preemptions:6d}"
         )
-    print()
-    print("offline, llama-2-70b on 8xL20 TP1 PP8, 10,000 sharegpt requests (analytic | simulated req/s, error)")
-    ctx = build_context(catalog, "llama-2-70b", "8xL20", Workload.preset("sharegpt"), "bf16", None, None, None, None)
-    for strategy in ("colocated", "throttled-pipeline", "temporal-pipeline"):
-        defaults = {knob.name: float(knob.default) for knob in get_strategy(strategy).knobs}
-        (est,) = evaluate_strategy(ctx, strategy, build_slo(None, None), None, defaults, tp=1, pp=8)
-        sim = planner.simulate("llama-2-70b", "8xL20", tp=1, pp=8, strategy=strategy, workload="sharegpt",
-                               requests=10_000)  # fmt: skip
-        analytic, simulated = est.request_throughput_req_s or 0.0, sim.request_throughput_req_s
-        print(f"{strategy:19} {analytic:6.2f} {simulated:6.2f} {simulated / analytic - 1:+7.1%}")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
     python scripts/sim_docs.py            # print the blocks
     python scripts/sim_docs.py --write    # write them between the page's markers
 
-Blocks: `example` (bench/sim_example.py), `vs-analytic` (bench/sim_vs_analytic.py) and `speed`
-(bench/sim_speed.py; wall times are a measurement of the machine that ran it, so tests/test_sim_docs.py checks
-the first two blocks only).
+Blocks: `example` (bench/sim_example.py), `vs-analytic` (bench/sim_vs_analytic.py), `strategies`
+(bench/sim_strategies.py) and `speed` (bench/sim_speed.py). tests/test_sim_docs.py checks the first two: wall
+times are a measurement of the machine that ran the script, and the strategies block takes half a minute.
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "simulator.md"
-SCRIPTS = {"example": "sim_example.py", "vs-analytic": "sim_vs_analytic.py", "speed": "sim_speed.py"}
+SCRIPTS = {
+    "example": "sim_example.py",
+    "vs-analytic": "sim_vs_analytic.py",
+    "strategies": "sim_strategies.py",
+    "speed": "sim_speed.py",
+}
 
 
 def block(name: str) -> str:
