@@ -563,6 +563,7 @@ def recommend(
             price,
             strategy,
             verify=verify,
+            alternative_plans=False,  # the tables show each alternative's summary, not its predicted latencies
             dtype=dtype,
             kv_dtype=kv_dtype,
             engine=engine,

@@ -10,6 +10,7 @@ fitted on latency rows (planner.validation.calibrate).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +95,7 @@ def engine_overhead(deployment: Deployment, seqs: float) -> IterationCost:
     return IterationCost(overhead_s=constants.iteration_overhead_s + constants.per_seq_overhead_s * seqs)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # memoised as `stage_step` is: latency models re-cost the same prompts
 def iteration_cost(deployment: Deployment, batch: BatchShape) -> IterationCost:
     """Latency of one iteration of `batch` through the whole model: every stage in turn, the sends between
     them, and the engine's per-iteration overhead."""
@@ -127,6 +129,10 @@ def engine_overhead_s(deployment: Deployment, seqs: np.ndarray) -> np.ndarray:
     return np.asarray(constants.iteration_overhead_s + constants.per_seq_overhead_s * np.asarray(seqs, dtype=float))
 
 
+# Memoised: the planner asks for the same step over and over (every knob value of a layout, every rate a
+# latency model is tabulated at, every bisection over batch sizes). Deployments and batch shapes are immutable
+# values and so is the cost: a repeated question gets the same answer, computed once.
+@functools.lru_cache(maxsize=1 << 16)
 def stage_step(deployment: Deployment, batch: BatchShape) -> IterationCost:
     """One micro-batch through the busiest stage and across one boundary, plus the engine's host-side
     overhead: the interval at which a pipeline takes new work (the whole iteration when pp = 1)."""

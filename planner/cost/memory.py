@@ -7,6 +7,7 @@ The busiest pipeline stage sets the capacity: it holds ceil(layers / pp) layers 
 
 from __future__ import annotations
 
+import functools
 import math
 
 from planner.cost.ops import ACT_BYTES, EMBED_BYTES, LOGIT_BYTES, kv_bytes_per_token_per_layer
@@ -76,6 +77,7 @@ def activation_bytes_per_gpu(deployment: Deployment) -> float:
     return tokens * per_token + logits
 
 
+@functools.lru_cache(maxsize=4096)  # asked for by every knob value and rate of a layout; the answer is immutable
 def memory_breakdown(deployment: Deployment) -> MemoryBreakdown:
     """Split one GPU's memory and derive the instance's KV capacity in tokens.
 

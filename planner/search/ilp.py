@@ -19,7 +19,9 @@ minimises GPUs and `min-cost` dollars per hour for the target rate.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 
@@ -40,6 +42,9 @@ class Objective(str, Enum):
 # enough to prefer the smaller of two plans that serve the same rate.
 GPU_PENALTY = 1e-6
 SOLVER_TIME_LIMIT_S = 20
+# Programs solved at once by `solve_all`: each thread mostly waits for its CBC process, and two keep both cores of
+# a small machine busy (more gained nothing measurable there).
+SOLVER_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -116,12 +121,43 @@ def solve(
     price_per_gpu_h: Mapping[str, float] | None = None,
 ) -> Solution:
     """Solve the program with CBC (deterministic, one thread, a time limit); the counts and rates found."""
-    problem, counts, rates = build_problem(types, budget, objective, rate_req_s, price_per_gpu_h)
+    with _quiet_pulp():
+        return _solve(types, budget, objective, rate_req_s, price_per_gpu_h)
+
+
+def solve_all(
+    type_sets: Sequence[Sequence[InstanceType]],
+    budget: Mapping[str, int],
+    objective: Objective,
+    rate_req_s: float | None = None,
+    price_per_gpu_h: Mapping[str, float] | None = None,
+) -> list[Solution]:
+    """`solve` for several programs on the same GPUs and objective (the recommendation, and each strategy
+    alone), in order. CBC runs as a child process, so the solves overlap: on the cores there are, and with
+    Python writing the next program. Each is the same program solved the same way: the same solutions."""
+    with _quiet_pulp(), ThreadPoolExecutor(max_workers=SOLVER_THREADS) as pool:
+        return list(pool.map(lambda types: _solve(types, budget, objective, rate_req_s, price_per_gpu_h), type_sets))
+
+
+@contextmanager
+def _quiet_pulp() -> Iterator[None]:
+    """PuLP 3.x announces that its bundled CBC moves to an extra in 4.0; pyproject pins pulp below 4. The filter
+    is set by the calling thread, around the solver threads (warning filters are the process's)."""
     with warnings.catch_warnings():
-        # PuLP 3.x announces that its bundled CBC moves to an extra in 4.0; pyproject pins pulp below 4.
         warnings.simplefilter("ignore", DeprecationWarning)
-        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=SOLVER_TIME_LIMIT_S, threads=1, options=["randomSeed 1"])
-        problem.solve(solver)
+        yield
+
+
+def _solve(
+    types: Sequence[InstanceType],
+    budget: Mapping[str, int],
+    objective: Objective,
+    rate_req_s: float | None,
+    price_per_gpu_h: Mapping[str, float] | None,
+) -> Solution:
+    problem, counts, rates = build_problem(types, budget, objective, rate_req_s, price_per_gpu_h)
+    solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=SOLVER_TIME_LIMIT_S, threads=1, options=["randomSeed 1"])
+    problem.solve(solver)
     status = pulp.LpStatus[problem.status]
     hit_limit = status == "Not Solved" or (status == "Optimal" and problem.sol_status == pulp.LpSolutionIntegerFeasible)
     return Solution(

@@ -21,10 +21,11 @@ and the link each prefill instance sends over bound the served rate too.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from planner.errors import PlannerError
 from planner.specs.hardware import Cluster
 from planner.strategies import REGISTRY, get_strategy
 from planner.strategies.base import Candidate, Context, Infeasible, Latencies, Slo, Strategy, attainment
+
+if TYPE_CHECKING:
+    from planner.strategies.disaggregated import Disaggregated
 
 # Fractions of an instance's offline capacity at which latencies are tabulated: a coarse pass, then the
 # interval where the attainment crosses its target is split REFINE times.
@@ -91,11 +95,12 @@ class InstanceType:
         return self.ctx.cluster.gpu.id
 
 
-def one_instance(ctx: Context, gpus: int) -> Context:
-    """The context with a cluster of `gpus` GPUs of the same kind, nodes and network: room for one instance."""
+def one_instance(ctx: Context, gpus: int, exact: bool = True) -> Context:
+    """The context with a cluster of `gpus` GPUs of the same kind, nodes and network: room for one instance.
+    `exact`: strategies offer only configurations that take all `gpus` (Context.instance_gpus)."""
     node = ctx.cluster.gpus_per_node
     cluster = Cluster(gpu=ctx.cluster.gpu, num_gpus=gpus, gpus_per_node=node, network=ctx.cluster.network)
-    return replace(ctx, cluster=cluster)
+    return replace(ctx, cluster=cluster, instance_gpus=gpus if exact else None)
 
 
 def instance_sizes(ctx: Context) -> list[int]:
@@ -185,12 +190,14 @@ def _keep(scored: list[tuple[float, Candidate]], with_slo: bool) -> list[tuple[f
 
 
 def _single_pool_types(
-    strategy: Strategy, ctx: Context, slo: Slo | None, infeasible: list[str]
+    strategy: Strategy, ctx: Context, slo: Slo | None, infeasible: list[str], exact: bool
 ) -> Iterator[InstanceType]:
     """One instance of each layout and knob value of a single-pool strategy, pruned by capacity per size; the
-    reasons configurations cannot run are appended to `infeasible`."""
+    reasons configurations cannot run are appended to `infeasible`. `exact`: the strategy enumerates only the
+    configurations of each size (`one_instance`), not every smaller one too (only their reasons differ)."""
     for size in instance_sizes(ctx):
-        sub = one_instance(ctx, size)
+        # One context per size for every strategy: the deployments and tables derived from it are shared.
+        sub = ctx.cached(("one instance", size, exact), functools.partial(one_instance, ctx, size, exact))
         scored: list[tuple[float, Candidate]] = []
         for candidate in strategy.candidates(sub):
             if isinstance(candidate, Infeasible):
@@ -238,25 +245,31 @@ def _pool_rate(strategy: Strategy, ctx: Context, candidate: Candidate, capacity:
 
 def _disaggregated_types(strategy: Strategy, ctx: Context, slo: Slo | None) -> Iterator[InstanceType]:
     """Prefill and decode pools of each layout pair the strategy keeps, each measured with the other ample."""
-    from planner.cost.comm import link_efficiency
-    from planner.strategies.disaggregated import Disaggregated, kv_bytes_per_token, kv_link
+    from planner.strategies.disaggregated import Disaggregated
 
     assert isinstance(strategy, Disaggregated)
-    seen: set[tuple[tuple[int, int], tuple[int, int], str]] = set()
-    for candidate in strategy.candidates(ctx):
-        if isinstance(candidate, Infeasible):
+    # Layout pairs and where they can go, not the strategy's instance-count splits over the whole cluster: the
+    # integer program chooses the counts, and scoring every split would make the work grow with the GPUs.
+    for pair in strategy.layout_pairs(ctx):
+        if isinstance(pair, Infeasible):
             continue
-        d = candidate.detail
-        p_layout, d_layout = (int(d["prefill_tp"]), int(d["prefill_pp"])), (candidate.tp, candidate.pp)
-        placement = str(d["placement"])
-        key = (p_layout, d_layout, placement)
-        if key in seen:
+        yield from _placed_pair_types(strategy, ctx, slo, *pair)
+
+
+def _placed_pair_types(
+    strategy: Disaggregated, ctx: Context, slo: Slo | None, p_layout: tuple[int, int], d_layout: tuple[int, int]
+) -> Iterator[InstanceType]:
+    """One instance type per placement the layout pair has on the cluster (in nodes, across them)."""
+    from planner.cost.comm import link_efficiency
+    from planner.strategies.disaggregated import kv_bytes_per_token, kv_link
+
+    gp, gd = p_layout[0] * p_layout[1], d_layout[0] * d_layout[1]
+    eff = link_efficiency(ctx.deployment(*d_layout))
+    big = replace(ctx, cluster=replace_cluster(ctx, AMPLE * (gp + gd)))
+    for placement, splits in strategy.placements(ctx, p_layout, d_layout).items():
+        if not splits:
             continue
-        seen.add(key)
-        gp, gd = p_layout[0] * p_layout[1], d_layout[0] * d_layout[1]
         in_node = placement == "in-node"
-        eff = link_efficiency(ctx.deployment(*d_layout))
-        big = replace(ctx, cluster=replace_cluster(ctx, AMPLE * (gp + gd)))
         rates: list[float] = []
         caps: list[float] = []
         for n_p, n_d, metric in ((1, AMPLE, "ttft"), (AMPLE, 1, "tpot")):
@@ -270,6 +283,7 @@ def _disaggregated_types(strategy: Strategy, ctx: Context, slo: Slo | None) -> I
             else:
                 rates.append(_pool_rate(strategy, big, probe, capacity, slo, metric))
         one_link = kv_link(ctx, gp, gd, 1, 1, in_node, eff)
+        candidate = strategy.build_candidate(ctx, p_layout, d_layout, 1, 1, placement, one_link)
         memory = strategy.memory(ctx, candidate)
         yield InstanceType(
             strategy=strategy.name,
@@ -304,16 +318,28 @@ def instance_types(
     types: list[InstanceType] = []
     notes: list[str] = []
     for name in names:
-        strategy = get_strategy(name)
-        infeasible: list[str] = []
-        before = len(types)
-        try:
-            if name == "disaggregated":
-                types.extend(_disaggregated_types(strategy, ctx, slo))
-            else:
-                types.extend(_single_pool_types(strategy, ctx, slo, infeasible))
-        except PlannerError as err:
-            notes.append(f"{name}: {err}")
-        if len(types) == before and infeasible:
-            notes.append(f"{name}: {infeasible[-1]}")  # the largest layout tried: the most telling reason
+        found, skipped = _strategy_types(name, ctx, slo, exact=True)
+        if not found and name != "disaggregated":
+            # Nothing runs: enumerate every configuration after all, for the note to name the last one tried.
+            found, skipped = _strategy_types(name, ctx, slo, exact=False)
+        types += found
+        notes += skipped
     return types, notes
+
+
+def _strategy_types(name: str, ctx: Context, slo: Slo | None, exact: bool) -> tuple[list[InstanceType], list[str]]:
+    """One strategy's instance types, and notes on why it has none (or stopped early)."""
+    strategy = get_strategy(name)
+    found: list[InstanceType] = []
+    notes: list[str] = []
+    infeasible: list[str] = []
+    try:
+        if name == "disaggregated":
+            found.extend(_disaggregated_types(strategy, ctx, slo))
+        else:
+            found.extend(_single_pool_types(strategy, ctx, slo, infeasible, exact))
+    except PlannerError as err:
+        notes.append(f"{name}: {err}")
+    if not found and infeasible:
+        notes.append(f"{name}: {infeasible[-1]}")  # the largest layout tried: the most telling reason
+    return found, notes

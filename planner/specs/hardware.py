@@ -7,13 +7,17 @@ Datasheet peaks live here; measured efficiency factors live in the calibration p
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable
 from enum import Enum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planner.errors import PlannerError
 from planner.specs.inputs import MAX_GPUS, MAX_GPUS_PER_NODE, MAX_NETWORK_PORTS
+from planner.specs.memo import IdentityMemo
 from planner.specs.precision import Dtype
 
 GIB = 1024**3
@@ -25,6 +29,23 @@ class Frozen(BaseModel):
     """Base of every catalog spec: immutable, unknown keys rejected, no infinities or NaNs."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    def __hash__(self) -> int:
+        """pydantic's hash of the field values, remembered per object. Specs key the cost model's caches, and
+        hashing a deployment anew walks its whole catalog entry (model, GPU and links, engine, kernel constants)
+        on every lookup. The object is immutable, so its hash cannot change; a copy with updates is a new object."""
+        value = _HASHES.get(self)
+        if value is None:
+            getter = _FIELD_GETTERS.get(type(self))
+            if getter is None:
+                fields = tuple(type(self).model_fields)
+                getter = _FIELD_GETTERS[type(self)] = operator.itemgetter(*fields) if fields else (lambda _: 0)
+            value = _HASHES.put(self, hash(getter(self.__dict__)))
+        return value
+
+
+_HASHES: IdentityMemo[int] = IdentityMemo()
+_FIELD_GETTERS: dict[type[Frozen], Callable[[dict[str, Any]], Any]] = {}
 
 
 # Physical bounds on catalog numbers: well above any GPU sold, low enough to catch a slipped unit or exponent.

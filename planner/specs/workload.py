@@ -12,6 +12,7 @@ import difflib
 import io
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from statistics import NormalDist
 
@@ -21,6 +22,7 @@ from pydantic import Field
 from planner.errors import PlannerError
 from planner.specs.hardware import Frozen
 from planner.specs.inputs import MAX_REQUEST_TOKENS, MAX_WORKLOAD_BYTES, MAX_WORKLOAD_ROWS, count, read_text
+from planner.specs.memo import IdentityMemo
 
 PRESET_SAMPLES = 256
 
@@ -81,6 +83,20 @@ PRESETS: dict[str, Preset] = {
         ),
     )
 }
+
+
+# Statistics of a workload's lengths, computed once per Workload object: the planner asks for them thousands of
+# times, and a Workload is immutable.
+_DERIVED: IdentityMemo[dict[str, float]] = IdentityMemo()
+
+
+def _derived(workload: Workload, name: str, compute: Callable[[], float]) -> float:
+    values = _DERIVED.get(workload)
+    if values is None:
+        values = _DERIVED.put(workload, {})
+    if name not in values:
+        values[name] = compute()
+    return values[name]
 
 
 def _unknown_workload(name: str) -> str:
@@ -209,21 +225,31 @@ class Workload(Frozen):
 
     @property
     def mean_input_len(self) -> float:
-        return float(np.mean(self.input_lens))
+        return _derived(self, "mean_input_len", lambda: float(np.mean(self.input_lens)))
 
     @property
     def mean_output_len(self) -> float:
-        return float(np.mean(self.output_lens))
+        return _derived(self, "mean_output_len", lambda: float(np.mean(self.output_lens)))
 
     @property
     def max_request_tokens(self) -> int:
-        return max(i + o for i, o in zip(self.input_lens, self.output_lens, strict=True))
+        return int(
+            _derived(
+                self,
+                "max_request_tokens",
+                lambda: max(i + o for i, o in zip(self.input_lens, self.output_lens, strict=True)),
+            )
+        )
 
     @property
     def mean_decode_context(self) -> float:
         """Mean KV context a decode step attends to: output-weighted mean of input + output / 2."""
-        inputs, outputs = np.array(self.input_lens), np.array(self.output_lens)
-        return float(np.sum(outputs * (inputs + outputs / 2)) / np.sum(outputs))
+
+        def compute() -> float:
+            inputs, outputs = np.array(self.input_lens), np.array(self.output_lens)
+            return float(np.sum(outputs * (inputs + outputs / 2)) / np.sum(outputs))
+
+        return _derived(self, "mean_decode_context", compute)
 
     @property
     def is_fixed(self) -> bool:

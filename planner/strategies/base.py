@@ -11,16 +11,17 @@ and goodput (the largest rate at which the target share of requests meets both S
 Adding a strategy: subclass `Strategy` in a module of its own under planner/strategies/, give it a `name`,
 `summary`, `reference` and `knobs` (and each new knob's accepted values in `knobs.KNOB_RANGES`), implement
 `candidates`, `capacity`, `latencies` and `memory`, decorate it with `@register`, and import the module in
-planner/strategies/__init__.py.
+planner/strategies/__init__.py. `candidates` should skip configurations that do not take `ctx.instance_gpus`
+GPUs when it is set (`layout_candidates` does): the planner asks for one size at a time.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,10 +33,18 @@ from planner.specs.deployment import Deployment
 from planner.specs.engine import EngineSpec
 from planner.specs.hardware import Cluster, Frozen
 from planner.specs.inputs import format_number
+from planner.specs.memo import IdentityMemo
 from planner.specs.model import ModelSpec
 from planner.specs.precision import Dtype
 from planner.specs.workload import Workload
 from planner.strategies.knobs import KNOB_RANGES, KnobRange
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+
+# What was derived from each strategy context (Context.cached).
+_DERIVED: IdentityMemo[dict[Hashable, Any]] = IdentityMemo()
 
 
 class Slo(Frozen):
@@ -66,11 +75,32 @@ class Context:
     dtype: Dtype
     kv_dtype: Dtype
     engine: EngineSpec
+    # Set by the planner (planner.search.instances) when the cluster is room for exactly one instance, or one
+    # macro of instances, of this many GPUs: strategies then skip configurations that take any other number
+    # before pricing their memory, instead of enumerating every smaller layout at every size.
+    instance_gpus: int | None = None
+
+    def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """`compute()`, once per context object and key: for values that depend only on the context and what the
+        key names (an immutable deployment, knob values), which every knob value and tabulated rate asks for
+        again. A new context (`replace()`) starts with none."""
+        values = _DERIVED.get(self)
+        if values is None:
+            values = _DERIVED.put(self, {})
+        value: T = values.get(key, _MISSING)
+        if value is _MISSING:
+            value = values[key] = compute()
+        return value
 
     def deployment(self, tp_size: int, pp_size: int, engine: EngineSpec | None = None) -> Deployment:
-        """An instance of tp_size x pp_size GPUs on this cluster, with the engine's calibration."""
-        return self.catalog.deployment(
-            self.model, self.cluster, tp_size, pp_size, self.dtype, self.kv_dtype, engine or self.engine
+        """An instance of tp_size x pp_size GPUs on this cluster, with the engine's calibration. The same layout
+        gives back the same (immutable) object: no second validation, and the cost caches find it at once."""
+        chosen = engine or self.engine
+        return self.cached(
+            ("deployment", tp_size, pp_size, chosen),
+            lambda: self.catalog.deployment(
+                self.model, self.cluster, tp_size, pp_size, self.dtype, self.kv_dtype, chosen
+            ),
         )
 
 
@@ -242,6 +272,8 @@ def layout_candidates(
     """(tp, pp) layouts x the strategy's knob grid, replicated over the cluster; Infeasible when one does not
     fit in memory."""
     for tp, pp in pairs:
+        if ctx.instance_gpus is not None and tp * pp != ctx.instance_gpus:
+            continue
         replicas = ctx.cluster.num_gpus // (tp * pp)
         for values in strategy.knob_grid(pinned):
             candidate = Candidate(

@@ -301,6 +301,17 @@ class Disaggregated(Strategy):
     # candidates ------------------------------------------------------------------------------------------------
 
     def candidates(self, ctx: Context, knobs: Mapping[str, float] | None = None) -> Iterator[Candidate | Infeasible]:
+        for pair in self.layout_pairs(ctx, knobs):
+            if isinstance(pair, Infeasible):
+                yield pair
+            else:
+                yield from self._splits(ctx, *pair)
+
+    def layout_pairs(
+        self, ctx: Context, knobs: Mapping[str, float] | None = None
+    ) -> Iterator[tuple[tuple[int, int], tuple[int, int]] | Infeasible]:
+        """(prefill layout, decode layout) pairs that fit, Pareto-pruned per phase, and the layouts that do not
+        fit; no instance counts (the planner chooses those: `placements` says where a pair can go)."""
         list(self.knob_grid(knobs))  # rejects knobs this strategy does not have
         prefill_layouts: list[tuple[int, int]] = []
         decode_layouts: list[tuple[int, int]] = []
@@ -318,7 +329,7 @@ class Disaggregated(Strategy):
         decode_layouts = self._pareto(ctx, decode_layouts, self._decode_metrics)
         for p_layout in prefill_layouts:
             for d_layout in decode_layouts:
-                yield from self._splits(ctx, p_layout, d_layout)
+                yield p_layout, d_layout
 
     def _prefill_metrics(self, ctx: Context, tp: int, pp: int) -> tuple[float, float]:
         """(req/s per GPU, seconds): offline capacity per GPU and the latency of a mean prompt."""
@@ -376,6 +387,20 @@ class Disaggregated(Strategy):
 
     def _splits(self, ctx: Context, p: tuple[int, int], d: tuple[int, int]) -> Iterator[Candidate]:
         """Instance counts for one layout pair: maximal in-node and cross-node splits, balance-windowed."""
+        gp, gd = p[0] * p[1], d[0] * d[1]
+        eff = link_efficiency(ctx.deployment(*d))
+        for placement, splits in self.placements(ctx, p, d).items():
+            scored = []
+            for n_p, n_d in splits:
+                link = kv_link(ctx, gp, gd, n_p, n_d, placement == "in-node", eff)
+                candidate = self.build_candidate(ctx, p, d, n_p, n_d, placement, link)
+                caps = self.phase_capacities_req_s(ctx, self.pools(ctx, candidate))
+                scored.append((candidate, caps))
+            yield from self._balance_window(scored)
+
+    def placements(self, ctx: Context, p: tuple[int, int], d: tuple[int, int]) -> dict[str, list[tuple[int, int]]]:
+        """The maximal (prefill, decode) instance counts of one layout pair on the cluster, by placement
+        ("in-node", "cross-node"; empty where the pair cannot go), before any capacity is computed."""
         cluster = ctx.cluster
         gpus, per_node, nodes = cluster.num_gpus, cluster.gpus_in_node, cluster.num_nodes
         gp, gd = p[0] * p[1], d[0] * d[1]
@@ -399,14 +424,7 @@ class Disaggregated(Strategy):
             if node_bw_s >= kv_link(ctx, gp, gd, 1, 1, False, eff).lane_bw_bytes_s:
                 # an in-node split with as many instances of each kind moves KV no slower
                 cross = [(a, b) for a, b in cross if not any(x >= a and y >= b for x, y in in_node)]
-        for placement, splits in (("in-node", in_node), ("cross-node", cross)):
-            scored = []
-            for n_p, n_d in splits:
-                link = kv_link(ctx, gp, gd, n_p, n_d, placement == "in-node", eff)
-                candidate = self.build_candidate(ctx, p, d, n_p, n_d, placement, link)
-                caps = self.phase_capacities_req_s(ctx, self.pools(ctx, candidate))
-                scored.append((candidate, caps))
-            yield from self._balance_window(scored)
+        return {"in-node": in_node, "cross-node": cross}
 
     @staticmethod
     def _balance_window(scored: list[tuple[Candidate, dict[str, float]]]) -> list[Candidate]:

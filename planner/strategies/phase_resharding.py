@@ -43,6 +43,7 @@ here they move GPU to GPU as the intra-node link allows.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -166,6 +167,7 @@ class Transition:
         return p2p_time_s(most, self.bw_s, self.latency_s, self.bw_eff) if most > 0 else 0.0
 
 
+@functools.lru_cache(maxsize=1024)  # the same switch for every kv_fill value and every rate tabulated
 def build_transition(deployment: Deployment, src: Layout, dst: Layout) -> Transition:
     """The bytes of a switch from `src` to `dst` for every GPU of the instance, over the intra-node link that
     joins them."""
@@ -271,6 +273,8 @@ class PhaseResharding(Strategy):
         pairs = [(tp, pp) for tp, pp in layouts(ctx) if tp * pp <= ctx.cluster.gpus_in_node]  # one node (Seesaw)
         for (tp_p, pp_p), (tp_d, pp_d) in ((p, d) for p in pairs for d in pairs if p[0] * p[1] == d[0] * d[1]):
             gpus = tp_d * pp_d
+            if ctx.instance_gpus is not None and gpus != ctx.instance_gpus:
+                continue
             for values in self.knob_grid(knobs):
                 candidate = Candidate(
                     strategy=self.name,

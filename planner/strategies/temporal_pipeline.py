@@ -60,6 +60,7 @@ from planner.strategies.base import (
     register,
     seeded_quantiles,
 )
+from planner.strategies.numerics import sorted_unique
 
 INTENSITY_REF_BATCH = 256  # TD-Pipe update_mode: I_d normalised to the micro-batch of 256
 CHECK_MICRO_BATCH = 192  # TD-Pipe update_mode: the test runs only when B / pp <= 192 (I_d = 1 above)
@@ -129,7 +130,7 @@ def prompt_profile(deployment: Deployment, input_lens: np.ndarray, prefill_token
     """TD-Pipe packs prompts FCFS until (prompts x longest length) >= peak_batch_size, so a prompt of L tokens
     shares its micro-batch with ceil(prefill_tokens / L) - 1 others of about its length (alone when longer)."""
     lengths = np.asarray(input_lens, dtype=float)
-    grid = np.unique(np.rint(np.geomspace(lengths.min(), lengths.max(), GRID_POINTS)))
+    grid = sorted_unique(np.rint(np.geomspace(lengths.min(), lengths.max(), GRID_POINTS)))
     pack = np.maximum(1.0, np.ceil(prefill_tokens / grid))
     packed = np.array([stage_s(deployment, BatchShape.prefill(n, k)) for n, k in zip(grid, pack, strict=True)])
     alone = np.array([stage_s(deployment, BatchShape.prefill(n)) for n in grid])
@@ -203,7 +204,9 @@ class Pipeline:
     def build(cls, ctx: Context, deployment: Deployment, knobs: Mapping[str, float]) -> Pipeline:
         w, pp = ctx.workload, deployment.pp_size
         max_batch = float(deployment.engine.max_batch_size * pp)
-        fresh, running = footprint_tokens(w)
+        # The tables depend on the deployment and the prompt budget only: every switch_share shares them.
+        fresh, running = ctx.cached("temporal-pipeline footprint", lambda: footprint_tokens(w))
+        tokens = knobs["prefill_tokens"]
         return cls(
             pp=pp,
             kv_tokens=float(memory_breakdown(deployment).kv_capacity_tokens),
@@ -211,8 +214,14 @@ class Pipeline:
             switch_share=knobs["switch_share"],
             mu=max(w.mean_output_len - 1.0, 1.0),
             max_batch=max_batch,
-            prompts=prompt_profile(deployment, np.array(w.input_lens), knobs["prefill_tokens"]),
-            decode=DecodeTable.build(deployment, max_batch / pp, w.mean_decode_context),
+            prompts=ctx.cached(
+                ("temporal-pipeline prompts", deployment, tokens),
+                lambda: prompt_profile(deployment, np.array(w.input_lens), tokens),
+            ),
+            decode=ctx.cached(
+                ("temporal-pipeline decode", deployment),
+                lambda: DecodeTable.build(deployment, max_batch / pp, w.mean_decode_context),
+            ),
             fresh=fresh,
             running=running,
         )
@@ -405,17 +414,24 @@ class TemporalPipeline(Strategy):
         return layout_candidates(self, ctx, pairs, knobs)
 
     def pipeline(self, ctx: Context, candidate: Candidate) -> Pipeline:
-        return Pipeline.build(ctx, ctx.deployment(candidate.tp, candidate.pp), candidate.knobs)
+        deployment = ctx.deployment(candidate.tp, candidate.pp)
+        key = (deployment, tuple(sorted(candidate.knobs.items())))
+        return ctx.cached(("temporal-pipeline", key), lambda: Pipeline.build(ctx, deployment, candidate.knobs))
+
+    def cycle(self, ctx: Context, candidate: Candidate) -> Cycle:
+        """The offline cycle, worked out once per configuration (the capacity and every rate tabulated use it)."""
+        key = (ctx.deployment(candidate.tp, candidate.pp), tuple(sorted(candidate.knobs.items())))
+        return ctx.cached(("temporal-pipeline cycle", key), lambda: self.pipeline(ctx, candidate).cycle())
 
     def memory(self, ctx: Context, candidate: Candidate) -> Memory:
         return instance_memory(ctx, ctx.deployment(candidate.tp, candidate.pp))
 
     def capacity_req_s(self, ctx: Context, candidate: Candidate) -> float:
-        return self.pipeline(ctx, candidate).cycle().request_rate_req_s * candidate.replicas
+        return self.cycle(ctx, candidate).request_rate_req_s * candidate.replicas
 
     def latencies(self, ctx: Context, candidate: Candidate, rate_req_s: float) -> Latencies | None:
         pipe = self.pipeline(ctx, candidate)
-        full, rate = pipe.cycle(), rate_req_s / candidate.replicas
+        full, rate = self.cycle(ctx, candidate), rate_req_s / candidate.replicas
         if rate >= full.request_rate_req_s:
             return None
         point = settle(pipe, rate, max(full.rounds, 1.0), full.switch_batch if pipe.switch_share else 0.0)
