@@ -98,16 +98,16 @@ def default_engine(catalog: Catalog, gpu: GpuSpec) -> EngineSpec:
     """The engine profile with the most published serving measurements on this GPU, then on its architecture
     family, then overall (ties broken by name): the rows its expected error is measured on (forward-time
     profiles run no engine and do not count)."""
-    from planner.validation.measurements import load_measurements
+    from planner.validation.measurements import engine_gpu_metrics
 
     def evidence(engine_id: str) -> tuple[int, int, int]:
         rows = [
-            row
-            for row in load_measurements()
-            if row.engine == engine_id and row.gpu in catalog.gpus and row.metric != "forward_time_s"
+            row_gpu
+            for row_engine, row_gpu, metric in engine_gpu_metrics()
+            if row_engine == engine_id and row_gpu in catalog.gpus and metric != "forward_time_s"
         ]
-        same_gpu = sum(row.gpu == gpu.id for row in rows)
-        same_family = sum(catalog.gpus[row.gpu].architecture == gpu.architecture for row in rows)
+        same_gpu = sum(row_gpu == gpu.id for row_gpu in rows)
+        same_family = sum(catalog.gpus[row_gpu].architecture == gpu.architecture for row_gpu in rows)
         return same_gpu, same_family, len(rows)
 
     engines = [e for e in sorted(catalog.engines) if e in catalog.calibrations]
@@ -351,7 +351,8 @@ def _serve(
 ) -> Estimate:
     replicas = deployment.replicas
     busy_replicas: float = replicas  # replicas with work: a request (and a client) runs on one replica at a time
-    max_batch = continuous.max_decode_batch(deployment, input_len, output_len, memory.kv_capacity_tokens)
+    limit = continuous.batch_limit(deployment, [input_len], [output_len], memory.kv_capacity_tokens)
+    max_batch = limit.max_batch
     latency_s = total_tok_s = None
     if batch_size is not None:
         scenario = Scenario.static_batch
@@ -363,7 +364,10 @@ def _serve(
         replicas = busy_replicas = 1
     elif rate is not None:
         scenario = Scenario.rate
-        point = continuous.poisson(deployment, input_len, output_len, max_batch, rate / replicas)
+        # one request length: every request holds its slot for the same time (service_scv 0)
+        point = continuous.poisson(
+            deployment, input_len, output_len, max_batch, rate / replicas, limit=limit, service_scv=0.0
+        )
         if not point.stable:
             notes.append(
                 f"--rate {rate:g} req/s exceeds the capacity of "
@@ -378,12 +382,12 @@ def _serve(
             notes.append(
                 f"{concurrency:g} client(s) keep at most {math.ceil(concurrency)} of the {replicas} replicas busy"
             )
-        point = continuous.closed_loop(deployment, input_len, output_len, max_batch, concurrency / busy_replicas)
+        point = continuous.closed_loop(deployment, input_len, output_len, max_batch, concurrency / busy_replicas, limit)
     else:
         scenario = Scenario.offline
         busy_replicas = min(replicas, num_requests)
         per_replica = math.ceil(num_requests / busy_replicas)
-        point = continuous.offline(deployment, input_len, output_len, max_batch, per_replica)
+        point = continuous.offline(deployment, input_len, output_len, max_batch, per_replica, limit)
     prefill = iteration_cost(deployment, BatchShape.prefill(input_len))
     decode_part = (output_len - 1) * point.decode_step.time_s
     batch_prefills = 1 if scenario is Scenario.static_batch else point.batch_size  # static: one batched prefill

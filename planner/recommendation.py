@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from planner.comparison import build_context, build_slo
 from planner.errors import PlannerError
 from planner.estimation import calibration_basis
-from planner.search.ilp import Objective, Solution, solve
+from planner.search.ilp import Objective, Solution, solve_all
 from planner.search.instances import InstanceType, instance_types
 from planner.search.plan import Plan, TypeSummary, instances, main_strategy, predict, ratio
 from planner.search.verify import Verification, simulatable
@@ -151,6 +151,7 @@ def recommend(
     strategies: Sequence[str] | None = None,
     *,
     verify: bool = False,
+    alternative_plans: bool = True,
     dtype: str = "bf16",
     kv_dtype: str | None = None,
     engine: str | None = None,
@@ -164,7 +165,9 @@ def recommend(
     need `rate`). SLOs default to TTFT 1 s / TPOT 0.1 s at 90% attainment when only some are given.
     strategies: restrict the search to these strategy names. verify: simulate the plan and the other strategies'
     best plans that the simulator runs (planner.search.verify); with SLOs, a plan whose simulation misses the
-    attainment target gives way to the best one whose simulation meets it."""
+    attainment target gives way to the best one whose simulation meets it. alternative_plans: predict each
+    alternative's whole plan (`Alternative.plan`, `alone`, what `compare` shows); False leaves them None and
+    skips their latency models (the command prints only the alternatives' summaries)."""
     catalog = catalog or load_catalog()
     rate = inputs.positive(rate, "rate", inputs.MAX_RATE_REQ_S)
     attainment = inputs.positive(attainment, "attainment", 1.0)
@@ -208,12 +211,9 @@ def recommend(
         notes += skipped
     if not types:
         raise PlannerError(_nothing_fits(contexts, [n for n in notes if not n.startswith("workload:")]), "gpus")
-    best = solve(types, budget, goal, rate, price_table)
-    per_strategy = {
-        name: (sub, solve(sub, budget, goal, rate, price_table))
-        for name in names
-        if (sub := [t for t in types if t.strategy == name])
-    }
+    subsets = {name: sub for name in names if (sub := [t for t in types if t.strategy == name])}
+    best, *alone_solutions = solve_all([types, *subsets.values()], budget, goal, rate, price_table)
+    per_strategy = {name: (sub, sol) for (name, sub), sol in zip(subsets.items(), alone_solutions, strict=True)}
     if not _feasible(best, goal):
         raise PlannerError(_nothing_feasible(types, slo, goal, rate, budget), "gpus")
     plan = _plan(types, best, goal, slo, rate, work, budget, price_table)
@@ -221,7 +221,9 @@ def recommend(
     alone = {
         name: _alternative(name, sub, sol, goal, work, price_table, best_score).model_copy(
             update={
-                "plan": _plan(sub, sol, goal, slo, rate, work, budget, price_table) if _feasible(sol, goal) else None
+                "plan": _plan(sub, sol, goal, slo, rate, work, budget, price_table)
+                if alternative_plans and _feasible(sol, goal)
+                else None
             }
         )
         for name, (sub, sol) in per_strategy.items()
@@ -254,7 +256,7 @@ def recommend(
             )
             verification.append(_verify(name, sub, sol, predicted, slo))
         if not checked or checked[0][2] is not best:
-            notes.append(f"not simulated: {plan.strategy} (the simulator runs colocated and chunked schedulers)")
+            notes.append(f"not simulated: {plan.strategy} (the simulator has no scheduler for it)")
         elif slo is not None:
             passing = [v for v in verification if (v.simulated_attainment or 0) >= slo.attainment]
             if verification[0] not in passing and passing:

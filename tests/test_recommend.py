@@ -194,10 +194,11 @@ class TestVerify:
             assert v.simulated_ttft_s > 0 and v.simulated_tpot_s > 0
             assert v.disagrees == (v.reason != "agrees within 25%")
 
-    def test_says_when_the_plan_is_not_simulated(self) -> None:
+    def test_every_strategy_is_verified_with_its_own_scheduler(self) -> None:
         rec = run(ttft=1.0, tpot=0.05, verify=True, strategies=("sm-partition",))
-        assert not rec.verification
-        assert any("not simulated: sm-partition" in note for note in rec.notes)
+        (verification,) = rec.verification
+        assert verification.strategy == "sm-partition" and verification.simulated_tpot_s > 0
+        assert not any("not simulated" in note for note in rec.notes)
 
 
 class TestReviewFindings:

@@ -231,12 +231,12 @@ class Chunked(Strategy):
 
     def _caps(self, ctx: Context, deployment: Deployment) -> tuple[float, float]:
         """(sequences in flight that the batch knob and KV memory allow, decodes that the token budget sustains
-        (`budget_decode_cap`)). A sequence holds KV for its prompt and, on average, half its output (vLLM
-        allocates KV as tokens are generated; the whole output when the engine reserves it), as in
-        continuous.max_decode_batch."""
+        (`budget_decode_cap`)). A sequence holds KV in blocks of 16 tokens for its context as it grows (vLLM
+        allocates KV as tokens are generated; the whole sequence from admission when the engine reserves it),
+        and longer outputs hold it longer: continuous.kv_tokens_per_sequence, the output-weighted mean."""
         w, engine = ctx.workload, deployment.engine
         kv_tokens = memory_breakdown(deployment).kv_capacity_tokens
-        per_seq = w.mean_input_len + (w.mean_output_len if engine.reserves_full_sequence else w.mean_output_len / 2)
+        per_seq = continuous.kv_tokens_per_sequence(w.input_lens, w.output_lens, engine.reserves_full_sequence)
         slots = max(min(float(engine.max_batch_size), kv_tokens / per_seq), 1.0)
         if w.mean_output_len <= 1:
             return slots, slots

@@ -4,9 +4,15 @@ Each replica runs prefill iterations as soon as prompts wait, stalling every run
 limits the sequences in flight. With PP > 1 it is the naive pipeline, whose prompt micro-batches set the pace
 of the decode micro-batches behind them (continuous.py).
 
+The batch cap is the KV cache over the workload's output-weighted footprint in 16-token blocks, and a full
+cache preempts by recompute (continuous.batch_limit). A prefill iteration holds the prompts that arrived during
+the iteration before (one at low load), or, with the batch full, those the completions make room for
+(continuous.poisson), so t_prompt is one such iteration over its prompts.
+
 Per request, under Poisson arrivals at rate R per replica:
 - TTFT = queueing for a batch slot (M/M/c, continuous.slot_wait_s) and for the prompt server (M/D/1 at
-  utilisation rho = R x t_prompt) + its own prefill + half a decode step already running;
+  utilisation rho = R x t_prompt) + its own prefill iteration (with the prompts that came with it) + half a
+  decode step already running;
 - TPOT = (pure decode time + stalls) / (O - 1), where prompts of others arrive during the request's decode
   phase, and during the stalls themselves, as a Poisson stream: the number of stalls is Poisson with mean
   R x decode time / (1 - rho);
@@ -79,38 +85,49 @@ class Colocated(Strategy):
     def memory(self, ctx: Context, candidate: Candidate) -> Memory:
         return instance_memory(ctx, self.deployment(ctx, candidate))
 
-    def _max_batch(self, ctx: Context, deployment: Deployment, kv_capacity_tokens: int) -> float:
+    def _limit(self, ctx: Context, deployment: Deployment) -> continuous.BatchLimit:
+        """Batch caps over the workload's requests: the KV footprint is output-weighted and block-rounded, and a
+        full cache preempts (continuous.batch_limit)."""
         w = ctx.workload
-        return continuous.max_decode_batch(
-            deployment, round(w.mean_input_len), round(w.mean_output_len), kv_capacity_tokens
-        )
+        kv_tokens = memory_breakdown(deployment).kv_capacity_tokens
+        return continuous.batch_limit(deployment, w.input_lens, w.output_lens, kv_tokens)
 
     def capacity_req_s(self, ctx: Context, candidate: Candidate) -> float:
         deployment = self.deployment(ctx, candidate)
-        memory = memory_breakdown(deployment)
         w = ctx.workload
+        limit = self._limit(ctx, deployment)
         point = continuous.steady_state(
             deployment,
             round(w.mean_input_len),
             round(w.mean_output_len),
-            self._max_batch(ctx, deployment, memory.kv_capacity_tokens),
+            limit.max_batch,
             w.mean_decode_context,
+            limit,
         )
         return point.request_rate_req_s * candidate.replicas
 
     def latencies(self, ctx: Context, candidate: Candidate, rate_req_s: float) -> Latencies | None:
         deployment = self.deployment(ctx, candidate)
-        memory = memory_breakdown(deployment)
         w = ctx.workload
         mean_in, mean_out = round(w.mean_input_len), round(w.mean_output_len)
         rate = rate_req_s / candidate.replicas
-        max_batch = self._max_batch(ctx, deployment, memory.kv_capacity_tokens)
-        point = continuous.poisson(deployment, mean_in, mean_out, max_batch, rate, w.mean_decode_context)
+        limit = self._limit(ctx, deployment)
+        max_batch = limit.max_batch
+        scv = continuous.holding_scv(np.array(w.output_lens))
+        point = continuous.poisson(deployment, mean_in, mean_out, max_batch, rate, w.mean_decode_context, limit, scv)
         if not point.stable:
             return None
-        slot_wait = continuous.slot_wait_s(point.batch_size, max_batch, rate)
+        slot_wait = continuous.slot_wait_s(point.batch_size, max_batch, rate, scv)
         step_s = point.decode_step.time_s
-        share_s = continuous.prefill_share_s(deployment, mean_in, max(point.batch_size, 1.0), w.mean_decode_context)
+        # Prompts per prefill iteration as continuous.poisson has them (one at low load, capacity's pack near
+        # capacity); a prompt's own iteration prefills the others with it too (their time on the secant).
+        prompts, others_s = None, 0.0
+        if deployment.pp_size == 1 and mean_out > 1:
+            prompts = point.prompts_per_prefill
+            others_s = (prompts - 1) * continuous.prefill_iteration_secant(deployment, mean_in)[1]
+        share_s = continuous.prefill_share_s(
+            deployment, mean_in, max(point.batch_size, 1.0), w.mean_decode_context, prompts=prompts
+        )
         rho, mean_wait = mdl_wait_s(rate, share_s)
         if rho >= 1:
             return None
@@ -120,7 +137,7 @@ class Colocated(Strategy):
         # A request waits when the prompt server is busy or every slot is taken; the chance of either is at
         # least the larger utilisation.
         p_wait = max(rho, point.batch_size / max_batch)
-        ttft = queue_waits_s(len(inputs), p_wait, mean_wait + slot_wait) + prompt_s + residual
+        ttft = queue_waits_s(len(inputs), p_wait, mean_wait + slot_wait) + prompt_s + others_s + residual
         decode_s = np.maximum(outputs - 1, 0) * step_s
         # Prompts keep arriving during the stalls themselves, so the decode phase lasts decode_s / (1 - rho) and
         # holds Poisson(rate x decode_s / (1 - rho)) stalls: mean TPOT t_step / (1 - rho), as continuous.poisson.

@@ -20,6 +20,15 @@ holds d decodes and max_num_tokens - d prompt tokens, and completions (d / O) ba
 
 With PP > 1 the batch is split into pp micro-batches that occupy the stages in turn; a decode step of the whole
 batch is pp x (stage time of B / pp + send), and a prompt occupies each stage once (its latency is pp stages).
+
+Three scheduler facts, with the discrete-event simulator (planner.sim) as the reference:
+- KV memory holds paged blocks of 16 tokens, and a request holds a slot for longer the longer its output, so
+  the cache's batch is its capacity over the output-weighted, block-rounded footprint (`kv_tokens_per_sequence`).
+- Prompts per prefill iteration (prefill-first) follow the load: below capacity, the prompts that arrived during
+  the iteration in progress (`arrival_prompts_per_iteration`, 1 at low load); with prompts always waiting, the
+  room completions release at once, up to the token budget (`saturated_prompts_per_iteration`).
+- vLLM admits a prompt on its prompt's blocks alone, so a full KV cache overbooks and preempts by recompute
+  (`BatchLimit.preemptions_per_request`); the recomputed prompts stretch the cycle like the others' prompts.
 """
 
 from __future__ import annotations
@@ -28,10 +37,12 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from planner.cost.iteration import IterationCost, iteration_cost, stage_step
 from planner.cost.ops import BatchShape
 from planner.specs.deployment import Deployment
+from planner.strategies.numerics import bracketed_root
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +56,7 @@ class ServingPoint:
     decode_step: IterationCost  # one decode step of the whole batch
     prefill_time_s: float  # one prompt of I tokens alone, through every stage
     stable: bool = True
+    prompts_per_prefill: float = 1.0  # mean prompts in a prefill iteration (prefill-first; 1 otherwise)
 
 
 def decode_step(deployment: Deployment, batch_size: float, mean_context: float) -> IterationCost:
@@ -68,22 +80,217 @@ def prefill_latencies_s(deployment: Deployment, input_lens: np.ndarray) -> np.nd
     return interpolated
 
 
-def max_decode_batch(deployment: Deployment, input_len: int, output_len: int, kv_capacity_tokens: int) -> float:
-    """Largest steady-state decode batch: KV memory, the engine's sequence cap, and (mixed batching) the
-    per-iteration token budget (see the module docstring)."""
+KV_BLOCK_TOKENS = 16  # paged KV block: vLLM --block-size and TensorRT-LLM tokens_per_block default (as planner.sim)
+WATERMARK_FRACTION = 0.01  # vLLM V0 BlockSpaceManager watermark: prompt admission keeps 1% of blocks free
+
+
+def _ceil_blocks(tokens: np.ndarray, block_tokens: int) -> np.ndarray:
+    blocks: np.ndarray = np.ceil(np.asarray(tokens, dtype=float) / block_tokens)
+    return blocks
+
+
+def _block_sum(last_token: np.ndarray, block_tokens: int) -> np.ndarray:
+    """S(n) = sum over m = 1..n of ceil(m / b), elementwise: with n = q b + r (0 <= r < b), the q full blocks give
+    b (1 + 2 + ... + q) = b q (q + 1) / 2 and the r tokens after them r (q + 1)."""
+    n = np.asarray(last_token, dtype=float)
+    q = np.floor(n / block_tokens)
+    total: np.ndarray = block_tokens * q * (q + 1) / 2 + (n - q * block_tokens) * (q + 1)
+    return total
+
+
+def kv_tokens_per_sequence(
+    input_lens: ArrayLike, output_lens: ArrayLike, reserves_full_sequence: bool, block_tokens: int = KV_BLOCK_TOKENS
+) -> float:
+    """Mean KV tokens a running sequence holds, in whole blocks of `block_tokens`, averaged over the running set.
+
+    A request of I prompt and O output tokens is in the batch for O iterations: its prefill, then O - 1 decode
+    steps (planner.sim.instance's accounting). In iteration k = 0 .. O - 1 its cache holds I + k tokens, as
+    ceil((I + k) / b) blocks of b tokens (paged KV allocated as tokens are generated: vLLM), or from admission
+    the ceil((I + O) / b) blocks of its whole sequence (reserved: TensorRT-LLM GUARANTEED_NO_EVICT).
+    The running set samples requests in proportion to the iterations they stay, O, so the mean footprint is the
+    output-weighted one:
+        paged:    b E[sum_{k=0}^{O-1} ceil((I + k) / b)] / E[O] = b E[S(I + O - 1) - S(I - 1)] / E[O]
+        reserved: b E[O ceil((I + O) / b)] / E[O]
+    with S(n) = sum_{m <= n} ceil(m / b) (`_block_sum`). Without blocks (b = 1) and large O the paged one is
+    E[O (I + O / 2)] / E[O], Workload.mean_decode_context."""
+    inputs, outputs = np.asarray(input_lens, dtype=float), np.asarray(output_lens, dtype=float)
+    if reserves_full_sequence:
+        held = outputs * _ceil_blocks(inputs + outputs, block_tokens)
+    else:
+        held = _block_sum(inputs + outputs - 1, block_tokens) - _block_sum(inputs - 1, block_tokens)
+    return float(block_tokens * held.sum() / outputs.sum())
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimit:
+    """The largest steady-state decode batch of one instance, what sets it, and what a full KV cache costs."""
+
+    max_batch: float  # sequences in flight at most: the smallest of the caps below, at least 1
+    kv_batch: float  # sequences the KV cache holds at their mean footprint (less vLLM's admission watermark)
+    kv_tokens_per_seq: float  # kv_tokens_per_sequence, tokens
+    kv_bound: bool  # KV memory sets max_batch (rather than the sequence cap or the token budget)
+    lockstep: bool  # one output length: prompts admitted together finish together, so the batch turns over in waves
+    preemptions_per_request: float  # recomputes per completed request, cache full and prompts always waiting
+    recompute_tokens: float  # prompt tokens one recompute prefills again
+
+
+def batch_limit(
+    deployment: Deployment, input_lens: ArrayLike, output_lens: ArrayLike, kv_capacity_tokens: int
+) -> BatchLimit:
+    """Batch caps of one instance serving requests of these lengths: KV memory, the engine's sequence cap, and
+    (mixed batching) the per-iteration token budget, with the preemptions a full cache costs.
+
+    KV: C tokens hold (C - w) / F sequences at the mean footprint F (`kv_tokens_per_sequence`), w being vLLM V0's
+    admission watermark (1% of the cache; prefill-first only, as planner.sim). Token budget (mixed batching): in
+    steady state each iteration holds d decodes and max_num_tokens - d prompt tokens, and completions (d / O)
+    balance admissions ((max_num_tokens - d) / I), so d <= max_num_tokens x O / (I + O) per micro-batch.
+
+    Preemption (vLLM, prefill-first, when KV sets the batch and prompts always wait): vLLM admits a prompt when
+    its prompt's blocks fit above the watermark, not its growth, so a full cache overbooks and the newest
+    running request is preempted and prefilled again later (its prompt and generated tokens). Per completed
+    request (I_b = b E[ceil(I / b)], the prompt's blocks in tokens):
+    - waves (one output length): prompts admitted together finish together, so the batch turns over as a whole
+      (offline, a closed loop, and Poisson arrivals at capacity, whose queue makes the same waves). A wave
+      admits N_a = min(cap, (C - w) / I_b) prompts at their prompt's blocks, and the cache carries
+      N_e = kv_batch of them at their mean footprint: N_a / N_e - 1 preemptions per completion. Each
+      recomputes I + g tokens, g its generated tokens: while the wave grows from context u1 = (C - w) / N_a
+      (the cache full) to u2 = I + O - 1 the cache holds (C - w) / u sequences at context u, so preemptions
+      come at u with density 1 / u^2, and g = u - I averages
+      [ln(u2 / u1) - I (1 / u1 - 1 / u2)] / (1 / u1 - 1 / u2);
+    - spread out (several output lengths): completions are a Poisson stream of B / E[O - 1] per decode step
+      (Little's law). After each, the engine admits until the free cache p is below the next prompt plus the
+      watermark, so p ~ uniform on [w, w + I_b]; the B running sequences use it up in p / B steps (one token
+      each per step), and no completion comes in that time with probability exp(-p / E[O - 1]): the newest
+      request, just admitted, is preempted and its prompt (E[I] tokens) recomputed. Averaged over p:
+      E[O - 1] / I_b x exp(-w / E[O - 1]) x (1 - exp(-I_b / E[O - 1])).
+    Both are approximations of the simulator, which carries preempted requests into later waves and whose
+    completions come in clumps (docs/cost-model.md, section 9, gives how close they come)."""
     engine = deployment.engine
-    per_seq = input_len + (output_len if engine.reserves_full_sequence else output_len / 2)
-    cap = min(float(engine.max_batch_size), kv_capacity_tokens / per_seq)
+    inputs, outputs = np.asarray(input_lens, dtype=float), np.asarray(output_lens, dtype=float)
+    mean_in, mean_out = float(inputs.mean()), float(outputs.mean())
+    footprint = kv_tokens_per_sequence(inputs, outputs, engine.reserves_full_sequence)
+    paged_prefill_first = not engine.mixed_batching and not engine.reserves_full_sequence
+    watermark = WATERMARK_FRACTION * kv_capacity_tokens if paged_prefill_first else 0.0
+    kv_batch = (kv_capacity_tokens - watermark) / footprint
+    cap = float(engine.max_batch_size)
     if engine.mixed_batching:
-        cap = min(cap, engine.max_num_tokens * output_len / (input_len + output_len) * deployment.pp_size)
-    return max(cap, 1.0)
+        cap = min(cap, engine.max_num_tokens * mean_out / (mean_in + mean_out) * deployment.pp_size)
+    kv_bound = kv_batch < cap
+    prompt_tokens = float(np.mean(_ceil_blocks(inputs, KV_BLOCK_TOKENS))) * KV_BLOCK_TOKENS  # I_b
+    decodes = mean_out - 1  # decode steps per request, E[O - 1]
+    lockstep = bool(np.all(outputs == outputs[0]))
+    waves = spread = 0.0
+    wave_recompute = mean_in
+    if kv_bound and paged_prefill_first and decodes > 0:
+        admitted = min(cap, (kv_capacity_tokens - watermark) / prompt_tokens)  # N_a
+        waves = max(admitted / kv_batch - 1.0, 0.0)
+        spread = decodes / prompt_tokens * math.exp(-watermark / decodes) * -math.expm1(-prompt_tokens / decodes)
+        filled = (kv_capacity_tokens - watermark) / admitted  # u1: context at which the wave fills the cache
+        last = mean_in + mean_out - 1  # u2: the wave's last context
+        if last > filled:
+            span = 1 / filled - 1 / last
+            wave_recompute = mean_in + (math.log(last / filled) - mean_in * span) / span
+    return BatchLimit(
+        max_batch=max(min(cap, kv_batch), 1.0),
+        kv_batch=kv_batch,
+        kv_tokens_per_seq=footprint,
+        kv_bound=kv_bound,
+        lockstep=lockstep,
+        preemptions_per_request=waves if lockstep else spread,
+        recompute_tokens=wave_recompute if lockstep else mean_in,
+    )
+
+
+def max_decode_batch(deployment: Deployment, input_len: int, output_len: int, kv_capacity_tokens: int) -> float:
+    """Largest steady-state decode batch for requests of one shape (`batch_limit`)."""
+    return batch_limit(deployment, [input_len], [output_len], kv_capacity_tokens).max_batch
+
+
+def prompt_budget(deployment: Deployment, input_len: int, batch_size: float) -> int:
+    """Prompts one prefill iteration holds at most: the token budget max_num_tokens // I, no more than the
+    batch (at least one: vLLM's budget covers any prompt the model takes)."""
+    return max(1, min(int(deployment.engine.max_num_tokens // input_len), math.ceil(batch_size)))
+
+
+def saturated_prompts_per_iteration(
+    deployment: Deployment, input_len: int, output_len: int, batch_size: float, limit: BatchLimit | None
+) -> float:
+    """Mean prompts per prefill iteration (prefill-first) with prompts always waiting (offline, or a closed
+    loop whose clients resubmit as their requests finish): as many as the room completions released since the
+    last prefill iteration, at most the budget (`prompt_budget`).
+    - Lockstep (one output length, or no `limit` given): prompts admitted together finish together and free
+      room for as many, so packs of the budget persist from the cold start (planner.sim: 8.0 prompts of 1,024
+      tokens per iteration for a budget of 8).
+    - Otherwise completions are spread out: c = B / E[O - 1] per decode step (Little's law: a request decodes
+      E[O - 1] steps), about a Poisson count, and a prefill iteration follows each decode step that had one:
+      c / (1 - exp(-c)) completions each (the mean of a Poisson count given at least one). When KV memory sets
+      the batch, room is released in tokens: a completion frees its whole context, I + O tokens, and vLLM
+      admits prompts on their prompt's blocks, so (I + O) / I of them at once (the running set's growth then
+      holds back the next admissions until the surplus is repaid)."""
+    budget = prompt_budget(deployment, input_len, batch_size)
+    if limit is None or limit.lockstep or output_len <= 1:
+        return float(budget)
+    completions = batch_size / (output_len - 1)
+    room = completions / -math.expm1(-completions) if completions > 0 else 1.0
+    if limit.kv_bound and batch_size >= limit.kv_batch:
+        room *= (input_len + output_len) / input_len
+    return float(min(budget, max(room, 1.0)))
+
+
+def prefill_iteration_secant(deployment: Deployment, input_len: int) -> tuple[float, float, int]:
+    """(T(1), dT/dk, budget): the prefill iteration of one prompt of `input_len` tokens (s), the secant slope per
+    added prompt up to the budget max_num_tokens // I (s per prompt), and that budget."""
+    budget = max(1, int(deployment.engine.max_num_tokens // input_len))
+    one_s = stage_step(deployment, BatchShape.prefill(input_len)).time_s
+    if budget == 1:
+        return one_s, 0.0, budget
+    full_s = stage_step(deployment, BatchShape.prefill(input_len, budget)).time_s
+    return one_s, (full_s - one_s) / (budget - 1), budget
+
+
+def arrival_prompts_per_iteration(
+    rate_req_s: float, decode_step_s: float, one_prompt_s: float, per_prompt_s: float, budget: int
+) -> float:
+    """Mean prompts per prefill iteration (prefill-first) under Poisson arrivals at `rate_req_s` below capacity:
+    the prompts that arrived during the iteration in progress (vLLM V0 runs waiting prompts first).
+
+    Iterations form a two-state chain: after a decode step of t_d s a prefill iteration follows with probability
+    p_d = 1 - exp(-R t_d) (an arrival during it), after a prefill iteration of T s with 1 - q, q = exp(-R T).
+    The stationary chain runs p_d / q prefill iterations per decode step, and every prompt arriving during a
+    decode step (R t_d of them) or a prefill iteration (R T) goes into the next prefill, so the mean is
+        k = R t_d q / p_d + R T(k):
+    1 at low load (R t_d and R T -> 0), R T(k) once prefill iterations run back to back. T(k), the iteration of
+    k prompts, is taken on its secant T(1) + (k - 1) dT/dk (`prefill_iteration_secant`; prefill time is close to
+    affine in the prompts). The right side is at least 1 at k = 1 (e^-x A + x >= 1 for A >= 1), so k is its
+    root on [1, budget], or the budget when the arrivals outgrow it."""
+    if rate_req_s <= 0:
+        return 1.0
+    during_decode = rate_req_s * decode_step_s  # R t_d, mean arrivals during a decode step
+    # R t_d q / p_d = q x (mean arrivals during a decode step that had any: a Poisson count given at least one)
+    per_decode = during_decode / -math.expm1(-during_decode) if during_decode > 0 else 1.0
+
+    def excess(prompts: float) -> float:
+        during_prefill = rate_req_s * (one_prompt_s + (prompts - 1) * per_prompt_s)  # R T(k)
+        return math.exp(-during_prefill) * per_decode + during_prefill - prompts
+
+    if budget <= 1 or excess(float(budget)) >= 0:
+        return float(budget)
+    if excess(1.0) <= 0:
+        return 1.0
+    return bracketed_root(excess, 1.0, float(budget), xtol=1e-9)
 
 
 def prefill_share_s(
-    deployment: Deployment, input_len: int, batch_size: float, mean_context: float, output_len: int | None = None
+    deployment: Deployment,
+    input_len: int,
+    batch_size: float,
+    mean_context: float,
+    output_len: int | None = None,
+    prompts: float | None = None,
 ) -> float:
     """Engine time one prompt costs the instance (see the module docstring). With `output_len` 1 no request
-    ever decodes, so under mixed batching too prompts fill their own iterations, packed as prefill-first."""
+    ever decodes, so under mixed batching too prompts fill their own iterations, packed as prefill-first.
+    `prompts` is the mean number per prefill iteration (prefill-first; default the budget)."""
     engine, pp = deployment.engine, deployment.pp_size
     if engine.mixed_batching and output_len != 1:
         # A prompt rides along the decodes of the other B - 1 requests; with none running (B <= 1) it runs
@@ -97,15 +304,16 @@ def prefill_share_s(
         with_chunk = stage_step(deployment, decodes + BatchShape.prefill(chunk)).time_s
         marginal = (with_chunk - stage_step(deployment, decodes).time_s) * input_len / chunk
         return others * marginal + (1.0 - others) * alone
-    return packed_prefill_share_s(deployment, input_len, batch_size, mean_context)
+    return packed_prefill_share_s(deployment, input_len, batch_size, mean_context, prompts)
 
 
-def packed_prefill_share_s(deployment: Deployment, input_len: int, batch_size: float, mean_context: float) -> float:
-    """Engine time per prompt when prompts fill their own iterations, max_num_tokens // I at a time (at most the
-    batch): prefill-first scheduling, or any engine with no decodes to ride along."""
-    engine, pp = deployment.engine, deployment.pp_size
-    per_batch = max(1, min(int(engine.max_num_tokens // input_len), math.ceil(batch_size)))
-    prompt_stage_s = stage_step(deployment, BatchShape.prefill(input_len, per_batch)).time_s
+def packed_prefill_share_s(
+    deployment: Deployment, input_len: int, batch_size: float, mean_context: float, prompts: float | None = None
+) -> float:
+    """Engine time per prompt when prompts fill their own iterations, `prompts` at a time (default
+    max_num_tokens // I, at most the batch: `prompt_budget`): prefill-first scheduling, or any engine with no
+    decodes to ride along."""
+    pp = deployment.pp_size
     if pp > 1:
         # Naive pipeline (vLLM-style PP): the long prompt micro-batch sets the pace at every stage it passes,
         # so the decode micro-batches queued behind it wait T at each of the pp - 1 later stages instead of
@@ -121,7 +329,8 @@ def packed_prefill_share_s(deployment: Deployment, input_len: int, batch_size: f
         alone_s = stage_step(deployment, BatchShape.prefill(input_len)).time_s
         decode_stage_s = stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context)).time_s
         return pp * alone_s - (pp - 1) * min(decode_stage_s, alone_s)
-    return prompt_stage_s / per_batch
+    per_batch = prompts if prompts is not None else float(prompt_budget(deployment, input_len, batch_size))
+    return stage_step(deployment, BatchShape.prefill(input_len, per_batch)).time_s / per_batch
 
 
 def _first_token_service_s(
@@ -140,15 +349,40 @@ def _first_token_service_s(
     return chunks * step.time_s * pp + residual
 
 
+def recompute_share_s(
+    deployment: Deployment, batch_size: float, mean_context: float, prompts: float, limit: BatchLimit | None
+) -> float:
+    """Engine time per completed request spent prefilling preempted requests again (vLLM recompute), s: with
+    the batch at the KV cache's capacity, `limit.preemptions_per_request` recomputes of
+    `limit.recompute_tokens` tokens each, packed into prefill iterations as the prompts are (`prompts` at a
+    time, at most the budget's worth of their length). Below the cache's capacity nothing overbooks: 0."""
+    if limit is None or limit.preemptions_per_request <= 0 or batch_size < limit.kv_batch:
+        return 0.0
+    tokens = max(round(limit.recompute_tokens), 1)
+    packed = max(1.0, min(prompts, deployment.engine.max_num_tokens // tokens))
+    return limit.preemptions_per_request * packed_prefill_share_s(deployment, tokens, batch_size, mean_context, packed)
+
+
 def steady_state(
-    deployment: Deployment, input_len: int, output_len: int, batch_size: float, mean_context: float | None = None
+    deployment: Deployment,
+    input_len: int,
+    output_len: int,
+    batch_size: float,
+    mean_context: float | None = None,
+    limit: BatchLimit | None = None,
 ) -> ServingPoint:
     """The instance with `batch_size` requests always in flight (closed loop, no queue). `mean_context` is the
     mean KV context of a decode step: input + output / 2 for one request shape, the output-weighted mean over a
-    workload of mixed lengths (Workload.mean_decode_context)."""
+    workload of mixed lengths (Workload.mean_decode_context). `limit` (`batch_limit` of the workload) says how
+    prompts pack into prefill iterations and what a full KV cache costs in recomputes; without it prompts pack
+    to the budget and nothing is preempted."""
     mean_context = mean_context or input_len + output_len / 2
     step = decode_step(deployment, batch_size, mean_context)
-    share = prefill_share_s(deployment, input_len, batch_size, mean_context, output_len)
+    prompts = saturated_prompts_per_iteration(deployment, input_len, output_len, batch_size, limit)
+    share = prefill_share_s(deployment, input_len, batch_size, mean_context, output_len, prompts)
+    # Preempted requests are prefilled again: more prompt work per cycle, stalling the others' decodes as
+    # prompts do (prefill-first only: BatchLimit).
+    share += recompute_share_s(deployment, batch_size, mean_context, prompts, limit)
     ttft = _first_token_service_s(deployment, input_len, batch_size, mean_context, step.time_s)
     # Little's law ties the cycle to one request's life: B requests finish per cycle and each lives one cycle,
     # its first token and then O - 1 decode steps of the batch, stretched by the prompts of the other B - 1
@@ -179,11 +413,17 @@ def steady_state(
         tpot_s=tpot,
         decode_step=step,
         prefill_time_s=prefill_latency_s(deployment, input_len),
+        prompts_per_prefill=prompts if not deployment.engine.mixed_batching or output_len == 1 else 1.0,
     )
 
 
 def offline(
-    deployment: Deployment, input_len: int, output_len: int, max_batch: float, num_requests: int
+    deployment: Deployment,
+    input_len: int,
+    output_len: int,
+    max_batch: float,
+    num_requests: int,
+    limit: BatchLimit | None = None,
 ) -> ServingPoint:
     """All `num_requests` queued at once: the batch runs full; a request waits for its prompt's turn, and
     beyond the batch for a slot first.
@@ -192,7 +432,7 @@ def offline(
     (prompt-only iterations, `packed_prefill_share_s`);
     request i > B is admitted once i - B earlier ones finished, at (i - B) / X. Mean wait over the N requests:
     [B (B - 1) / 2 x t_prefill_share + (N - B)^2 / (2 X)] / N."""
-    point = steady_state(deployment, input_len, output_len, min(max_batch, num_requests))
+    point = steady_state(deployment, input_len, output_len, min(max_batch, num_requests), limit=limit)
     first = point.batch_size
     # The first prompts meet an empty batch: there are no decodes to ride along yet, so whatever the engine's
     # scheduling they are admitted as fast as prompt-only iterations run them.
@@ -204,24 +444,49 @@ def offline(
 
 
 def closed_loop(
-    deployment: Deployment, input_len: int, output_len: int, max_batch: float, concurrency: float
+    deployment: Deployment,
+    input_len: int,
+    output_len: int,
+    max_batch: float,
+    concurrency: float,
+    limit: BatchLimit | None = None,
 ) -> ServingPoint:
     """`concurrency` clients, each sending its next request when the last one finishes. Clients beyond the
     batch limit wait in the queue: (C - B) / X on average (Little's law on the queue)."""
-    point = steady_state(deployment, input_len, output_len, min(max_batch, concurrency))
+    point = steady_state(deployment, input_len, output_len, min(max_batch, concurrency), limit=limit)
     waiting = max(0.0, concurrency - point.batch_size) / point.request_rate_req_s
     return replace(point, ttft_s=point.ttft_s + waiting)
 
 
-def slot_wait_s(batch_size: float, max_batch: float, rate_req_s: float) -> float:
-    """Mean wait for a free batch slot when `batch_size` of `max_batch` slots are busy on average: the M/M/c
-    queue with c = max_batch servers at utilisation rho = B / c, by Sakasegawa's approximation (1977) of
-    the queue length, Lq = rho^sqrt(2 (c + 1)) / (1 - rho), and Little's law, Wq = Lq / rate."""
+def full_batch_probability(utilisation: float, max_batch: float) -> float:
+    """Chance that an arrival finds every batch slot taken: the M/M/c waiting probability at c = max_batch
+    servers and utilisation rho = B / c, in Sakasegawa's approximation (as `slot_wait_s`):
+    Lq = P_wait rho / (1 - rho) with Lq = rho^sqrt(2 (c + 1)) / (1 - rho) gives P_wait = rho^(sqrt(2 (c + 1)) - 1).
+    Near 0 well below a full batch (0.8^21.7 = 0.008 for 256 slots), 1 when it is full."""
+    rho = min(max(utilisation, 0.0), 1.0)
+    return float(rho ** (math.sqrt(2 * (max(max_batch, 1.0) + 1)) - 1))
+
+
+def slot_wait_s(batch_size: float, max_batch: float, rate_req_s: float, service_scv: float = 1.0) -> float:
+    """Mean wait for a free batch slot when `batch_size` of `max_batch` slots are busy on average: the G/G/c
+    queue with c = max_batch servers at utilisation rho = B / c. Sakasegawa's approximation (1977) of the
+    M/M/c queue length, Lq = rho^sqrt(2 (c + 1)) / (1 - rho), and Little's law, Wq = Lq / rate, scaled by
+    Allen and Cunneen's factor (ca^2 + cs^2) / 2 for the variability of arrivals (Poisson: ca^2 = 1) and of
+    the time a request holds its slot (`service_scv`, its squared coefficient of variation: 1 is the M/M/c
+    queue, 0 requests of one length, which hold their slots for the same time)."""
     rho = batch_size / max_batch
     if rho >= 1:
         return math.inf
     servers = max(max_batch, 1.0)
-    return float(rho ** math.sqrt(2 * (servers + 1)) / (1 - rho) / rate_req_s)
+    return float(rho ** math.sqrt(2 * (servers + 1)) / (1 - rho) / rate_req_s * (1.0 + service_scv) / 2)
+
+
+def holding_scv(output_lens: np.ndarray) -> float:
+    """Squared coefficient of variation of the time a request holds its batch slot, Var / mean^2: the slot is
+    held for the request's decode steps, so the time is about proportional to its output length."""
+    outputs = np.asarray(output_lens, dtype=float)
+    mean = float(outputs.mean())
+    return float(outputs.var() / mean**2) if mean > 0 else 0.0
 
 
 def poisson(
@@ -231,26 +496,46 @@ def poisson(
     max_batch: float,
     rate_req_s: float,
     mean_context: float | None = None,
+    limit: BatchLimit | None = None,
+    service_scv: float = 1.0,
 ) -> ServingPoint:
-    """Poisson arrivals at `rate_req_s` (an open system).
+    """Poisson arrivals at `rate_req_s` (an open system). `service_scv`: the variability of the time a
+    request holds its batch slot (`slot_wait_s`; `holding_scv` of the output lengths).
 
     A prompt arriving while others decode stalls them (prefill-first) or slows their steps (mixed): prompts take
     a share rho = rate x t_prefill_share of engine time, so TPOT = t_decode(B) / (1 - rho); prompts queue for
-    that share as in an M/D/1 queue, wait = rho t / (2 (1 - rho)). The mean in-flight batch solves
-    B = rate x E2E(B) (Little's law). At or beyond the capacity of a full batch the point is returned at
-    capacity with `stable` False. Requests also wait for a batch slot as the offered rate nears the capacity
-    (`slot_wait_s`)."""
+    that share as in an M/D/1 queue, wait = rho t / (2 (1 - rho)). Prefill-first iterations hold the prompts
+    that arrived during the iteration before (`arrival_prompts_per_iteration`: one at low load). The mean
+    in-flight batch solves B = rate x E2E(B) (Little's law). At or beyond the capacity of a full batch (prompts
+    always waiting, `steady_state` with `limit`) the point is returned at capacity with `stable` False. Requests
+    also wait for a batch slot as the offered rate nears the capacity (`slot_wait_s`)."""
     mean_context = mean_context or input_len + output_len / 2
-    full = steady_state(deployment, input_len, output_len, max_batch, mean_context)
+    full = steady_state(deployment, input_len, output_len, max_batch, mean_context, limit)
     if rate_req_s >= full.request_rate_req_s:
         return replace(full, stable=False)
+    # Prefill-first prompts run in iterations of their own, as many as arrived during the iteration before
+    # (decode steps and prefill iterations alternating), and, when every slot is taken and arrivals queue, as
+    # many as the completions make room for, as at capacity: the two weighted by the chance that the batch of
+    # B in flight is full, so the pack rises to capacity's as the batch fills. (A flood of prompts that would
+    # starve the decodes fills the batch, and then room, not arrivals, sets the pack.) With nothing ever
+    # decoding (O = 1) prefill iterations run back to back or idle, and the pack stays the budget.
+    packs = not deployment.engine.mixed_batching and output_len > 1 and deployment.pp_size == 1
+    secant = prefill_iteration_secant(deployment, input_len) if packs else None
+    saturated = saturated_prompts_per_iteration(deployment, input_len, output_len, max_batch, limit)
 
     def at(batch: float) -> ServingPoint:
         step = decode_step(deployment, max(batch, 1.0), mean_context)
-        share = prefill_share_s(deployment, input_len, max(batch, 1.0), mean_context, output_len)
+        prompts = None
+        if secant:
+            arrived = arrival_prompts_per_iteration(rate_req_s, step.time_s, *secant)
+            full_chance = full_batch_probability(batch / max_batch, max_batch)
+            prompts = (1 - full_chance) * arrived + full_chance * saturated
+        share = prefill_share_s(deployment, input_len, max(batch, 1.0), mean_context, output_len, prompts)
         rho = min(rate_req_s * share, 0.999)
         tpot = step.time_s / (1 - rho) if output_len > 1 else 0.0  # no token after the first, as steady_state
         service = _first_token_service_s(deployment, input_len, batch, mean_context, step.time_s)
+        if secant and prompts:
+            service += (prompts - 1) * secant[1]  # the prompt's iteration also prefills the k - 1 others with it
         ttft = service + rho * share / (2 * (1 - rho))
         return ServingPoint(
             batch_size=batch,
@@ -259,6 +544,7 @@ def poisson(
             tpot_s=tpot,
             decode_step=step,
             prefill_time_s=prefill_latency_s(deployment, input_len),
+            prompts_per_prefill=prompts or 1.0,
         )
 
     def excess(batch: float) -> float:
@@ -277,7 +563,8 @@ def poisson(
     # offline throughput of a full batch).
     point = at(high)
     utilisation = rate_req_s / full.request_rate_req_s
-    return replace(point, ttft_s=point.ttft_s + slot_wait_s(utilisation * max_batch, max_batch, rate_req_s))
+    slot_s = slot_wait_s(utilisation * max_batch, max_batch, rate_req_s, service_scv)
+    return replace(point, ttft_s=point.ttft_s + slot_s)
 
 
 def static_batch(deployment: Deployment, input_len: int, output_len: int, batch_size: int) -> ServingPoint:

@@ -107,6 +107,8 @@ class MacroInstance(Strategy):
         for tp, pp in layouts(ctx):
             for values in self.knob_grid(knobs):
                 size = int(values["macro_size"])
+                if ctx.instance_gpus is not None and size * tp * pp != ctx.instance_gpus:
+                    continue
                 macros = ctx.cluster.num_gpus // (tp * pp) // size
                 if macros < 1:
                     reason = f"a macro of {size} instances of TP {tp} x PP {pp} needs {size * tp * pp} GPUs"
@@ -131,20 +133,23 @@ class MacroInstance(Strategy):
     def memory(self, ctx: Context, candidate: Candidate) -> Memory:
         return instance_memory(ctx, self.deployment(ctx, candidate))
 
-    def _max_batch(self, ctx: Context, deployment: Deployment) -> float:
+    def _limit(self, ctx: Context, deployment: Deployment) -> continuous.BatchLimit:
+        """Each instance's batch caps and preemptions, as a colocated vLLM instance's (continuous.batch_limit)."""
         w = ctx.workload
         kv_tokens = memory_breakdown(deployment).kv_capacity_tokens
-        return continuous.max_decode_batch(deployment, round(w.mean_input_len), round(w.mean_output_len), kv_tokens)
+        return continuous.batch_limit(deployment, w.input_lens, w.output_lens, kv_tokens)
 
     def capacity_req_s(self, ctx: Context, candidate: Candidate) -> float:
         deployment = self.deployment(ctx, candidate)
         w = ctx.workload
+        limit = self._limit(ctx, deployment)
         point = continuous.steady_state(
             deployment,
             round(w.mean_input_len),
             round(w.mean_output_len),
-            self._max_batch(ctx, deployment),
+            limit.max_batch,
             w.mean_decode_context,
+            limit,
         )
         return point.request_rate_req_s * candidate.replicas
 
@@ -155,8 +160,9 @@ class MacroInstance(Strategy):
         size = int(candidate.knobs["macro_size"])
         macro_rate = rate_req_s * size / candidate.replicas  # lambda: one macro's arrivals
         rate = macro_rate / size  # lambda_i: one instance's share
-        max_batch = self._max_batch(ctx, deployment)
-        point = continuous.poisson(deployment, mean_in, mean_out, max_batch, rate, w.mean_decode_context)
+        limit = self._limit(ctx, deployment)
+        max_batch = limit.max_batch
+        point = continuous.poisson(deployment, mean_in, mean_out, max_batch, rate, w.mean_decode_context, limit)
         if not point.stable:
             return None
         step_s = point.decode_step.time_s
