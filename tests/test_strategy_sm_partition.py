@@ -183,16 +183,16 @@ class TestPublished:
 
     @pytest.mark.xfail(
         strict=True,
-        reason="tdplan gives 1.12x (28.14 vs 25.11 req/s at share 0.3), not semi-PD's 1.55-1.72x: on an H100 the "
+        reason="tdplan gives 1.18x (28.14 vs 23.77 req/s at share 0.3), not semi-PD's 1.55-1.72x: on an H100 the "
         "decode step at large batches is near the ridge point, so giving prefill SMs slows decode, and the "
-        "colocated model's goodput is already 95% of its capacity at these SLOs",
+        "colocated model's goodput is already 91% of its capacity (25.98 req/s) at these SLOs",
     )
     def test_semi_pd_size(self) -> None:
         assert 1.55 * 0.8 < goodput_ratio() < 1.72 * 1.25
 
     @pytest.mark.xfail(
         strict=True,
-        reason="tdplan's offline capacity: sm-partition 29.27 vs colocated 26.34 req/s (1.11x), not Nexus's up to "
+        reason="tdplan's offline capacity: sm-partition 29.27 vs colocated 25.98 req/s (1.13x), not Nexus's up to "
         "2.2x: total compute is conserved and neither phase leaves many SMs idle at the best batch",
     )
     def test_nexus_throughput(self) -> None:
@@ -230,7 +230,7 @@ class TestPublished:
 
     @pytest.mark.xfail(
         strict=True,
-        reason="at 20.1 req/s tdplan gives sm-partition a mean TTFT of 34.7 ms vs 21.2 ms colocated (1.64x higher), "
+        reason="at 19.0 req/s tdplan gives sm-partition a mean TTFT of 33.7 ms vs 22.6 ms colocated (1.49x higher), "
         "not Nexus's up to 20x lower: the colocated model is prefill-first (prompts never wait for decodes), "
         "while the prefill worker holds only 30% of the SMs",
     )
