@@ -31,13 +31,7 @@ def plan_chunked(
     config, ledger = instance.config, instance.ledger
     block = config.block_size_tokens
     while True:
-        slots = instance.decoding_slots()
-        preempted = []
-        while instance.decode_block_need(slots) > instance.free_blocks:
-            preempted.append(instance.preempt_newest())
-            slots = instance.decoding_slots()
-        if preempted:
-            instance.requeue_front(preempted)
+        slots = instance.make_room_for_decodes()
         available = instance.free_blocks - instance.decode_block_need(slots)
         budget = config.max_num_tokens - len(slots) if prompt_budget is None else prompt_budget(instance, len(slots))
         chunks: list[tuple[int, int, int]] = []

@@ -263,6 +263,22 @@ class Instance:
     def decoding_slots(self) -> IntArray:
         return np.flatnonzero(self.decoding)
 
+    def make_room_for_decodes(self, limit: int | None = None) -> IntArray:
+        """The decoding slots whose next step runs (the oldest `limit` of them, else all), after preempting the
+        newest running requests by recompute until that step's new KV blocks are free; the preempted go back to
+        the front of the queue."""
+        preempted = []
+        while True:
+            slots = self.decoding_slots()
+            if limit is not None and len(slots) > limit:
+                slots = slots[np.argsort(self.order[slots], kind="stable")][:limit]
+            if self.decode_block_need(slots) <= self.free_blocks:
+                break
+            preempted.append(self.preempt_newest())
+        if preempted:
+            self.requeue_front(preempted)
+        return slots
+
     def decode_block_need(self, slots: IntArray) -> int:
         """New KV blocks the next decode step of `slots` needs (none when blocks were reserved at admission)."""
         if self.config.reserves_full_sequence or not len(slots):

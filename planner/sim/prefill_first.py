@@ -42,11 +42,6 @@ def plan_prefill_first(instance: Instance, start_s: float, cut_at_first_finish: 
             return instance.prompt_run(start_s, chunks, slots[:0], slots, then_decode, cut_at_first_finish)
         if not len(slots):
             return None
-        preempted = []
-        while instance.decode_block_need(slots) > instance.free_blocks:
-            preempted.append(instance.preempt_newest())
-            slots = instance.decoding_slots()
-        if preempted:
-            instance.requeue_front(preempted)
+        slots = instance.make_room_for_decodes()
         if len(slots):
             return instance.plan_decode_run(start_s, slots, cut_at_first_finish or bool(instance.waiting))

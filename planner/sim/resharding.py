@@ -57,15 +57,8 @@ class ReshardingScheduler:
             kv_tokens = float(instance.ctx[instance.used].sum())
             self.prefill_layout = False
             return _switch(start_s, drained_s, self.plan.to_decode_s(kv_tokens))
-        slots = instance.decoding_slots()
-        preempted = []
-        while instance.decode_block_need(slots[: self.plan.decode_batch]) > instance.free_blocks:
-            preempted.append(instance.preempt_newest())  # recomputed in the next prefill phase
-            slots = instance.decoding_slots()
-        if preempted:
-            instance.requeue_front(preempted)
-        if len(slots):
-            oldest = slots[np.argsort(instance.order[slots], kind="stable")][: self.plan.decode_batch]
+        oldest = instance.make_room_for_decodes(self.plan.decode_batch)  # the preempted: next prefill phase
+        if len(oldest):
             instance.timer = self.decode_timer
             return instance.plan_decode_run(start_s, oldest, True)
         if not instance.waiting:

@@ -55,15 +55,9 @@ def plan_temporal(instance: Instance, start_s: float, cut_at_first_finish: bool)
         if _running(instance):
             state.prefill = False  # the fill target is reached or the queue is empty
     balance(instance)
-    slots = instance.decoding_slots()
-    preempted = []
-    while instance.decode_block_need(slots) > instance.free_blocks:
-        preempted.append(instance.preempt_newest())
-        slots = instance.decoding_slots()
-    if preempted:
-        instance.requeue_front(preempted)
-        state.prefill = state.prefill or not _running(instance)
+    slots = instance.make_room_for_decodes()
     if not len(slots):
+        state.prefill = state.prefill or not _running(instance)  # only preempted requests are left: prompts
         return None
     return instance.plan_decode_run(start_s, slots, cut_at_first_finish)
 
