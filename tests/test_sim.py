@@ -69,6 +69,17 @@ class TestIterationTimer:
         timer.affine[7] = False
         assert timer.decode(seqs, context) == pytest.approx(direct, rel=1e-12)
 
+    def test_micro_batched_decode_is_pp_stage_steps_of_the_largest_micro_batch(self) -> None:
+        """PP 2, 9 sequences at 900 context tokens: micro-batches of 5 and 4; a step is 2 stage steps of 5
+        sequences at 5/9 of the context (planner.sim.timing.MicroBatchedTimer)."""
+        from planner.cost.iteration import stage_step
+        from planner.sim.timing import MicroBatchedTimer
+
+        dep = make_deployment(pp_size=2)
+        timer = MicroBatchedTimer(dep, max_batch_size=16, max_context_tokens=2000)
+        expected = 2 * stage_step(dep, BatchShape.decode(5, 900 * 5 / 9 / 5)).time_s
+        assert timer.decode(np.array([9]), np.array([900.0]))[0] == pytest.approx(expected, rel=1e-9)
+
     def test_decode_steps_pad_to_the_next_cuda_graph(self) -> None:
         """vLLM V0 captures decode graphs at 1, 2, 4, 8, 16, ...: 9 sequences run as 16, paying 16 GEMM rows but
         the host-side work of 9; 256 is a graph size itself; 3 runs as 4."""

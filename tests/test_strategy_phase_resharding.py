@@ -138,6 +138,29 @@ class TestCycle:
         assert np.all(lat.ttft_s > 0) and np.all(lat.tpot_s >= cycle.step_s(1.0) * (1 - 1e-9))
         assert strategy.latencies(ctx, candidate, 1.05 * capacity) is None
 
+    def test_decode_survival_by_hand(self) -> None:
+        """Outputs of 2, 4 and 4 tokens: 1, 3 and 3 decode steps. More than 0 steps: all; more than 1 or 2: two
+        of three."""
+        assert pr.decode_survival(np.array([2, 4, 4])) == pytest.approx([1.0, 2 / 3, 2 / 3])
+        assert len(pr.decode_survival(np.array([1, 1]))) == 0
+
+    def test_the_decode_phase_drains_to_its_longest_request(self) -> None:
+        """Two requests of 1 and 3 decode steps (S = 1, 1/2, 1/2): step 0 runs both; steps 1 and 2 run with
+        probability a = 1 - (1 - 1/2)^2 = 3/4, with 2 x 1/2 / (3/4) = 4/3 requests then. One length: exactly
+        n / B x (O - 1) steps of the full batch, with or without refills."""
+        ctx, strategy = make_context(), pr.PhaseResharding()
+        candidate = next(iter(feasible(ctx, "phase-resharding", {"kv_fill": 0.5, "max_batch": 2})))
+        cycle = dataclasses.replace(strategy.cycle(ctx, candidate), survival=pr.decode_survival(np.array([2, 4])))
+
+        def step(batch: float) -> float:
+            return pr.continuous.decode_step(cycle.decode, batch, cycle.decode_context).time_s
+
+        sizes = np.geomspace(1.0, 2.0, 12)
+        at_4_3 = float(np.interp(4 / 3, sizes, [step(b) for b in sizes]))
+        assert cycle.drain_s(2.0) == pytest.approx(step(2.0) + 2 * 0.75 * at_4_3, rel=1e-12)
+        fixed = dataclasses.replace(cycle, survival=pr.decode_survival(np.array([4, 4])), output_len=4.0)
+        assert fixed.decode_s(6.0) == pytest.approx(6 / 2 * 3 * step(2.0), rel=1e-12)
+
     def test_kv_fill_beyond_gpu_memory_is_refused(self) -> None:
         with pytest.raises(PlannerError, match=r"kv_fill must be a number in \(0, 1\], got 1.5"):
             list(pr.PhaseResharding().candidates(make_context(), {"kv_fill": 1.5, "max_batch": 256}))

@@ -10,7 +10,8 @@ prefill layout (tp_p x pp_p) and a decode layout (tp_d x pp_d), switching layout
 - Decode phase (decode layout): the oldest `decode_batch` running requests decode together, refilled as
   others finish, until all of the phase's requests are done; arrivals wait for the next prefill phase.
 - Switch back (weights only, `to_prefill_s`) when requests wait; an idle instance stays in its layout.
-The decode layout runs its decode steps whole (its pp_d micro-batches are not simulated one by one).
+A decode layout with pp_d stages runs each decode step as pp_d micro-batches of B / pp_d back to back
+(planner.sim.timing.MicroBatchedTimer), as the strategy's model does.
 """
 
 from __future__ import annotations

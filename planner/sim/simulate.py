@@ -51,7 +51,7 @@ from planner.sim.result import (
 from planner.sim.streams import Arrival, DrawnRequests, RequestStream, draw_requests
 from planner.sim.temporal import plan_temporal
 from planner.sim.throttled import plan_throttled
-from planner.sim.timing import IterationTimer
+from planner.sim.timing import IterationTimer, MicroBatchedTimer
 from planner.specs.deployment import Deployment
 
 ARRIVAL, KV_ARRIVAL, RUN_END, WAKE = 0, 1, 2, 3  # event kinds, in their order at one instant
@@ -166,7 +166,10 @@ def simulate_pools(
         return IterationTimer(plan.prefill, 1, longest, per_stage=plan.prefill.pp_size > 1)
 
     def decode_timer(plan: Resharding) -> IterationTimer:
-        return IterationTimer(pools[0].deployment, plan.decode_batch, longest)
+        decode = pools[0].deployment
+        if decode.pp_size > 1:
+            return MicroBatchedTimer(decode, plan.decode_batch, longest)
+        return IterationTimer(decode, plan.decode_batch, longest)
 
     paired = kv_transfer is not None and kv_transfer.paired
     if paired and (pools[0].count != pools[-1].count or any(p.deployment.pp_size > 1 for p in pools)):

@@ -99,3 +99,19 @@ def prefill_shape(prefill: list[tuple[int, int]], decode_seqs: int = 0, decode_c
     pairs = sum(s * c + s * (s + 1) / 2 for c, s in prefill)
     cached = sum(c for c, _ in prefill)
     return (1.0, float(tokens), float(len(prefill)), pairs, float(cached), float(decode_seqs), float(decode_context))
+
+
+class MicroBatchedTimer(IterationTimer):
+    """Decode steps of a pp-stage instance run whole as pp micro-batches of B / pp (the largest, ceil(B / pp),
+    sets the pace): a step is pp stage steps of it (continuous.decode_step's pipeline). For schedulers that run
+    a pipelined layout without virtual engines (planner.sim.resharding's decode layout)."""
+
+    def __init__(self, deployment: Deployment, max_batch_size: int, max_context_tokens: int) -> None:
+        self.stages = deployment.pp_size
+        super().__init__(deployment, -(-max_batch_size // self.stages), max_context_tokens, per_stage=True)
+
+    def decode(self, seqs: IntArray, context_tokens: FloatArray) -> FloatArray:
+        seqs = np.asarray(seqs)
+        micro = -(-seqs // self.stages)
+        share = micro / np.maximum(seqs, 1)  # of the context, the largest micro-batch's
+        return np.asarray(self.stages * super().decode(micro, np.asarray(context_tokens) * share))

@@ -17,7 +17,13 @@ The model, per instance of g GPUs in one node, prefill layout tp_p x pp_p and de
   T_p = (n / k + pp_p - 1) x t_stage(k), t_stage = one stage + its activation send + the engine's iteration
   overhead (pipeline fill and drain once per phase).
 - Decode phase: B = min(n, max_batch) sequences decode together, refilled from the prefilled pool as others
-  finish: T_d = (n / B) x (O - 1) x t_step(B) (continuous.decode_step, pp_d micro-batches).
+  finish, until the last is done: full steps while the pool lasts, (n - B) E[O - 1] / B of them at t_step(B),
+  then the drain of the last B, whose batch shrinks as they finish. With S(k) the share of the workload's
+  requests with more than k decode steps, at drain step k about B S(k) still run (fresh lengths: the last B
+  started at different times, so this is slightly short), and a step runs while any does, with probability
+  a(k) = 1 - (1 - S(k))^B: T_d = full steps x t_step(B) + sum over k of a(k) t_step(max(1, B S(k) / a(k)))
+  (continuous.decode_step, pp_d micro-batches). Heavy-tailed outputs make the drain long: the phase lasts as
+  long as its longest request.
 - Re-shards: prefill -> decode moves the weights and the n x I tokens of KV cache, decode -> prefill the
   weights only (the decode phase drains the KV). Each GPU receives the slices of the new layout it does not
   already hold (`gpu_reshard_bytes`): with GPUs numbered stage x tp + rank (Megatron-LM order), a GPU keeps the
@@ -202,6 +208,7 @@ class Cycle:
     input_len: float
     output_len: float
     decode_context: float
+    survival: np.ndarray  # S(k), k = 0, 1, ...: share of the workload's requests with more than k decode steps
 
     def prefill_s(self, n: float) -> float:
         pp = self.prefill.pp_size
@@ -216,7 +223,20 @@ class Cycle:
         return continuous.decode_step(self.decode, self.decode_batch(n), self.decode_context).time_s
 
     def decode_s(self, n: float) -> float:
-        return n / self.decode_batch(n) * max(self.output_len - 1, 0.0) * self.step_s(n)
+        """The decode phase of n requests: full batches while the pool lasts, then the drain (module docstring)."""
+        if self.output_len <= 1:
+            return 0.0
+        batch = self.decode_batch(n)
+        full_steps = max(n - batch, 0.0) * (self.output_len - 1) / batch
+        return full_steps * self.step_s(n) + self.drain_s(batch)
+
+    def drain_s(self, batch: float) -> float:
+        """`batch` requests decoding together until the last one finishes."""
+        running = 1.0 - (1.0 - self.survival) ** batch  # a(k): a step runs while any request does
+        alive = np.maximum(1.0, batch * self.survival / np.maximum(running, 1e-300))
+        sizes = np.geomspace(1.0, max(batch, 1.0), 12)  # step time is smooth in the batch: interpolated
+        times = np.array([continuous.decode_step(self.decode, b, self.decode_context).time_s for b in sizes])
+        return float(np.sum(running * np.interp(alive, sizes, times)))
 
     def to_decode_s(self, n: float) -> float:
         """The switch after a prefill phase of n prompts: weights and their n x I tokens of KV."""
@@ -228,6 +248,17 @@ class Cycle:
 
     def length_s(self, n: float) -> float:
         return self.prefill_s(n) + self.reshard_s(n) + self.decode_s(n)
+
+
+def decode_survival(output_lens: np.ndarray) -> np.ndarray:
+    """S(k) for k = 0 .. the longest request's decode steps - 1: the share of requests with more than k decode
+    steps (a request of O output tokens decodes O - 1 of them after its prefill)."""
+    steps = np.asarray(output_lens, dtype=np.int64) - 1
+    if steps.max() <= 0:
+        return np.zeros(0)
+    counts = np.bincount(steps, minlength=int(steps.max()) + 1)  # requests with exactly s decode steps
+    more_than: np.ndarray = 1.0 - np.cumsum(counts)[:-1] / len(steps)  # k = 0 .. max - 1
+    return more_than
 
 
 def prefill_stage_s(deployment: Deployment, input_len: float, prompts: float) -> float:
@@ -329,6 +360,7 @@ class PhaseResharding(Strategy):
             input_len=w.mean_input_len,
             output_len=w.mean_output_len,
             decode_context=w.mean_decode_context,
+            survival=decode_survival(np.array(w.output_lens)),
         )
 
     def capacity_req_s(self, ctx: Context, candidate: Candidate) -> float:
