@@ -221,6 +221,13 @@ def compile_stage(deployment: Deployment) -> CompiledStage:
 
 
 @functools.lru_cache(maxsize=4096)
+def compile_stage_step(deployment: Deployment) -> CompiledStage:
+    """The busiest stage and its activation send (pp > 1), compiled as one: what a pipeline's stage step
+    costs on the GPU, in one evaluation."""
+    return _compile([*stage_ops(deployment), stage_send_op(deployment)], deployment)
+
+
+@functools.lru_cache(maxsize=4096)
 def compile_send(deployment: Deployment) -> CompiledStage:
     """The activation send across one pipeline-stage boundary, compiled once."""
     return _compile([stage_send_op(deployment)], deployment)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.compiled import StageTimes, compile_send, compile_stage
+from planner.cost.compiled import StageTimes, compile_send, compile_stage, compile_stage_step
 from planner.cost.ops import BatchShape
 from planner.cost.roofline import Bound
 from planner.specs.deployment import Deployment
@@ -117,9 +117,8 @@ def iteration_times_s(deployment: Deployment, shapes: np.ndarray) -> np.ndarray:
 def stage_step_times_s(deployment: Deployment, shapes: np.ndarray) -> np.ndarray:
     """`stage_step(...).time_s` for each row of `shapes` (N x FEATURES), in one vectorized evaluation."""
     x = np.atleast_2d(shapes)
-    total = compile_stage(deployment).evaluate(x).time_s
-    if deployment.pp_size > 1:
-        total = total + compile_send(deployment).evaluate(x).time_s
+    compiled = compile_stage_step(deployment) if deployment.pp_size > 1 else compile_stage(deployment)
+    total = compiled.evaluate(x).time_s
     return np.asarray(total + engine_overhead_s(deployment, x[:, 2] + x[:, 5]))  # prefill_seqs + decode_seqs
 
 
