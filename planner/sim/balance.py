@@ -17,7 +17,7 @@ def balance(instance: Instance) -> None:
     siblings = instance.siblings
     if len(siblings) == 1:
         return
-    counts = np.array([int(engine.decoding.sum()) for engine in siblings])
+    counts = np.array([np.count_nonzero(engine.decoding) for engine in siblings])
     share = -(-int(counts.sum()) // len(siblings))
     own = siblings.index(instance)
     excess = int(counts[own]) - share

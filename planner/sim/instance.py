@@ -239,6 +239,7 @@ class Instance:
     def release(self, slot: int) -> None:
         self.free_blocks += int(self.blocks[slot])
         self.blocks[slot] = 0
+        self.prompt_left[slot] = 0  # so that prompt_left sums over the slots to the prompt tokens still to compute
         self.used[slot] = False
         self.decoding[slot] = False
         self.slot_req[slot] = -1
