@@ -706,6 +706,7 @@ def simulate(
 ) -> None:
     """Run engines' schedulers on a request stream, iteration by iteration (discrete-event simulation):
     throughput and TTFT/TPOT/ITL/end-to-end latency percentiles, SLO attainment, preemptions."""
+    from planner.report.progress import LazyProgress
     from planner.report.sim import sim_rows
     from planner.sim import write_requests_csv
     from planner.simulation import load_plan, simulate_plan
@@ -714,12 +715,12 @@ def simulate(
     from planner.specs.inputs import check_output_file
     from planner.strategies.knobs import parse_knobs
 
-    with _errors(), err.status("simulating"):
+    with _errors(), LazyProgress(err, "simulating requests") as progress:
         cat = load_catalog(catalog)
         if plan is not None:
             if model is not None or gpus is not None:
                 _fail("a plan names its model and GPUs: drop --model and --gpus", "plan")
-            groups = simulate_plan(load_plan(plan), requests=requests, seed=seed, catalog=cat)
+            groups = simulate_plan(load_plan(plan), requests=requests, seed=seed, catalog=cat, progress=progress)
         else:
             if model is None or gpus is None:
                 _fail("give --model and --gpus (or --plan plan.json)", "model" if model is None else "gpus")
@@ -748,6 +749,7 @@ def simulate(
                 network=network,
                 gpus_per_node=gpus_per_node,
                 catalog=cat,
+                progress=progress,
             )
             groups = [([{"strategy": strategy or "colocated", "gpus": gpus}], result)]
         if out_csv is not None:

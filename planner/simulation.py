@@ -29,7 +29,7 @@ from planner.sim import (
 )
 from planner.sim.policy import Role
 from planner.sim.setup import SIMULATED_STRATEGIES, PoolLayout, sim_pools
-from planner.sim.simulate import simulate_pools
+from planner.sim.simulate import Progress, simulate_pools
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.workload import Workload
@@ -95,6 +95,7 @@ def simulate(
     network: str | None = None,
     gpus_per_node: int | None = None,
     catalog: Catalog | None = None,
+    progress: Progress | None = None,
 ) -> SimResult:
     """Simulate one configuration: every data-parallel replica the GPUs hold, requests routed round-robin.
     Offline (all requests queued) unless one of concurrency, rate (with burstiness: gamma inter-arrivals of
@@ -137,11 +138,15 @@ def simulate(
             )
     layout = PoolLayout(Role.serve, deployment.tp_size, deployment.pp_size, count)
     pools, transfer = sim_pools(ctx, strategy or "colocated", knobs, [layout], slo=slo)
-    return simulate_pools(pools, stream, transfer, slo=slo, seed=seed)
+    return simulate_pools(pools, stream, transfer, slo=slo, seed=seed, progress=progress)
 
 
 def simulate_plan(
-    plan_json: Mapping[str, Any], requests: int = 1000, seed: int = 0, catalog: Catalog | None = None
+    plan_json: Mapping[str, Any],
+    requests: int = 1000,
+    seed: int = 0,
+    catalog: Catalog | None = None,
+    progress: Progress | None = None,
 ) -> list[tuple[list[dict[str, Any]], SimResult]]:
     """Each instance type of a `recommend --json` plan (its pools: one serving pool, or a disaggregated type's
     prefill and decode pools together) simulated under Poisson arrivals at the rate the plan sends it (offline,
@@ -190,7 +195,7 @@ def simulate_plan(
         pools, transfer = sim_pools(ctx, first["strategy"], first["knobs"], layouts, first["detail"], slo)
         rate = first["planned_rate_req_s"] * first["count"]
         stream = poisson(rate, requests, work) if rate > 0 and not offline_plan else offline(requests, work)
-        out.append((entries, simulate_pools(pools, stream, transfer, slo=slo, seed=seed)))
+        out.append((entries, simulate_pools(pools, stream, transfer, slo=slo, seed=seed, progress=progress)))
     return out
 
 

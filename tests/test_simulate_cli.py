@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -152,3 +153,32 @@ class TestPipelinePlans:
         assert schedulers["temporal-pipeline"] == "temporal"
         assert schedulers["macro-instance"] == "prefill-first"
         assert schedulers["sm-partition"].startswith("SM partition")
+
+
+class TestProgress:
+    def test_the_bar_appears_only_after_a_second(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Reports within the first second draw nothing; later ones start the bar and move it."""
+        import io
+
+        from rich.console import Console
+
+        from planner.report import progress
+
+        clock = iter([0.0, 0.5, 1.5, 2.0])
+        monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+        console = Console(file=io.StringIO(), force_terminal=True)
+        with progress.LazyProgress(console, "simulating requests") as report:
+            report(10, 100)
+            assert report.bar is None
+            report(50, 100)
+            assert report.bar is not None
+            assert report.bar.tasks[0].completed == 50 and report.bar.tasks[0].total == 100
+
+    def test_the_simulator_reports_finished_requests(self) -> None:
+        """At most one report per 1% of the requests, and the last (runs that end many at once report once)."""
+        seen: list[tuple[int, int]] = []
+        planner.simulate("llama-3.1-8b", "1xh100", input_len=128, output_len=8, rate=20.0, requests=300,
+                         progress=lambda done, total: seen.append((done, total)))  # fmt: skip
+        done = [d for d, _ in seen]
+        assert seen[-1] == (300, 300) and all(t == 300 for _, t in seen)
+        assert done == sorted(done) and all(b - a >= 3 for a, b in itertools.pairwise(done[:-1])) and len(done) > 10

@@ -55,6 +55,7 @@ from planner.sim.timing import IterationTimer, MicroBatchedTimer
 from planner.specs.deployment import Deployment
 
 ARRIVAL, KV_ARRIVAL, RUN_END, WAKE = 0, 1, 2, 3  # event kinds, in their order at one instant
+Progress = Callable[[int, int], None]  # (requests finished, requests in all)
 Planner = Callable[[Instance, float, bool], Run | None]  # a scheduler's planning of an instance's next run
 
 
@@ -136,9 +137,11 @@ def simulate_pools(
     routing: Routing = Routing.round_robin,
     slo: Slo | None = None,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> SimResult:
     """Simulate `stream` on one serving pool, or on a prefill pool and a decode pool joined by `kv_transfer`.
-    Arrivals are spread over the replicas of the entry pool (serve or prefill) by `routing`."""
+    Arrivals are spread over the replicas of the entry pool (serve or prefill) by `routing`. `progress(done,
+    total)` hears of finished requests, every 1% of them."""
     roles = [pool.role for pool in pools]
     if roles not in ([Role.serve], [Role.prefill, Role.decode]):
         raise PlannerError(f"pools must be one serve pool or a prefill and a decode pool, got {roles}", "pools")
@@ -322,6 +325,7 @@ def simulate_pools(
         done_s = float(link_free_s[instance.replica]) + kv_transfer.latency_s
         heapq.heappush(heap, (done_s, KV_ARRIVAL, next(sequence), req, 0))
 
+    done, next_report = 0, max(total // 100, 1)  # finished requests, and when to report them next
     decoders = [engine for replica in groups[-1] for engine in replica]
     timers: dict[int, IterationTimer] = {}  # decode workers with a contended timer: their own
     while True:
@@ -356,6 +360,11 @@ def simulate_pools(
             raise RuntimeError(f"a run ending at {run.ends_s[-1]} s was committed at {time_s} s")
         finished = instance.commit(run, len(run.ends_s))
         instance.run = None
+        if progress is not None and finished:
+            done += len(finished)
+            if done >= next_report or done == total:
+                progress(done, total)
+                next_report = done + max(total // 100, 1)
         for req in instance.handed:
             transfer(instance, req, time_s)
         instance.handed.clear()
