@@ -35,7 +35,7 @@ from planner.sim.result import Slo
 from planner.sim.simulate import PAIRED, KvTransfer, SimPool
 
 if TYPE_CHECKING:
-    from planner.strategies.base import Context
+    from planner.strategies.base import Candidate, Context, Strategy
 
 ECOSERVE_TTFT_S, ECOSERVE_TPOT_S = 5.0, 0.1  # EcoServe launcher defaults (start.sh), when no SLO is given
 # strategies whose schedulers the simulator runs
@@ -123,19 +123,29 @@ def sim_pools(
     return [SimPool(pools.prefill, pools.n_p, Role.prefill), SimPool(pools.decode, pools.n_d, Role.decode)], transfer
 
 
-def _pipeline_pool(ctx: Context, strategy: str, knobs: Mapping[str, float] | None, serve: PoolLayout) -> SimPool:
-    """A pool of gLLM or TD-Pipe instances: the strategy's deployment and knobs (defaults where not given)."""
+def _candidate(
+    strategy: str, knobs: Mapping[str, float] | None, layout: PoolLayout, instances: int, detail: Mapping[str, Any]
+) -> tuple[Strategy, Candidate]:
+    """The strategy and its configuration of `instances` instances of the layout, knobs at their defaults where
+    not given."""
     from planner.strategies import get_strategy
     from planner.strategies.base import Candidate
+
+    spec = get_strategy(strategy)
+    values = {knob.name: float(knob.default) for knob in spec.knobs} | spec.check_knobs(knobs)
+    gpus = instances * layout.tp * layout.pp
+    return spec, Candidate(strategy, layout.tp, layout.pp, instances, gpus, values, dict(detail))
+
+
+def _pipeline_pool(ctx: Context, strategy: str, knobs: Mapping[str, float] | None, serve: PoolLayout) -> SimPool:
+    """A pool of gLLM or TD-Pipe instances: the strategy's deployment and knobs (defaults where not given)."""
     from planner.strategies.temporal_pipeline import KV_HORIZONS, Pipeline
     from planner.strategies.throttled_pipeline import ThrottledPipeline
 
     if serve.pp < 2:
         raise PlannerError(f"{strategy} needs pipeline stages to alternate over: PP >= 2, got {serve.pp}", "pp")
-    spec = get_strategy(strategy)
-    values = {knob.name: float(knob.default) for knob in spec.knobs} | spec.check_knobs(knobs)
-    gpus = serve.tp * serve.pp * serve.count
-    candidate = Candidate(strategy, serve.tp, serve.pp, serve.count, gpus, values, {})
+    spec, candidate = _candidate(strategy, knobs, serve, serve.count, {})
+    values = candidate.knobs
     if isinstance(spec, ThrottledPipeline):
         throttle = Throttle(
             max_prefill_tokens=int(values["max_prefill_tokens"]),
@@ -159,16 +169,12 @@ def _pipeline_pool(ctx: Context, strategy: str, knobs: Mapping[str, float] | Non
 def _macro_pool(ctx: Context, knobs: Mapping[str, float] | None, macros: PoolLayout, slo: Slo | None) -> SimPool:
     """`macros.count` macro instances of `macro_size` prefill-first instances each (EcoServe), rotating against
     the SLOs given (the author launcher's defaults for those not given)."""
-    from planner.strategies import get_strategy
-    from planner.strategies.base import Candidate
     from planner.strategies.macro_instance import MacroInstance
 
-    spec = get_strategy("macro-instance")
-    assert isinstance(spec, MacroInstance)
-    values = {knob.name: float(knob.default) for knob in spec.knobs} | spec.check_knobs(knobs)
-    size = int(values["macro_size"])
+    size = int(MacroInstance.check_knobs(knobs).get("macro_size", MacroInstance.knobs[0].default))
     instances = macros.count * size
-    candidate = Candidate(spec.name, macros.tp, macros.pp, instances, instances * macros.tp * macros.pp, values, {})
+    spec, candidate = _candidate("macro-instance", knobs, macros, instances, {})
+    assert isinstance(spec, MacroInstance)
     slo = slo or Slo()
     rotation = Rotation(
         size=size,
@@ -180,15 +186,10 @@ def _macro_pool(ctx: Context, knobs: Mapping[str, float] | None, macros: PoolLay
 
 def _sm_partition_pools(ctx: Context, knobs: Mapping[str, float] | None, serve: PoolLayout) -> list[SimPool]:
     """A prefill worker and a decode worker per instance (semi-PD, Nexus), as SmPartition.workers prices them."""
-    from planner.strategies import get_strategy
-    from planner.strategies.base import Candidate
     from planner.strategies.sm_partition import SmPartition
 
-    spec = get_strategy("sm-partition")
+    spec, candidate = _candidate("sm-partition", knobs, serve, serve.count, {})
     assert isinstance(spec, SmPartition)
-    values = {knob.name: float(knob.default) for knob in spec.knobs} | spec.check_knobs(knobs)
-    gpus = serve.tp * serve.pp * serve.count
-    candidate = Candidate(spec.name, serve.tp, serve.pp, serve.count, gpus, values, {})
     spec.memory(ctx, candidate)  # the share lies strictly inside (0, 1) and a request fits
     workers = spec.workers(ctx, candidate)
     return [
@@ -202,8 +203,6 @@ def _resharding_pool(
 ) -> SimPool:
     """Instances alternating the prefill layout in `detail` and the decode layout of `serve` (Seesaw), with the
     strategy's switch times."""
-    from planner.strategies import get_strategy
-    from planner.strategies.base import Candidate
     from planner.strategies.phase_resharding import PhaseResharding
 
     if "prefill_tp" not in detail or "prefill_pp" not in detail:
@@ -212,12 +211,10 @@ def _resharding_pool(
             "(tdplan recommend --strategy phase-resharding --json > plan.json; tdplan simulate --plan plan.json)",
             "strategy",
         )
-    spec = get_strategy("phase-resharding")
-    assert isinstance(spec, PhaseResharding)
-    values = {knob.name: float(knob.default) for knob in spec.knobs} | spec.check_knobs(knobs)
-    gpus = serve.tp * serve.pp * serve.count
     layout = {"prefill_tp": int(detail["prefill_tp"]), "prefill_pp": int(detail["prefill_pp"])}
-    candidate = Candidate(spec.name, serve.tp, serve.pp, serve.count, gpus, values, layout)
+    spec, candidate = _candidate("phase-resharding", knobs, serve, serve.count, layout)
+    assert isinstance(spec, PhaseResharding)
+    values = candidate.knobs
     kv_tokens = spec.memory(ctx, candidate).kv_capacity_tokens  # the smaller of the two layouts' caches
     cycle = spec.cycle(ctx, candidate)
     plan = Resharding(
