@@ -339,3 +339,32 @@ class TestPhaseResharding:
         r = records(result)
         assert np.all(np.isfinite(r["finish_s"]))
         assert result.output_tokens == r["output_len"][~r["warmup"]].sum()
+
+
+class TestReviewFindings:
+    def test_a_tight_shared_cache_lets_started_prompts_finish(self) -> None:
+        """2,500 tokens shared by two virtual engines and prompts of up to 1,500: a prompt starts only when it
+        fits beside the started ones, so no two half-prefilled prompts evict each other for ever."""
+        policy = throttled(kv_tokens=2500, iterp=4)
+        result = simulate(vllm(pp_size=2), offline(30, MIXED), policy)
+        assert result.num_requests == 30
+
+    def test_an_sm_partition_hand_off_keeps_the_blocks_in_the_shared_cache(self) -> None:
+        """Offline on 4,000 tokens per pair: the simulator raises if a cache ever holds more than it has."""
+        result = simulate_pools(TestSmPartition().pools(kv_tokens=4000), offline(300, MIXED), PAIRED)
+        assert result.num_requests == 300
+
+    def test_paired_workers_need_one_cache_size(self) -> None:
+        dep = vllm()
+        pools = [SimPool(dep, 1, Role.prefill, Policy(kv_capacity_tokens=4000)),
+                 SimPool(dep, 1, Role.decode, Policy(kv_capacity_tokens=8000))]  # fmt: skip
+        with pytest.raises(PlannerError, match="same capacity"):
+            simulate_pools(pools, offline(4, MIXED), PAIRED)
+
+    def test_the_resharding_scheduler_needs_its_layouts(self) -> None:
+        with pytest.raises(PlannerError, match="needs its layouts"):
+            simulate(vllm(), offline(4, MIXED), Policy(scheduler=Scheduler.resharding))
+
+    def test_zero_replicas_is_an_error(self) -> None:
+        with pytest.raises(PlannerError, match="at least 1"):
+            simulate(vllm(), offline(4, MIXED), replicas=0)

@@ -14,6 +14,7 @@ import planner
 from planner.cli import app
 from planner.errors import PlannerError
 from planner.sim.setup import SIMULATED_STRATEGIES
+from planner.simulation import simulate_plan
 from planner.strategies import REGISTRY
 
 BASE = ["simulate", "--model", "llama-3.1-8b", "--gpus", "1xh100", "--input-len", "512", "--output-len", "64",
@@ -95,7 +96,7 @@ class TestPlans:
         plan = {"inputs": {"model": "llama-70b"}, "workload": "sharegpt",
                 "plan": {"instances": [{"strategy": "mystery"}]}}  # fmt: skip
         with pytest.raises(PlannerError, match="strategy mystery, which tdplan does not know"):
-            planner.simulation.simulate_plan(plan)
+            simulate_plan(plan)
 
     def test_not_a_plan(self, tmp_path: Path) -> None:
         path = tmp_path / "plan.json"

@@ -6,8 +6,9 @@ Every iteration holds (in this order, until the token budget max_num_tokens is s
    needs one, and while the free blocks do not cover them the newest running request is preempted by recompute;
 2. the next chunk of each partially prefilled prompt, oldest first (as much as the budget and free blocks allow);
 3. new prompts from the front of the queue while the sequence cap allows: their first chunk takes what is left
-   of the budget. Paged (chunked): blocks for the chunk must be free. GUARANTEED_NO_EVICT (inflight): blocks
-   for the request's whole input + output must be free, and are reserved at admission.
+   of the budget. Paged (chunked): blocks for the chunk must be free (with one cache shared by several virtual
+   engines, blocks for the whole prompt beside what the started prompts still need). GUARANTEED_NO_EVICT
+   (inflight): blocks for the request's whole input + output must be free, and are reserved at admission.
 With no prompt tokens to run, the iteration is a decode step, and the instance plans a run of them.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from planner.sim.instance import Instance, Run
+from planner.sim.instance import Instance, Run, ceil_div
 
 
 def plan_chunked(
@@ -52,6 +53,9 @@ def plan_chunked(
             chunks.append((slot, cached, tokens))
             budget -= tokens
         waiting = instance.waiting
+        # One cache for several virtual engines: a new prompt starts only when its whole prompt fits beside what
+        # the prompts already started on any of them still need, so that started prompts can always finish.
+        started_need = _started_prompt_blocks(instance) if config.shared else 0
         while waiting and budget > 0 and instance.num_used < config.max_batch_size:
             req = waiting[0]
             prompt = int(ledger.input_len[req] + ledger.generated[req])
@@ -62,6 +66,11 @@ def plan_chunked(
                 blocks = -(-tokens // block)
             if blocks > available:
                 break
+            if config.shared:
+                whole = -(-prompt // block)
+                if whole + started_need > available:
+                    break
+                started_need += whole - blocks
             waiting.popleft()
             chunks.append((instance.admit(req, blocks), 0, tokens))
             available -= blocks
@@ -76,3 +85,15 @@ def plan_chunked(
             return None
         # Only partial prefills hold the cache and none can grow: evict the newest so the others can.
         instance.requeue_front([instance.preempt_newest()])
+
+
+def _started_prompt_blocks(instance: Instance) -> int:
+    """KV blocks the partly prefilled prompts of the instance's virtual engines still need to finish."""
+    block = instance.config.block_size_tokens
+    need = 0
+    for engine in instance.siblings:
+        started = engine.used & ~engine.decoding
+        if started.any():
+            whole = ceil_div(engine.computed[started] + engine.prompt_left[started], block)
+            need += int((whole - engine.blocks[started]).sum())
+    return need

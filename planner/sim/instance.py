@@ -57,6 +57,7 @@ class Ledger:
     preemptions: IntArray = field(init=False)
     replica: IntArray = field(init=False)
     kv_ready: NDArray[np.bool_] = field(init=False)  # its KV arrived at a decode instance, not yet admitted
+    kept_blocks: IntArray = field(init=False)  # blocks its KV keeps in a cache it stays in (SM partition)
     itl_values_s: list[FloatArray] = field(default_factory=list)  # inter-token gaps, with their counts
     itl_weights: list[IntArray] = field(default_factory=list)
     busy_s: dict[Phase, float] = field(default_factory=lambda: dict.fromkeys(Phase, 0.0))
@@ -71,6 +72,7 @@ class Ledger:
         self.preemptions = np.zeros(n, dtype=np.int64)
         self.replica = np.full(n, -1, dtype=np.int64)
         self.kv_ready = np.zeros(n, dtype=bool)
+        self.kept_blocks = np.zeros(n, dtype=np.int64)
 
 
 @dataclass
@@ -164,6 +166,7 @@ class Instance:
         self.kv = kv or KvBlocks(config.total_blocks)
         self.waiting = waiting if waiting is not None else WaitingQueue(ledger)
         self.siblings: list[Instance] = [self]  # the virtual engines sharing its queue (itself when none do)
+        self.keeps_kv = False  # a prefill worker whose decode worker shares its cache: hand-offs keep the blocks
         self.phase = PhaseState()  # shared by the siblings under the temporal scheduler
         self.handed: list[int] = []
         self.slot_req = np.full(cap, -1, dtype=np.int64)
@@ -335,8 +338,19 @@ class Instance:
             context = prefix[-1] - prefix[done] + s * seqs
         return start_s + np.cumsum(self.timer.decode(seqs, context.astype(float)))
 
+    def reserve_decode_step(self, slots: IntArray) -> None:
+        """Take now the new KV blocks the next decode step of `slots` needs (its commit would take them when the
+        step ends, and another scheduler on a shared cache could hand them out in between); the commit then
+        finds them held."""
+        if self.config.reserves_full_sequence or not len(slots):
+            return
+        grow = np.maximum(ceil_div(self.ctx[slots], self.config.block_size_tokens) - self.blocks[slots], 0)
+        self.free_blocks -= int(grow.sum())
+        self.blocks[slots] += grow
+
     def plan_decode_run(self, start_s: float, slots: IntArray, cut: bool) -> Run:
         """Decode steps of `slots` (the scheduler has made room for the first)."""
+        self.reserve_decode_step(slots)
         ends_s = self.decode_ends(
             start_s, self.ctx[slots], self.remaining[slots], self.blocks[slots], self.free_blocks, cut
         )
@@ -355,6 +369,7 @@ class Instance:
         `stalled` decodes wait (prefill-first). With `then_decode` (every chunk ends its prompt and nothing else
         waits) the next iterations are known to be decode steps of the running sequences and of those the
         chunks start, and the run carries them too."""
+        self.reserve_decode_step(slots)
         context = int(self.ctx[slots].sum()) if len(slots) else 0
         shape = prefill_shape([(c, s) for _, c, s in chunks], len(slots), context)
         end_s = start_s + self.timer.one(shape)
@@ -464,6 +479,9 @@ class Instance:
         if self.role is Role.prefill and self.remaining[slot]:  # the KV leaves for a decode instance
             ledger.last_token_s[req] = end_s
             self.handed.append(req)
+            if self.keeps_kv:  # it stays where it is, for the decode worker of the same cache
+                ledger.kept_blocks[req] = self.blocks[slot]
+                self.blocks[slot] = 0
             self.release(slot)
         return bool(self.remaining[slot] == 0)
 

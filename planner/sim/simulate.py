@@ -115,7 +115,7 @@ def simulate(
 ) -> SimResult:
     """Simulate `stream` on `replicas` identical instances of `deployment` (default: the data-parallel replicas
     its cluster holds) under `policy` (default: the engine profile's scheduler and knobs)."""
-    count = replicas or deployment.replicas
+    count = deployment.replicas if replicas is None else replicas
     pool = SimPool(deployment, count, Role.serve, policy or Policy())
     return simulate_pools([pool], stream, routing=routing, slo=slo, seed=seed)
 
@@ -184,6 +184,10 @@ def simulate_pools(
         _check_fits(drawn, config, pool.role)
         if pool.resharding is not None:  # a phase holds as many requests as the KV cache (a block each at least)
             config = dataclasses.replace(config, max_batch_size=min(config.total_blocks, total))
+        elif config.scheduler is Scheduler.resharding:
+            raise PlannerError("the phase re-sharding scheduler needs its layouts (SimPool.resharding)", "policy")
+        if paired and pool.contended is not None:  # one step at a time: its price follows its partner's state
+            config = dataclasses.replace(config, max_run_steps=1)
         configs.append(config)
         pp = pool.deployment.pp_size if pool.resharding is None else 1
         timer = IterationTimer(pool.deployment, config.max_batch_size, longest, per_stage=pp > 1)
@@ -195,6 +199,11 @@ def simulate_pools(
             if paired:
                 if pool.role is Role.prefill:
                     pair_kv.append(KvBlocks(config.total_blocks))
+                elif config.total_blocks != pair_kv[replica].total:
+                    raise PlannerError(
+                        "paired prefill and decode workers share one KV cache: give both pools the same capacity",
+                        "kv_transfer",
+                    )
                 kv = pair_kv[replica]
                 if contended:
                     contended_timers[len(instances)] = contended
@@ -203,6 +212,8 @@ def simulate_pools(
                 Instance(len(instances) + v, config, ledger, timer, pool.role, replica, clock, kv, queue)
                 for v in range(pp)
             ]
+            for engine in engines:
+                engine.keeps_kv = paired and pool.role is Role.prefill
             if config.shared:
                 phase = PhaseState()
                 for engine in engines:
@@ -359,6 +370,8 @@ def simulate_pools(
         if run.free_s is None and time_s < float(run.ends_s[-1]):  # a scheduler bug, not bad input
             raise RuntimeError(f"a run ending at {run.ends_s[-1]} s was committed at {time_s} s")
         finished = instance.commit(run, len(run.ends_s))
+        if instance.kv.free < 0:  # a scheduler bug, not bad input
+            raise RuntimeError(f"instance {instance.index} holds more KV blocks than its cache has")
         instance.run = None
         if progress is not None and finished:
             done += len(finished)
