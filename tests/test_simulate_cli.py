@@ -26,6 +26,18 @@ def invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def simulate_recommended(tmp_path: Path, recommend: list[str], requests: int) -> list[dict[str, object]]:
+    """`tdplan recommend ... --json` written to a file, then `tdplan simulate --plan` of it: the simulations."""
+    code, output = invoke("recommend", *recommend, "--json")
+    assert code == 0, output
+    plan = tmp_path / "plan.json"
+    plan.write_text(output)
+    code, output = invoke("simulate", "--plan", str(plan), "--requests", str(requests), "--json")
+    assert code == 0, output
+    simulations: list[dict[str, object]] = json.loads(output)["simulations"]
+    return simulations
+
+
 class TestContract:
     def test_json_fields(self) -> None:
         code, output = invoke(*BASE, "--concurrency", "8", "--ttft", "1", "--tpot", "0.1", "--json")
@@ -58,29 +70,17 @@ class TestContract:
 
 class TestPlans:
     def test_simulates_a_recommended_plan(self, tmp_path: Path) -> None:
-        code, output = invoke(
-            "recommend", "--model", "llama-3.1-8b", "--gpus", "2xh100", "--input-len", "512", "--output-len", "64",
-            "--ttft", "1", "--tpot", "0.1", "--strategy", "colocated", "--strategy", "chunked", "--json",
-        )  # fmt: skip
-        assert code == 0, output
-        plan = tmp_path / "plan.json"
-        plan.write_text(output)
-        code, output = invoke("simulate", "--plan", str(plan), "--requests", "200", "--json")
-        assert code == 0, output
-        simulations = json.loads(output)["simulations"]
+        simulations = simulate_recommended(tmp_path, [
+            "--model", "llama-3.1-8b", "--gpus", "2xh100", "--input-len", "512", "--output-len", "64",
+            "--ttft", "1", "--tpot", "0.1", "--strategy", "colocated", "--strategy", "chunked",
+        ], 200)  # fmt: skip
         assert simulations and all(s["slo_attainment"] is not None for s in simulations)
 
     def test_simulates_a_disaggregated_plan_with_both_pools_together(self, tmp_path: Path) -> None:
-        code, output = invoke(
-            "recommend", "--model", "llama-3.1-8b", "--gpus", "4xa100", "--workload", "longbench", "--ttft", "1.5",
-            "--tpot", "0.05", "--strategy", "disaggregated", "--json",
-        )  # fmt: skip
-        assert code == 0, output
-        plan = tmp_path / "plan.json"
-        plan.write_text(output)
-        code, output = invoke("simulate", "--plan", str(plan), "--requests", "200", "--json")
-        assert code == 0, output
-        (simulation,) = json.loads(output)["simulations"]
+        (simulation,) = simulate_recommended(tmp_path, [
+            "--model", "llama-3.1-8b", "--gpus", "4xa100", "--workload", "longbench", "--ttft", "1.5",
+            "--tpot", "0.05", "--strategy", "disaggregated",
+        ], 200)  # fmt: skip
         assert [i["role"] for i in simulation["instances"]] == ["prefill", "decode"]
         assert simulation["scheduler"].startswith("disaggregated") and simulation["busy"]["mixed_s"] == 0.0
         assert simulation["slo_attainment"] is not None
@@ -127,16 +127,10 @@ class TestErrors:
 class TestPipelinePlans:
     def test_simulates_a_throttled_pipeline_plan_offline(self, tmp_path: Path) -> None:
         """A throughput plan is simulated offline, with the strategy's own scheduler."""
-        code, output = invoke(
-            "recommend", "--model", "llama-3.1-8b", "--gpus", "2xl20", "--input-len", "512", "--output-len", "64",
-            "--strategy", "throttled-pipeline", "--json",
-        )  # fmt: skip
-        assert code == 0, output
-        plan = tmp_path / "plan.json"
-        plan.write_text(output)
-        code, output = invoke("simulate", "--plan", str(plan), "--requests", "300", "--json")
-        assert code == 0, output
-        (simulation,) = json.loads(output)["simulations"]
+        (simulation,) = simulate_recommended(tmp_path, [
+            "--model", "llama-3.1-8b", "--gpus", "2xl20", "--input-len", "512", "--output-len", "64",
+            "--strategy", "throttled-pipeline",
+        ], 300)  # fmt: skip
         assert simulation["scheduler"] == "throttled" and simulation["stream"].startswith("offline")
 
     def test_every_other_strategy_runs_its_scheduler(self) -> None:
