@@ -155,7 +155,7 @@ class TestCycle:
         def step(batch: float) -> float:
             return pr.continuous.decode_step(cycle.decode, batch, cycle.decode_context).time_s
 
-        sizes = np.geomspace(1.0, 2.0, 12)
+        sizes = np.geomspace(1.0, cycle.max_batch, 16)
         at_4_3 = float(np.interp(4 / 3, sizes, [step(b) for b in sizes]))
         assert cycle.drain_s(2.0) == pytest.approx(step(2.0) + 2 * 0.75 * at_4_3, rel=1e-12)
         fixed = dataclasses.replace(cycle, survival=pr.decode_survival(np.array([4, 4])), output_len=4.0)

@@ -234,9 +234,15 @@ class Cycle:
         """`batch` requests decoding together until the last one finishes."""
         running = 1.0 - (1.0 - self.survival) ** batch  # a(k): a step runs while any request does
         alive = np.maximum(1.0, batch * self.survival / np.maximum(running, 1e-300))
-        sizes = np.geomspace(1.0, max(batch, 1.0), 12)  # step time is smooth in the batch: interpolated
-        times = np.array([continuous.decode_step(self.decode, b, self.decode_context).time_s for b in sizes])
+        sizes, times = self.step_table
         return float(np.sum(running * np.interp(alive, sizes, times)))
+
+    @functools.cached_property
+    def step_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """Decode step times at 16 batch sizes from 1 to max_batch (geometric): the step is smooth in the batch,
+        and the drain reads it by interpolation."""
+        sizes = np.geomspace(1.0, max(self.max_batch, 1.0), 16)
+        return sizes, np.array([continuous.decode_step(self.decode, b, self.decode_context).time_s for b in sizes])
 
     def to_decode_s(self, n: float) -> float:
         """The switch after a prefill phase of n prompts: weights and their n x I tokens of KV."""
