@@ -490,3 +490,8 @@ class Instance:
         self.ledger.finish_s[req] = end_s
         self.ledger.last_token_s[req] = end_s
         self.release(slot)
+
+
+def least_loaded(engines: list[Instance]) -> Instance:
+    """The engine with the fewest requests waiting or running; ties to the lowest index."""
+    return min(engines, key=lambda engine: (len(engine.waiting) + engine.num_used, engine.index))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.sim.instance import Instance
+from planner.sim.instance import Instance, least_loaded
 from planner.sim.policy import Rotation
 from planner.sim.timing import prefill_shape
 
@@ -49,14 +49,14 @@ class Macro:
         credits = self._credits(current, now_s)
         slack = float(credits.mean()) if len(credits) else ttft_s
         if need_blocks <= sum(engine.free_blocks for engine in current) and slack > need_time:
-            return _least_loaded(current)
+            return least_loaded(current)
         following = self.instances[(self.pointer + 1) % size]
         if need_time <= ttft_s:
             nxt = self._credits(following, now_s)
             if len(nxt) and float(nxt.max()) < ttft_s * (size - 1) / size:
-                return _least_loaded(current)
+                return least_loaded(current)
         self.pointer = (self.pointer + 1) % size
-        return _least_loaded(following)
+        return least_loaded(following)
 
     def _credits(self, engines: list[Instance], now_s: float) -> np.ndarray:
         """Saved TPOT credit of each request decoding on the instance (seconds)."""
@@ -66,10 +66,6 @@ class Macro:
             self.rotation.ttft_s + ledger.generated[reqs] * self.rotation.tpot_s - (now_s - ledger.arrival_s[reqs])
         )
         return credits
-
-
-def _least_loaded(engines: list[Instance]) -> Instance:
-    return min(engines, key=lambda engine: (len(engine.waiting) + engine.num_used, engine.index))
 
 
 def _prefill_s(engines: list[Instance], length: int) -> float:

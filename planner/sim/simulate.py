@@ -33,7 +33,7 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.sim.chunked import plan_chunked
 from planner.sim.decode_pool import plan_decode_pool
-from planner.sim.instance import Instance, KvBlocks, Ledger, Phase, PhaseState, Run, WaitingQueue
+from planner.sim.instance import Instance, KvBlocks, Ledger, Phase, PhaseState, Run, WaitingQueue, least_loaded
 from planner.sim.macro import Macro
 from planner.sim.pipeline import StageClock
 from planner.sim.policy import Policy, Role, Routing, Scheduler, SchedulerConfig, resolve_scheduler
@@ -252,9 +252,6 @@ def simulate_pools(
     open_times = ledger.arrival_s if not closed else np.zeros(0)
     next_open = 0
     routed = 0
-
-    def least_loaded(engines: list[Instance]) -> Instance:
-        return min(engines, key=lambda inst: (len(inst.waiting) + inst.num_used, inst.index))
 
     def route(req: int) -> Instance:
         nonlocal routed
