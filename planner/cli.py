@@ -159,7 +159,8 @@ def _result_rows(result: StrategyResult) -> list[tuple[str, str]]:
 Workload_ = Annotated[
     str | None,
     typer.Option(
-        "--workload", help="Request lengths: sharegpt, longbench, humaneval, or a CSV of input_len,output_len."
+        "--workload",
+        help="Request lengths: a preset (sharegpt, sharegpt-multiturn, arxiv-summarization, azure-conv, azure-code, longbench, humaneval), NAME:TOKENS to cap it, or a CSV of input_len,output_len.",
     ),
 ]
 

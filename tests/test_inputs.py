@@ -146,7 +146,10 @@ class TestWorkloadCsv:
             Workload.parse(str(tmp_path))
 
     def test_unknown_name_lists_the_presets(self) -> None:
-        with pytest.raises(PlannerError, match=r"did you mean sharegpt.*sharegpt, longbench, humaneval"):
+        with pytest.raises(
+            PlannerError,
+            match=r"did you mean sharegpt.*sharegpt, sharegpt-multiturn, .*, humaneval\), optionally",
+        ):
             Workload.parse("sharegtp")
 
     def test_rows_beyond_the_limit_are_refused(self, tmp_path: Path) -> None:

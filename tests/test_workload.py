@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from planner.errors import PlannerError
-from planner.specs.workload import PRESETS, Workload
+from planner.specs.workload import PRESET_SAMPLES, PRESETS, Workload
 
 
 class TestFixed:
@@ -28,15 +28,47 @@ class TestFixed:
 
 class TestPresets:
     @pytest.mark.parametrize("name", sorted(PRESETS))
-    def test_deterministic_and_within_bounds(self, name: str) -> None:
-        first, second = Workload.preset(name), Workload.preset(name)
-        assert first == second
+    def test_deterministic(self, name: str) -> None:
+        assert Workload.preset(name) == Workload.preset(name)
+        assert len(Workload.preset(name).input_lens) == PRESET_SAMPLES
+
+    @pytest.mark.parametrize("name", sorted(n for n, p in PRESETS.items() if p.fitted_to is None))
+    def test_recalled_shapes_within_bounds(self, name: str) -> None:
+        first = Workload.preset(name)
         preset = PRESETS[name]
+        assert preset.input is not None and preset.output is not None
         assert preset.input.min_len <= min(first.input_lens) and max(first.input_lens) <= preset.input.max_len
         assert preset.output.min_len <= min(first.output_lens) and max(first.output_lens) <= preset.output.max_len
         # Clipping trims the tails, so the sample mean sits within 25% of the distribution's stated mean.
         assert first.mean_input_len == pytest.approx(preset.input.mean, rel=0.25)
         assert first.mean_output_len == pytest.approx(preset.output.mean, rel=0.25)
+
+    # Means over every request of the source traces (scripts/build_workload_data.py prints them): the 256-request
+    # sample keeps them within a few percent, and the heavy-tailed code outputs (median 13) within 10%.
+    @pytest.mark.parametrize(
+        ("name", "input_mean", "output_mean"),
+        [
+            ("sharegpt-multiturn", 2340, 439),
+            ("arxiv-summarization", 2588, 291),
+            ("azure-conv", 1155, 211),
+            ("azure-code", 2048, 28),
+        ],
+    )
+    def test_fitted_samples_keep_the_source_means(self, name: str, input_mean: float, output_mean: float) -> None:
+        work = Workload.preset(name)
+        assert PRESETS[name].fitted_to is not None
+        assert work.mean_input_len == pytest.approx(input_mean, rel=0.03)
+        assert work.mean_output_len == pytest.approx(output_mean, rel=0.10)
+
+    @pytest.mark.parametrize("name", sorted(n for n, p in PRESETS.items() if p.fitted_to is not None))
+    def test_fitted_samples_are_real_pairs(self, name: str) -> None:
+        inputs, outputs = PRESETS[name].pairs()
+        shipped = set(zip(inputs.tolist(), outputs.tolist(), strict=True))
+        work = Workload.preset(name)
+        assert set(zip(work.input_lens, work.output_lens, strict=True)) <= shipped
+
+    def test_multiturn_prompts_are_much_longer_than_first_turns(self) -> None:
+        assert Workload.preset("sharegpt-multiturn").mean_input_len > 5 * Workload.preset("sharegpt").mean_input_len
 
     def test_longbench_prompts_are_longer_than_sharegpt(self) -> None:
         assert Workload.preset("longbench").mean_input_len > 4 * Workload.preset("sharegpt").mean_input_len
@@ -44,6 +76,36 @@ class TestPresets:
     def test_unknown_preset_names_the_choices(self) -> None:
         with pytest.raises(PlannerError, match="sharegpt"):
             Workload.preset("chatbot-arena")
+
+
+class TestCap:
+    @pytest.mark.parametrize("cap", [1024, 2048, 4096])
+    def test_a_cap_keeps_only_requests_that_fit(self, cap: int) -> None:
+        work = Workload.parse(f"sharegpt-multiturn:{cap}")
+        assert work.name == f"sharegpt-multiturn:{cap}" and work.max_request_tokens <= cap
+        assert len(work.input_lens) == PRESET_SAMPLES
+        assert work.mean_input_len < Workload.preset("sharegpt-multiturn").mean_input_len
+
+    def test_a_cap_above_every_request_changes_nothing(self) -> None:
+        capped = Workload.parse("humaneval:100000")
+        plain = Workload.preset("humaneval")
+        assert (capped.input_lens, capped.output_lens) == (plain.input_lens, plain.output_lens)
+
+    def test_a_cap_on_a_recalled_shape_keeps_fewer_requests(self) -> None:
+        work = Workload.parse("sharegpt:512")
+        assert 0 < len(work.input_lens) < PRESET_SAMPLES and work.max_request_tokens <= 512
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [
+            ("azure-code:5", r"keeps no request: its shortest is \d+ tokens in all; give a cap of at least"),
+            ("sharegpt-multiturn:0", r"must be a whole number of tokens, e.g. sharegpt-multiturn:4096"),
+            ("sharegpt-multiturn:2k", r"must be a whole number of tokens"),
+        ],
+    )
+    def test_bad_caps_are_refused(self, text: str, message: str) -> None:
+        with pytest.raises(PlannerError, match=message):
+            Workload.parse(text)
 
 
 class TestCsv:

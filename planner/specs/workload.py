@@ -1,18 +1,23 @@
 """Request-length workloads: fixed lengths, named presets, or a CSV of (input_len, output_len) pairs.
 
 A workload is a finite, deterministic sample of requests; models take means from it and latency percentiles
-over it. Presets are log-normal length distributions clipped to a range, sampled at fixed quantiles so that
-every run sees the same requests. Their parameters are the summary statistics each preset names, with where
-the figures come from; they are approximations of the traffic shape, not the datasets themselves.
+over it. A preset is either fitted to real request lengths (pairs shipped in planner/data/workloads, see its
+README) or, where no such data is at hand, a log-normal shape built from recalled summary statistics; each says
+which. Every preset is sampled the same way, at PRESET_SAMPLES fixed quantiles, so every run sees the same
+requests. `NAME:TOKENS` keeps only the preset's requests of at most TOKENS tokens in all, as benchmarks filter
+a dataset to a model's context.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
+import gzip
 import io
 import math
 import warnings
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from statistics import NormalDist
 
@@ -25,6 +30,7 @@ from planner.specs.inputs import MAX_REQUEST_TOKENS, MAX_WORKLOAD_BYTES, MAX_WOR
 from planner.specs.memo import IdentityMemo
 
 PRESET_SAMPLES = 256
+STRATA = 16  # input-length groups of a fitted preset's sample; PRESET_SAMPLES / STRATA output cells each
 
 
 class LengthShape(Frozen):
@@ -46,12 +52,31 @@ class LengthShape(Frozen):
 
 
 class Preset(Frozen):
+    """A named length distribution: real (input, output) pairs when `fitted_to` names them, else two shapes."""
+
     name: str
     description: str
     source: str
-    input: LengthShape
-    output: LengthShape
+    fitted_to: str | None = None
+    input: LengthShape | None = None
+    output: LengthShape | None = None
 
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The requests the preset draws from: its shipped real pairs, or PRESET_SAMPLES quantiles of each shape
+        paired in a fixed shuffled order (independent lengths, reproducible draws)."""
+        if self.fitted_to is not None:
+            table = _shipped_lengths()[self.name]
+            return table[:, 0], table[:, 1]
+        assert self.input is not None and self.output is not None
+        probabilities = (np.arange(PRESET_SAMPLES) + 0.5) / PRESET_SAMPLES
+        inputs = self.input.quantiles(probabilities)
+        return inputs, self.output.quantiles(np.random.default_rng(0).permutation(probabilities))
+
+
+_VIDUR = (
+    "the processed traces in the source distribution of vidur 0.0.14 (PyPI; MIT, Microsoft and Georgia Tech), "
+    "4,096 pairs drawn at random (planner/data/workloads)"
+)
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -64,6 +89,35 @@ PRESETS: dict[str, Preset] = {
             "vLLM, DistServe and Sarathi-Serve evaluations report (recalled, not re-measured here)",
             input=LengthShape(mean=300, cv=1.0, min_len=4, max_len=1024),
             output=LengthShape(mean=250, cv=0.9, min_len=4, max_len=1024),
+        ),
+        Preset(
+            name="sharegpt-multiturn",
+            description="chatbot conversations (ShareGPT) with earlier turns in the prompt: long prompts "
+            "(mean 2,340, p90 5,696 tokens), outputs up to 1,024 (mean 439)",
+            source="ShareGPT conversations as vidur's traces build them: Llama-2 tokenizer, prompt + output <= 8k",
+            fitted_to=f"30,731 conversations; {_VIDUR}",
+        ),
+        Preset(
+            name="arxiv-summarization",
+            description="summarising arXiv papers: prompts up to 4k tokens (mean 2,588), short outputs with a "
+            "long tail (mean 291, median 167)",
+            source="arXiv summarisation dataset as vidur's traces build it: Llama-2 tokenizer, prompts <= 4k",
+            fitted_to=f"28,257 documents; {_VIDUR}",
+        ),
+        Preset(
+            name="azure-conv",
+            description="a production chat service (Azure, 2023): prompts mean 1,155 tokens, outputs mean 211",
+            source="Azure LLM inference trace 2023, conversation service, one hour (published with Splitwise, "
+            "Patel et al., ISCA 2024): 5.5 req/s, inter-arrival CV 1.09",
+            fitted_to=f"19,366 requests; {_VIDUR}",
+        ),
+        Preset(
+            name="azure-code",
+            description="a production code-completion service (Azure, 2023): prompts mean 2,048 tokens, outputs "
+            "mean 28 (median 13)",
+            source="Azure LLM inference trace 2023, code service, one hour (published with Splitwise, Patel et "
+            "al., ISCA 2024): 2.6 req/s, bursty (inter-arrival CV 13)",
+            fitted_to=f"8,819 requests; {_VIDUR}",
         ),
         Preset(
             name="longbench",
@@ -85,6 +139,34 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+@functools.cache
+def _shipped_lengths() -> dict[str, np.ndarray]:
+    """planner/data/workloads/lengths.csv.gz (scripts/build_workload_data.py) as an (n, 2) int array per preset."""
+    raw = resources.files("planner.data").joinpath("workloads").joinpath("lengths.csv.gz").read_bytes()
+    rows = [line.split(",") for line in gzip.decompress(raw).decode("utf-8").splitlines()[1:]]
+    names = np.array([r[0] for r in rows])
+    table = np.array([(int(r[1]), int(r[2])) for r in rows], dtype=np.int64)
+    return {name: table[names == name] for name in np.unique(names)}
+
+
+def _sample(inputs: np.ndarray, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PRESET_SAMPLES real pairs, stratified on both lengths: the pairs sorted by input length and cut into
+    STRATA groups of (nearly) equal count, each group sorted by output length and cut again, and in every cell
+    the pair nearest the cell's mean pair kept (distances in the cell's standard deviations), so both means
+    survive heavy tails. Pairs stay whole, so a cap on input + output holds; fewer pairs are kept as is."""
+    if len(inputs) <= PRESET_SAMPLES:
+        return inputs, outputs
+    kept: list[int] = []
+    for group in np.array_split(np.argsort(inputs, kind="stable"), STRATA):
+        by_output = group[np.argsort(outputs[group], kind="stable")]
+        for cell in np.array_split(by_output, PRESET_SAMPLES // STRATA):
+            distance = sum(
+                ((x[cell] - x[cell].mean()) / max(float(x[cell].std()), 1.0)) ** 2 for x in (inputs, outputs)
+            )
+            kept.append(int(cell[np.argmin(distance)]))
+    return inputs[kept], outputs[kept]
+
+
 # Statistics of a workload's lengths, computed once per Workload object: the planner asks for them thousands of
 # times, and a Workload is immutable.
 _DERIVED: IdentityMemo[dict[str, float]] = IdentityMemo()
@@ -102,7 +184,10 @@ def _derived(workload: Workload, name: str, compute: Callable[[], float]) -> flo
 def _unknown_workload(name: str) -> str:
     close = difflib.get_close_matches(name.strip().lower(), list(PRESETS), n=1)
     hint = f"did you mean {close[0]}? " if close else ""
-    return f"unknown workload '{name}': {hint}use a preset ({', '.join(PRESETS)}) or a CSV file of input_len,output_len"
+    return (
+        f"unknown workload '{name}': {hint}use a preset ({', '.join(PRESETS)}), optionally capped as NAME:TOKENS, "
+        "or a CSV file of input_len,output_len"
+    )
 
 
 class Workload(Frozen):
@@ -121,15 +206,24 @@ class Workload(Frozen):
         return cls(name=f"fixed {inputs}/{outputs}", input_lens=(inputs,), output_lens=(outputs,))
 
     @classmethod
-    def preset(cls, name: str) -> Workload:
+    def preset(cls, name: str, max_tokens: int | None = None) -> Workload:
+        """Preset `name`'s sample; with `max_tokens`, of its requests of at most that many tokens in all."""
         if name not in PRESETS:
             raise PlannerError(_unknown_workload(name), "workload")
-        preset = PRESETS[name]
-        probabilities = (np.arange(PRESET_SAMPLES) + 0.5) / PRESET_SAMPLES
-        inputs = preset.input.quantiles(probabilities)
-        # Outputs are paired with inputs in a fixed shuffled order: lengths are independent, draws reproducible.
-        outputs = preset.output.quantiles(np.random.default_rng(0).permutation(probabilities))
-        return cls(name=name, input_lens=tuple(map(int, inputs)), output_lens=tuple(map(int, outputs)))
+        inputs, outputs = PRESETS[name].pairs()
+        if max_tokens is not None:
+            keep = inputs + outputs <= max_tokens
+            if not keep.any():
+                shortest = int(np.min(inputs + outputs))
+                raise PlannerError(
+                    f"workload {name}:{max_tokens} keeps no request: its shortest is {shortest} tokens in all; "
+                    f"give a cap of at least {shortest}",
+                    "workload",
+                )
+            inputs, outputs = inputs[keep], outputs[keep]
+        inputs, outputs = _sample(inputs, outputs)
+        label = name if max_tokens is None else f"{name}:{max_tokens}"
+        return cls(name=label, input_lens=tuple(map(int, inputs)), output_lens=tuple(map(int, outputs)))
 
     @classmethod
     def from_csv(cls, path: Path) -> Workload:
@@ -190,9 +284,19 @@ class Workload(Frozen):
 
     @classmethod
     def parse(cls, text: str) -> Workload:
-        """A preset name or a CSV path."""
-        if text.strip().lower() in PRESETS:
-            return cls.preset(text.strip().lower())
+        """A preset name, a preset name with a token cap (`sharegpt-multiturn:4096`), or a CSV path."""
+        key = text.strip().lower()
+        if key in PRESETS:
+            return cls.preset(key)
+        name, colon, cap = key.rpartition(":")
+        if colon and name in PRESETS:
+            tokens = int(cap) if cap.isdigit() else 0
+            if tokens < 1:
+                raise PlannerError(
+                    f"workload '{text}': the cap after '{name}:' must be a whole number of tokens, e.g. {name}:4096",
+                    "workload",
+                )
+            return cls.preset(name, count(tokens, "workload cap", MAX_REQUEST_TOKENS))
         path = Path(text).expanduser()
         if not path.exists() and path.suffix.lower() != ".csv":
             raise PlannerError(_unknown_workload(text), "workload")
