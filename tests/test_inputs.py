@@ -104,7 +104,7 @@ class TestFiles:
     def test_utf8_with_bom_reads(self, tmp_path: Path) -> None:
         path = tmp_path / "bom.csv"
         path.write_bytes(b"\xef\xbb\xbfinput_len,output_len\n3,4\n")
-        assert Workload.parse(str(path)).input_lens == (3,)
+        assert set(Workload.parse(str(path)).input_lens) == {3}
 
     def test_output_file_that_is_a_directory(self, tmp_path: Path) -> None:
         with pytest.raises(PlannerError, match="is a directory: give a file name"):

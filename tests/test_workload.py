@@ -16,6 +16,12 @@ class TestFixed:
         assert (work.mean_input_len, work.mean_output_len, work.max_request_tokens) == (1024, 256, 1280)
         assert work.is_fixed
 
+    def test_one_shape_is_drawn_at_the_sample_size(self) -> None:
+        """Latency percentiles draw queue waits per request: one row would give every percentile the median."""
+        work = Workload.fixed(1024, 256)
+        assert len(work.input_lens) == PRESET_SAMPLES and set(work.output_lens) == {256}
+        assert Workload(name="one", input_lens=(5,), output_lens=(7,)).input_lens == (5,) * PRESET_SAMPLES
+
     def test_mean_decode_context(self) -> None:
         """Output-weighted mean of input + output / 2: (100 + 10 / 2) for one request of 100 + 10 = 105."""
         assert Workload.fixed(100, 10).mean_decode_context == 105.0
@@ -93,7 +99,8 @@ class TestCap:
 
     def test_a_cap_on_a_recalled_shape_keeps_fewer_requests(self) -> None:
         work = Workload.parse("sharegpt:512")
-        assert 0 < len(work.input_lens) < PRESET_SAMPLES and work.max_request_tokens <= 512
+        distinct = set(zip(work.input_lens, work.output_lens, strict=True))
+        assert 0 < len(distinct) < PRESET_SAMPLES <= len(work.input_lens) and work.max_request_tokens <= 512
 
     @pytest.mark.parametrize(
         ("text", "message"),
@@ -113,8 +120,16 @@ class TestCsv:
         path = tmp_path / "lengths.csv"
         path.write_text("input_len,output_len\n100,20\n300,60\n")
         work = Workload.parse(str(path))
-        assert work.input_lens == (100, 300) and work.output_lens == (20, 60)
+        assert set(zip(work.input_lens, work.output_lens, strict=True)) == {(100, 20), (300, 60)}
         assert work.mean_input_len == 200 and work.name == "lengths"
+
+    def test_short_files_are_repeated_whole_to_the_sample_size(self, tmp_path: Path) -> None:
+        """Three rows, each repeated ceil(256 / 3) = 86 times: 258 requests, the same means."""
+        path = tmp_path / "three.csv"
+        path.write_text("input_len,output_len\n100,10\n200,20\n600,30\n")
+        work = Workload.parse(str(path))
+        assert len(work.input_lens) == 258 and work.input_lens.count(600) == 86
+        assert (work.mean_input_len, work.mean_output_len) == (300, 20)
 
     @pytest.mark.parametrize(
         "text",

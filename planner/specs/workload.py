@@ -16,13 +16,14 @@ import gzip
 import io
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from planner.errors import PlannerError
 from planner.specs.hardware import Frozen
@@ -190,12 +191,31 @@ def _unknown_workload(name: str) -> str:
     )
 
 
+def _tiled(lengths: Sequence[int], times: int) -> tuple[int, ...]:
+    return tuple(int(n) for n in np.repeat(np.asarray(lengths, dtype=np.int64), times))
+
+
 class Workload(Frozen):
-    """A deterministic sample of requests: input_lens[i], output_lens[i] are request i's lengths in tokens."""
+    """A deterministic sample of requests: input_lens[i], output_lens[i] are request i's lengths in tokens.
+
+    A workload holds at least PRESET_SAMPLES requests: fewer rows (one fixed shape, a short CSV) are each
+    repeated the same whole number of times, so means are unchanged and the random parts of a request's
+    latency (queue waits, prefill stalls) are drawn at PRESET_SAMPLES levels, not at one median."""
 
     name: str
     input_lens: tuple[int, ...] = Field(min_length=1)
     output_lens: tuple[int, ...] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _at_least_preset_samples(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            inputs, outputs = data.get("input_lens"), data.get("output_lens")
+            if isinstance(inputs, Sequence) and isinstance(outputs, Sequence) and 0 < len(inputs) == len(outputs):
+                times = -(-PRESET_SAMPLES // len(inputs))
+                if times > 1:
+                    data = {**data, "input_lens": _tiled(inputs, times), "output_lens": _tiled(outputs, times)}
+        return data
 
     @classmethod
     def fixed(cls, input_len: int, output_len: int) -> Workload:
@@ -278,6 +298,9 @@ class Workload(Frozen):
                 f"{MAX_REQUEST_TOKENS:,} tokens",
                 "workload",
             )
+        times = -(-PRESET_SAMPLES // len(table))
+        if times > 1:
+            table = np.repeat(table, times, axis=0)  # as the validator does for short samples
         return cls.model_construct(  # validated above; pydantic would re-check a million ints one by one
             name=path.stem, input_lens=tuple(table[:, 0].tolist()), output_lens=tuple(table[:, 1].tolist())
         )
