@@ -165,7 +165,7 @@ def draw_requests(stream: RequestStream, seed: int = 0) -> DrawnRequests:
         )
     assert stream.workload is not None  # checked by the validator
     samples = len(stream.workload.input_lens)
-    pick = np.zeros(n, dtype=np.int64) if samples == 1 else rng.integers(0, samples, size=n)
+    pick = np.zeros(n, dtype=np.int64) if stream.workload.is_fixed else rng.integers(0, samples, size=n)
     inputs = np.asarray(stream.workload.input_lens, dtype=np.int64)[pick]
     outputs = np.asarray(stream.workload.output_lens, dtype=np.int64)[pick]
     if stream.arrival is Arrival.closed_loop:

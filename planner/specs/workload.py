@@ -380,4 +380,9 @@ class Workload(Frozen):
 
     @property
     def is_fixed(self) -> bool:
-        return len(set(zip(self.input_lens, self.output_lens, strict=True))) == 1
+        """Every request has the same shape (one row, or one row repeated to the sample size)."""
+        return bool(
+            _derived(
+                self, "is_fixed", lambda: float(len(set(zip(self.input_lens, self.output_lens, strict=True))) == 1)
+            )
+        )
