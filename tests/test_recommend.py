@@ -185,7 +185,6 @@ class TestSeeds:
         )  # fmt: skip
         assert rec.plan.strategy == "disaggregated"
 
-
     def test_distserve_layout_for_long_prompts_under_tight_slos(self) -> None:
         """DistServe's OPT-13B setting (A100 NVLink, TTFT 0.2 s / TPOT 0.1 s at 90%) with long prompts and short
         outputs (real arXiv-summarisation lengths, capped at OPT's 2,048-token context): verified by simulation,

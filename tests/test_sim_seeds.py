@@ -7,10 +7,11 @@ both pipelines (TP1 PP8) must complete more requests per second than TP8, whose 
 cross PCIe.
 
 DistServe (OSDI'24) serves OPT-13B on A100s under TTFT 0.2-0.25 s / TPOT 0.1 s with a prefill TP2 + decode TP1
-segment against vLLM TP1 (its simulator's example: TTFT 0.2 s, 1.56 req/s/GPU for the segment), and wins on its ShareGPT construction (long multi-turn prompts, short outputs). That
-construction is not in the repository; the check runs on long prompts with short outputs (arXiv summarisation
-capped at OPT's 2,048-token context), where disaggregation pays, and on first-turn ShareGPT, where the decode
-GPU of the segment is its bottleneck and it does not. bench/sim_distserve.py prints the per-GPU goodputs."""
+segment against vLLM TP1 (its simulator's example: TTFT 0.2 s, 1.56 req/s/GPU for the segment), and wins on
+its ShareGPT construction (long multi-turn prompts, short outputs). That construction is not in the
+repository; the check runs on long prompts with short outputs (arXiv summarisation capped at OPT's
+2,048-token context), where disaggregation pays, and on first-turn ShareGPT, where the decode GPU of the
+segment is its bottleneck and it does not. bench/sim_distserve.py prints the per-GPU goodputs."""
 
 from __future__ import annotations
 
