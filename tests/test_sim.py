@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_ops import catalog_engine, make_deployment, make_moe_model
 
-from planner.cost.iteration import iteration_cost, iteration_times_s
+from planner.cost.iteration import iteration_cost, iteration_times_s, stage_step_times_s
 from planner.cost.ops import FEATURES, BatchShape
 from planner.errors import PlannerError
 from planner.sim import (
@@ -31,7 +31,7 @@ from planner.sim import (
     simulate,
     static_batch,
 )
-from planner.sim.timing import IterationTimer
+from planner.sim.timing import IterationTimer, prefill_shape
 from planner.specs.deployment import Deployment
 from planner.specs.workload import Workload
 from planner.strategies import continuous
@@ -95,6 +95,38 @@ class TestIterationTimer:
         expected = [direct(16, 9000.0) - 7 * per_seq_s, direct(256, 256000.0), direct(4, 300.0) - per_seq_s]
         assert got == pytest.approx(expected, rel=1e-9)
         assert got[0] > direct(9, 9000.0)
+
+    @pytest.mark.parametrize("layout", [{"pp_size": 2}, {"tp_size": 2, "pp_size": 2}, {}])
+    def test_stage_steps_by_op_group_equal_the_compiled_stage_step(self, layout: dict[str, Any]) -> None:
+        """A pipelined instance's micro-batch times, op group by op group in plain floats with each group's
+        seconds memoised on the features it reads (planner.sim.timing.StageStepOps), equal stage_step_times_s
+        to round-off at 2,000 random mixed shapes, many of them sharing some groups' features."""
+        dep = make_deployment(**layout)
+        timer = IterationTimer(dep, max_batch_size=64, max_context_tokens=5000, per_stage=True)
+        assert timer.stage_step is not None
+        rng = np.random.default_rng(1)
+        shapes = []
+        for _ in range(2000):
+            chunks = [(int(rng.integers(0, 3)) * 512, int(rng.integers(1, 4)) * 128) for _ in range(rng.integers(0, 3))]
+            decodes = int(rng.integers(0 if chunks else 1, 5))
+            shapes.append(prefill_shape(chunks, decodes, decodes * int(rng.integers(10, 5000))))
+        got = [timer.one(shape) for shape in shapes]
+        assert got == pytest.approx(stage_step_times_s(dep, np.array(shapes)), rel=1e-12, abs=0)
+        assert IterationTimer(make_deployment(model=make_moe_model(), pp_size=2), 8, 100, True).stage_step is None
+
+    @pytest.mark.parametrize("per_stage", [False, True])
+    def test_one_decode_step_in_scalars_equals_decode(self, per_stage: bool) -> None:
+        """decode_one (a pipelined virtual engine's single step) is decode() of that one step, to the bit: padded
+        to a CUDA graph or not, on the lines or off them, and micro-batched."""
+        from planner.sim.timing import MicroBatchedTimer
+
+        dep = deployment("vllm", pp_size=2) if per_stage else deployment("vllm")
+        timer = IterationTimer(dep, max_batch_size=256, max_context_tokens=5000, per_stage=per_stage)
+        timer.affine[16] = False
+        micro = MicroBatchedTimer(dep, max_batch_size=256, max_context_tokens=5000)
+        for seqs, context in [(1, 17.0), (9, 9000.0), (16, 16000.0), (256, 256000.0), (3, 300.0)]:
+            for t in (timer, micro):
+                assert t.decode_one(seqs, context) == t.decode(np.array([seqs]), np.array([context]))[0]
 
 
 class TestConservation:

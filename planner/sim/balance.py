@@ -17,12 +17,13 @@ def balance(instance: Instance) -> None:
     siblings = instance.siblings
     if len(siblings) == 1:
         return
-    counts = np.array([np.count_nonzero(engine.decoding) for engine in siblings])
-    share = -(-int(counts.sum()) // len(siblings))
+    decoding = [engine.num_decoding for engine in siblings]
+    share = -(-sum(decoding) // len(siblings))
     own = siblings.index(instance)
-    excess = int(counts[own]) - share
+    excess = decoding[own] - share
     if excess <= 0:
         return
+    counts = np.array(decoding, dtype=np.int64)
     slots = instance.decoding_slots()
     movable = slots[np.argsort(instance.order[slots])][::-1][:excess]  # the newest first
     for slot in movable.tolist():

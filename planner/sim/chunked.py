@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from planner.sim.instance import Instance, Run, ceil_div
+from planner.sim.instance import NO_SLOTS, Instance, Run
 
 
 def plan_chunked(
@@ -32,11 +32,11 @@ def plan_chunked(
     config, ledger = instance.config, instance.ledger
     block = config.block_size_tokens
     while True:
-        slots = instance.make_room_for_decodes()
-        available = instance.free_blocks - instance.decode_block_need(slots)
+        slots, need = instance.room_for_decodes()
+        available = instance.free_blocks - need
         budget = config.max_num_tokens - len(slots) if prompt_budget is None else prompt_budget(instance, len(slots))
         chunks: list[tuple[int, int, int]] = []
-        prefilling = np.flatnonzero(instance.used & ~instance.decoding)
+        prefilling = np.flatnonzero(instance.used & ~instance.decoding) if instance.prefill_left else NO_SLOTS
         for slot in prefilling[np.argsort(instance.order[prefilling])].tolist():
             if budget <= 0:
                 break
@@ -47,8 +47,7 @@ def plan_chunked(
                 if tokens <= 0:
                     break
                 extra = -(-(cached + tokens) // block) - int(instance.blocks[slot])
-                instance.blocks[slot] += extra
-                instance.free_blocks -= extra
+                instance.grant_prompt_blocks(slot, extra)
                 available -= extra
             chunks.append((slot, cached, tokens))
             budget -= tokens
@@ -78,9 +77,9 @@ def plan_chunked(
         if chunks:
             # Unless a prompt is left unfinished or a request still waits, the next iterations are decode steps.
             then_decode = not waiting and all(tokens == instance.prompt_left[slot] for slot, _, tokens in chunks)
-            return instance.prompt_run(start_s, chunks, slots, slots[:0], then_decode, cut_at_first_finish)
+            return instance.prompt_run(start_s, chunks, slots, slots[:0], then_decode, cut_at_first_finish, need)
         if len(slots):
-            return instance.plan_decode_run(start_s, slots, cut_at_first_finish or bool(waiting))
+            return instance.plan_decode_run(start_s, slots, cut_at_first_finish or bool(waiting), need)
         if not instance.num_used:
             return None
         # Only partial prefills hold the cache and none can grow: evict the newest so the others can.
@@ -89,11 +88,4 @@ def plan_chunked(
 
 def _started_prompt_blocks(instance: Instance) -> int:
     """KV blocks the partly prefilled prompts of the instance's virtual engines still need to finish."""
-    block = instance.config.block_size_tokens
-    need = 0
-    for engine in instance.siblings:
-        started = engine.used & ~engine.decoding
-        if started.any():
-            whole = ceil_div(engine.computed[started] + engine.prompt_left[started], block)
-            need += int((whole - engine.blocks[started]).sum())
-    return need
+    return sum(engine.prefill_need for engine in instance.siblings)

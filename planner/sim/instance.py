@@ -96,8 +96,12 @@ class Run:
         return len(self.decode_slots) + len(self.chunks)
 
 
+NO_SLOTS = np.zeros(0, dtype=np.int64)
+NO_SLOTS.flags.writeable = False
+
+
 def ceil_div(a: IntArray, b: int) -> IntArray:
-    return np.asarray(-(-a // b))
+    return -(-a // b)
 
 
 class KvBlocks:
@@ -166,6 +170,7 @@ class Instance:
         self.kv = kv or KvBlocks(config.total_blocks)
         self.waiting = waiting if waiting is not None else WaitingQueue(ledger)
         self.siblings: list[Instance] = [self]  # the virtual engines sharing its queue (itself when none do)
+        self.rows: SiblingRows | None = None  # their slot arrays as rows of one array each (join_siblings)
         self.keeps_kv = False  # a prefill worker whose decode worker shares its cache: hand-offs keep the blocks
         self.phase = PhaseState()  # shared by the siblings under the temporal scheduler
         self.handed: list[int] = []
@@ -181,6 +186,11 @@ class Instance:
         self.decoding = np.zeros(cap, dtype=bool)
         self.free_slots = list(range(cap - 1, -1, -1))
         self.num_used = 0
+        self.num_decoding = 0  # slots with decoding set
+        # over the partly prefilled prompts (used, not decoding): prompt tokens still to compute, and KV blocks
+        # still to take for the whole prompt (its blocks less those held)
+        self.prefill_left = 0
+        self.prefill_need = 0
         self.admissions = 0
         self.run: Run | None = None
         self.version = 0
@@ -213,7 +223,20 @@ class Instance:
         self.used[slot] = True
         self.decoding[slot] = False
         self.num_used += 1
+        self.prefill_left += int(self.prompt_left[slot])
+        self.prefill_need += self._prompt_need(slot)
         return slot
+
+    def _prompt_need(self, slot: int) -> int:
+        """KV blocks a partly prefilled prompt still needs for all of it."""
+        whole = -(-int(self.computed[slot] + self.prompt_left[slot]) // self.config.block_size_tokens)
+        return whole - int(self.blocks[slot])
+
+    def grant_prompt_blocks(self, slot: int, blocks: int) -> None:
+        """KV blocks for the next chunk of a partly prefilled prompt."""
+        self.blocks[slot] += blocks
+        self.free_blocks -= blocks
+        self.prefill_need -= blocks
 
     def admit_transferred(self, req: int, blocks: int) -> int:
         """A decode instance takes a request whose prompt KV (held in `blocks`) arrived from a prefill instance:
@@ -221,10 +244,13 @@ class Instance:
         ledger = self.ledger
         slot = self.admit(req, blocks)
         ledger.kv_ready[req] = False
+        self.prefill_left -= int(self.prompt_left[slot])
+        self.prefill_need -= self._prompt_need(slot)
         self.computed[slot] = self.prompt_left[slot] - 1  # the prompt (and tokens generated before the first)
         self.prompt_left[slot] = 0
         self.ctx[slot] = self.computed[slot] + 1
         self.decoding[slot] = True
+        self.num_decoding += 1
         self.last_token_s[slot] = ledger.last_token_s[req]
         return slot
 
@@ -234,17 +260,28 @@ class Instance:
         new = other.free_slots.pop()
         for name in ("slot_req", "ctx", "remaining", "prompt_left", "computed", "blocks", "order", "last_token_s"):
             getattr(other, name)[new] = getattr(self, name)[slot]
-        other.used[new], other.decoding[new] = True, bool(self.decoding[slot])
+        decoding = bool(self.decoding[slot])
+        other.used[new], other.decoding[new] = True, decoding
         other.num_used += 1
-        self.blocks[slot] = 0  # the blocks go with it: release frees none
+        other.num_decoding += decoding
+        if not decoding:
+            other.prefill_left += int(other.prompt_left[new])
+            other.prefill_need += other._prompt_need(new)
+        moved = int(self.blocks[slot])
         self.release(slot)
+        self.free_blocks -= moved  # the blocks go with it (one KV cache): release frees none
 
     def release(self, slot: int) -> None:
+        if not self.decoding[slot]:  # a partly prefilled prompt
+            self.prefill_left -= int(self.prompt_left[slot])
+            self.prefill_need -= self._prompt_need(slot)
         self.free_blocks += int(self.blocks[slot])
         self.blocks[slot] = 0
         self.prompt_left[slot] = 0  # so that prompt_left sums over the slots to the prompt tokens still to compute
         self.used[slot] = False
-        self.decoding[slot] = False
+        if self.decoding[slot]:
+            self.decoding[slot] = False
+            self.num_decoding -= 1
         self.slot_req[slot] = -1
         self.free_slots.append(slot)
         self.num_used -= 1
@@ -265,23 +302,28 @@ class Instance:
         self.waiting.extendleft(preempted)
 
     def decoding_slots(self) -> IntArray:
-        return np.flatnonzero(self.decoding)
+        return self.decoding.nonzero()[0] if self.num_decoding else NO_SLOTS
 
     def make_room_for_decodes(self, limit: int | None = None) -> IntArray:
         """The decoding slots whose next step runs (the oldest `limit` of them, else all), after preempting the
         newest running requests by recompute until that step's new KV blocks are free; the preempted go back to
         the front of the queue."""
+        return self.room_for_decodes(limit)[0]
+
+    def room_for_decodes(self, limit: int | None = None) -> tuple[IntArray, int]:
+        """make_room_for_decodes, with the new KV blocks that step needs (decode_block_need)."""
         preempted = []
         while True:
             slots = self.decoding_slots()
             if limit is not None and len(slots) > limit:
                 slots = slots[np.argsort(self.order[slots], kind="stable")][:limit]
-            if self.decode_block_need(slots) <= self.free_blocks:
+            need = self.decode_block_need(slots)
+            if need <= self.free_blocks:
                 break
             preempted.append(self.preempt_newest())
         if preempted:
             self.requeue_front(preempted)
-        return slots
+        return slots, need
 
     def decode_block_need(self, slots: IntArray) -> int:
         """New KV blocks the next decode step of `slots` needs (none when blocks were reserved at admission)."""
@@ -338,19 +380,24 @@ class Instance:
             context = prefix[-1] - prefix[done] + s * seqs
         return start_s + np.cumsum(self.timer.decode(seqs, context.astype(float)))
 
-    def reserve_decode_step(self, slots: IntArray) -> None:
+    def reserve_decode_step(self, slots: IntArray, need: int | None = None) -> None:
         """Take now the new KV blocks the next decode step of `slots` needs (its commit would take them when the
         step ends, and another scheduler on a shared cache could hand them out in between); the commit then
-        finds them held."""
-        if self.config.reserves_full_sequence or not len(slots):
+        finds them held. `need`: decode_block_need(slots), when known (none needed: nothing to take)."""
+        if need == 0 or self.config.reserves_full_sequence or not len(slots):
             return
         grow = np.maximum(ceil_div(self.ctx[slots], self.config.block_size_tokens) - self.blocks[slots], 0)
         self.free_blocks -= int(grow.sum())
         self.blocks[slots] += grow
 
-    def plan_decode_run(self, start_s: float, slots: IntArray, cut: bool) -> Run:
-        """Decode steps of `slots` (the scheduler has made room for the first)."""
-        self.reserve_decode_step(slots)
+    def plan_decode_run(self, start_s: float, slots: IntArray, cut: bool, need: int | None = None) -> Run:
+        """Decode steps of `slots` (the scheduler has made room for the first, taking `need` new blocks)."""
+        self.reserve_decode_step(slots, need)
+        if self.config.single_step and len(slots) <= self.free_blocks:
+            # decode_ends of one step, in scalars: every sequence has a token to go and its blocks are held
+            context = float(self.ctx[slots].sum())
+            ends_s = np.array([start_s + self.timer.decode_one(len(slots), context)])
+            return Run(start_s=start_s, ends_s=ends_s, phase=Phase.decode, decode_slots=slots, chunks=[])
         ends_s = self.decode_ends(
             start_s, self.ctx[slots], self.remaining[slots], self.blocks[slots], self.free_blocks, cut
         )
@@ -364,12 +411,13 @@ class Instance:
         stalled: IntArray,
         then_decode: bool,
         cut: bool,
+        need: int | None = None,
     ) -> Run:
         """One iteration of prompt chunks, with one decode step of `slots` (mixed batching), or alone while the
         `stalled` decodes wait (prefill-first). With `then_decode` (every chunk ends its prompt and nothing else
         waits) the next iterations are known to be decode steps of the running sequences and of those the
-        chunks start, and the run carries them too."""
-        self.reserve_decode_step(slots)
+        chunks start, and the run carries them too. `need`: decode_block_need(slots), when known."""
+        self.reserve_decode_step(slots, need)
         context = int(self.ctx[slots].sum()) if len(slots) else 0
         shape = prefill_shape([(c, s) for _, c, s in chunks], len(slots), context)
         end_s = start_s + self.timer.one(shape)
@@ -426,6 +474,8 @@ class Instance:
     def _commit_decodes(self, slots: IntArray, ends: FloatArray) -> list[int]:
         ledger = self.ledger
         remaining = self.remaining[slots]
+        if len(ends) == 1 and remaining.all():
+            return self._commit_decode_step(slots, remaining, float(ends[0]))
         done = np.minimum(remaining, len(ends))  # steps each sequence took part in
         reqs = self.slot_req[slots]
         counted = ledger.counted[reqs]
@@ -459,12 +509,46 @@ class Instance:
                 self._finish(slot, end_s)
         return finished
 
+    def _commit_decode_step(self, slots: IntArray, remaining: IntArray, end_s: float) -> list[int]:
+        """_commit_decodes of one step ending at end_s (every decoding sequence has a token to go)."""
+        ledger = self.ledger
+        reqs = self.slot_req[slots]
+        counted = ledger.counted[reqs]
+        last_s = self.last_token_s[slots][counted]
+        if len(last_s):  # most got their last token when the previous iteration ended: one entry for those
+            latest = last_s.max()
+            others = last_s[last_s != latest]
+            if len(others):
+                ledger.itl_values_s.append(np.concatenate([[end_s - latest], end_s - others]))
+                ledger.itl_weights.append(np.concatenate([[len(last_s) - len(others)], np.ones(len(others), np.int64)]))
+            else:
+                ledger.itl_values_s.append(np.array([end_s - latest]))
+                ledger.itl_weights.append(np.array([len(last_s)]))
+        self.last_token_s[slots] = end_s
+        self.remaining[slots] = remaining - 1
+        ctx = self.ctx[slots] + 1
+        self.ctx[slots] = ctx
+        ledger.generated[reqs] += 1
+        if not self.config.reserves_full_sequence:
+            blocks = ceil_div(ctx - 1, self.config.block_size_tokens)
+            self.free_blocks -= int((blocks - self.blocks[slots]).sum())
+            self.blocks[slots] = blocks
+        finished = []
+        over = remaining == 1
+        if over.any():
+            for slot in slots[over].tolist():
+                finished.append(int(self.slot_req[slot]))
+                self._finish(slot, end_s)
+        return finished
+
     def _commit_chunk(self, slot: int, tokens: int, end_s: float) -> bool:
         """Prompt tokens computed; the last chunk yields a token. True when that token ends the request."""
         self.computed[slot] += tokens
         self.prompt_left[slot] -= tokens
+        self.prefill_left -= tokens
         if self.prompt_left[slot]:
             return False
+        self.prefill_need -= self._prompt_need(slot)  # it decodes from now on
         ledger, req = self.ledger, int(self.slot_req[slot])
         if ledger.generated[req] == 0:
             ledger.first_token_s[req] = end_s
@@ -475,6 +559,7 @@ class Instance:
         self.remaining[slot] -= 1
         self.ctx[slot] = self.computed[slot] + 1
         self.decoding[slot] = True
+        self.num_decoding += 1
         self.last_token_s[slot] = end_s
         if self.role is Role.prefill and self.remaining[slot]:  # the KV leaves for a decode instance
             ledger.last_token_s[req] = end_s
@@ -490,6 +575,46 @@ class Instance:
         self.ledger.finish_s[req] = end_s
         self.ledger.last_token_s[req] = end_s
         self.release(slot)
+
+
+SLOT_ARRAYS = (
+    "slot_req",
+    "ctx",
+    "remaining",
+    "prompt_left",
+    "computed",
+    "blocks",
+    "order",
+    "last_token_s",
+    "used",
+    "decoding",
+)
+
+
+class SiblingRows:
+    """The slot arrays of the virtual engines sharing one scheduler, stacked: row v is virtual engine v's array
+    (the engine's own attribute is a view of it), so that a sum over all of them is one numpy call."""
+
+    def __init__(self, engines: list[Instance]) -> None:
+        stacked = {name: np.stack([getattr(engine, name) for engine in engines]) for name in SLOT_ARRAYS}
+        self.used: NDArray[np.bool_] = stacked["used"]
+        self.decoding: NDArray[np.bool_] = stacked["decoding"]
+        self.ctx: IntArray = stacked["ctx"]
+        self.remaining: IntArray = stacked["remaining"]
+        self.prompt_left: IntArray = stacked["prompt_left"]
+        self.computed: IntArray = stacked["computed"]
+        self.blocks: IntArray = stacked["blocks"]
+        for v, engine in enumerate(engines):
+            for name, array in stacked.items():
+                setattr(engine, name, array[v])
+
+
+def join_siblings(engines: list[Instance], phase: PhaseState) -> None:
+    """Put the virtual engines of one pipelined instance under one scheduler: one queue (given at construction),
+    one phase, and their slot arrays in rows of one array each."""
+    rows = SiblingRows(engines)
+    for engine in engines:
+        engine.siblings, engine.phase, engine.rows = engines, phase, rows
 
 
 def least_loaded(engines: list[Instance]) -> Instance:

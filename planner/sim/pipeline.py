@@ -23,22 +23,20 @@ time of planner.cost.iteration.iteration_cost plus one send (the sampled tokens'
 
 from __future__ import annotations
 
-import numpy as np
-
 
 class StageClock:
     """When each stage of one pipelined instance is next free."""
 
     def __init__(self, stages: int) -> None:
-        self.free_s = np.zeros(stages)
+        self.free_s = [0.0] * stages  # a list: read and written one stage at a time
 
     def pass_through(self, ready_s: float, first_stage_s: float, later_stage_s: float) -> tuple[float, float]:
         """Schedule a micro-batch ready at ready_s through every stage; return when it leaves the first stage
         and when it leaves the last one."""
         free = self.free_s
-        time_s = max(ready_s, float(free[0])) + first_stage_s
+        first_s = time_s = max(ready_s, free[0]) + first_stage_s
         free[0] = time_s
         for stage in range(1, len(free)):
-            time_s = max(time_s, float(free[stage])) + later_stage_s
+            time_s = max(time_s, free[stage]) + later_stage_s
             free[stage] = time_s
-        return float(free[0]), time_s
+        return first_s, time_s

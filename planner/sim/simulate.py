@@ -33,7 +33,17 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.sim.chunked import plan_chunked
 from planner.sim.decode_pool import plan_decode_pool
-from planner.sim.instance import Instance, KvBlocks, Ledger, Phase, PhaseState, Run, WaitingQueue, least_loaded
+from planner.sim.instance import (
+    Instance,
+    KvBlocks,
+    Ledger,
+    Phase,
+    PhaseState,
+    Run,
+    WaitingQueue,
+    join_siblings,
+    least_loaded,
+)
 from planner.sim.macro import Macro
 from planner.sim.pipeline import StageClock
 from planner.sim.policy import Policy, Role, Routing, Scheduler, SchedulerConfig, resolve_scheduler
@@ -215,9 +225,7 @@ def simulate_pools(
             for engine in engines:
                 engine.keeps_kv = paired and pool.role is Role.prefill
             if config.shared:
-                phase = PhaseState()
-                for engine in engines:
-                    engine.siblings, engine.phase = engines, phase
+                join_siblings(engines, PhaseState())
             instances += engines
             if pool.resharding is not None:
                 plan = pool.resharding

@@ -25,8 +25,23 @@ from planner.sim.instance import Instance, Run
 
 
 def _footprint_tokens(instance: Instance, horizons: np.ndarray) -> np.ndarray:
-    """Predicted KV tokens at each horizon of every request running on the instance's virtual engines."""
+    """Predicted KV tokens at each horizon (ascending) of every request running on the instance's virtual
+    engines."""
     total = np.zeros(len(horizons))
+    rows = instance.rows
+    if rows is not None:  # every virtual engine at once (integer sums: the same as one engine at a time)
+        # at horizon m, the requests with left >= m: the sum of their contexts + m x their number
+        running = np.flatnonzero(rows.used)  # indices into the arrays flattened (views: rows are contiguous)
+        ctx, computed = rows.ctx.reshape(-1)[running], rows.computed.reshape(-1)[running]
+        prompting = ~rows.decoding.reshape(-1)[running]
+        context = np.where(prompting, computed + rows.prompt_left.reshape(-1)[running], ctx)
+        left = rows.remaining.reshape(-1)[running]
+        # reaches[i]: how many horizons request i reaches (left >= m); a horizon j counts those reaching beyond it.
+        # The context sums are of integers, exact in floats.
+        reaches = np.searchsorted(horizons, left, side="right")
+        count = np.bincount(reaches, minlength=len(horizons) + 1)[::-1].cumsum()[::-1]
+        tokens = np.bincount(reaches, weights=context, minlength=len(horizons) + 1)[::-1].cumsum()[::-1]
+        return np.asarray(total + (tokens[1:] + horizons * count[1:]))
     for engine in instance.siblings:
         used = np.flatnonzero(engine.used)
         if not len(used):
@@ -55,11 +70,11 @@ def plan_temporal(instance: Instance, start_s: float, cut_at_first_finish: bool)
         if _running(instance):
             state.prefill = False  # the fill target is reached or the queue is empty
     balance(instance)
-    slots = instance.make_room_for_decodes()
+    slots, need = instance.room_for_decodes()
     if not len(slots):
         state.prefill = state.prefill or not _running(instance)  # only preempted requests are left: prompts
         return None
-    return instance.plan_decode_run(start_s, slots, cut_at_first_finish)
+    return instance.plan_decode_run(start_s, slots, cut_at_first_finish, need)
 
 
 def _prompt_micro_batch(instance: Instance, start_s: float) -> Run | None:
@@ -67,7 +82,7 @@ def _prompt_micro_batch(instance: Instance, start_s: float) -> Run | None:
     config, ledger, waiting = instance.config, instance.ledger, instance.waiting
     phases = config.phases
     assert phases is not None
-    horizons = np.asarray(phases.horizons, dtype=np.int64)
+    horizons = np.unique(np.asarray(phases.horizons, dtype=np.int64))  # ascending: only the largest over them counts
     limit = phases.kv_fill * config.kv_capacity_tokens
     footprint = _footprint_tokens(instance, horizons) if waiting else np.zeros(0)
     chunks: list[tuple[int, int, int]] = []

@@ -4,23 +4,144 @@ iteration through every stage, or, for a pipelined instance, one micro-batch's s
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
-from planner.cost.iteration import engine_overhead_s, iteration_times_s, stage_step_times_s
+from planner.cost.compiled import CompiledStage, compile_stage, compile_stage_step
+from planner.cost.iteration import iteration_times_s, stage_step_times_s
 from planner.cost.ops import FEATURES
 from planner.specs.deployment import Deployment
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 DECODE_SEQS, DECODE_CONTEXT = FEATURES.index("decode_seqs"), FEATURES.index("decode_context_tokens")
+PREFILL_SEQS = FEATURES.index("prefill_seqs")
+CACHE_LIMIT = 1 << 17  # entries of one memo before it starts afresh (bounds its memory, not its exactness)
+Terms = tuple[tuple[int, float], ...]  # a linear form over FEATURES: (feature, coefficient) of its nonzero terms
+
+
+def _dot(shape: tuple[float, ...], terms: Terms) -> float:
+    total = 0.0
+    for feature, coefficient in terms:
+        total += shape[feature] * coefficient
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class ScalarOp:
+    """One column of a CompiledStage, evaluated on one shape in plain floats (CompiledStage.evaluate's law)."""
+
+    flops: Terms
+    bytes: Terms
+    size: Terms
+    size_per: Terms
+    items: Terms
+    gate: Terms
+    count: float
+    fixed_s: float
+    compute_flops_s: float
+    half: float
+    memory_bytes_s: float
+    per_item_s: float
+
+    def seconds(self, shape: tuple[float, ...]) -> float:
+        if _dot(shape, self.gate) <= 0:
+            return 0.0
+        per = max(_dot(shape, self.size_per), 1e-12)
+        ratio = max(_dot(shape, self.size) / per, 1e-9)
+        compute = _dot(shape, self.flops) / (self.compute_flops_s * (ratio / (ratio + self.half)))
+        memory = _dot(shape, self.bytes) / self.memory_bytes_s + self.per_item_s * _dot(shape, self.items)
+        return max(compute, memory) * self.count + self.fixed_s * self.count
+
+
+class StageStepOps:
+    """stage_step_times_s of one shape at a time without the host-side overhead (the busiest stage and one
+    send), for a pipelined instance's mixed micro-batches, whose shapes seldom repeat whole. The ops are
+    grouped by the features they read (the GEMMs read the rows, the prefill attention the prompt chunks, the
+    decode attention the decode sequences and their context): a group's seconds depend on those features only
+    and are memoised on exactly their values, so that only the groups whose features changed are evaluated,
+    in plain floats. The same law as CompiledStage.evaluate, summed in another order: equal to it but for
+    float round-off (a test holds them to 1e-12)."""
+
+    def __init__(self, groups: list[tuple[tuple[int, ...], list[ScalarOp]]]) -> None:
+        # per group: its features' values as a key (a tuple, or the value itself when it reads one), its ops, memo
+        self.groups = [(_key(reads), ops, dict[object, float]()) for reads, ops in groups]
+
+    @classmethod
+    def of(cls, deployment: Deployment) -> StageStepOps | None:
+        """The deployment's stage step, or None where the plain-float law does not apply (MoE experts touched;
+        a rate of zero or an infinite half-efficiency size, which the compiled evaluation maps through
+        nan_to_num)."""
+        compiled = compile_stage_step(deployment) if deployment.pp_size > 1 else compile_stage(deployment)
+        return cls(_grouped_ops(compiled)) if _plain(compiled) else None
+
+    def seconds(self, shape: tuple[float, ...]) -> float:
+        total = 0.0
+        for reads, ops, memo in self.groups:
+            key = reads(shape)
+            seconds = memo.get(key)
+            if seconds is None:
+                seconds = 0.0
+                for op in ops:
+                    seconds += op.seconds(shape)
+                if len(memo) >= CACHE_LIMIT:
+                    memo.clear()
+                memo[key] = seconds
+            total += seconds
+        return total
+
+
+def _key(reads: tuple[int, ...]) -> Callable[[tuple[float, ...]], object]:
+    """The values of `reads` in a shape, as a memo key."""
+    return operator.itemgetter(*reads) if reads else lambda shape: ()
+
+
+def _plain(compiled: CompiledStage) -> bool:
+    return (
+        not compiled.moe
+        and bool(np.all(compiled.compute_flops_s > 0))
+        and bool(np.all(compiled.memory_bytes_s > 0))
+        and bool(np.all(np.isfinite(compiled.half) & (compiled.half >= 0)))
+    )
+
+
+def _grouped_ops(compiled: CompiledStage) -> list[tuple[tuple[int, ...], list[ScalarOp]]]:
+    forms = (compiled.flops, compiled.bytes, compiled.size, compiled.size_per, compiled.items, compiled.gate)
+    groups: dict[tuple[int, ...], list[ScalarOp]] = {}
+    for k in range(len(compiled.names)):
+        flops, bytes_moved, size, size_per, items, gate = (
+            tuple((f, float(form[f, k])) for f in range(len(FEATURES)) if form[f, k]) for form in forms
+        )
+        terms = (flops, bytes_moved, size, size_per, items, gate)
+        reads = tuple(sorted({f for form_terms in terms for f, _ in form_terms}))
+        op = ScalarOp(
+            flops=flops,
+            bytes=bytes_moved,
+            size=size,
+            size_per=size_per,
+            items=items,
+            gate=gate,
+            count=float(compiled.count[k]),
+            fixed_s=float(compiled.fixed_s[k]),
+            compute_flops_s=float(compiled.compute_flops_s[k]),
+            half=float(compiled.half[k]),
+            memory_bytes_s=float(compiled.memory_bytes_s[k]),
+            per_item_s=float(compiled.per_item_s[k]),
+        )
+        groups.setdefault(reads, []).append(op)
+    return list(groups.items())
 
 
 class IterationTimer:
     """Iteration seconds from the compiled cost model: iteration_times_s, or with `per_stage` the step of one
     micro-batch through one stage (stage_step_times_s: the busiest stage, one send, the host-side overhead).
 
-    Single shapes are cached: prompt-only iterations of a fixed-length workload repeat exactly. Decode-only
+    Single shapes are cached: prompt-only iterations of a fixed-length workload repeat exactly. A pipelined
+    instance's shapes (mixed micro-batches) are priced op group by op group (StageStepOps). Decode-only
     steps are read from a line per batch size: at a fixed number of sequences n, every op of a decode step
     costs the larger of two affine functions of the summed context (or one), so the step time is convex in it;
     it is evaluated at both ends and the middle of the context range, and where the middle lies on the chord
@@ -35,6 +156,10 @@ class IterationTimer:
         self.per_stage = per_stage
         self.cache: dict[tuple[float, ...], float] = {}
         self.evaluations = 0
+        calibration = deployment.calibration
+        self.iteration_overhead_s = calibration.iteration_overhead_s
+        self.per_seq_overhead_s = calibration.per_seq_overhead_s
+        self.stage_step = StageStepOps.of(deployment) if per_stage else None
         # padded[n]: the batch a decode step of n sequences runs as (the next CUDA-graph size, else n itself)
         graphs = np.array(deployment.engine.cuda_graph_batch_sizes, dtype=np.int64)
         seqs = np.arange(max_batch_size + 1)
@@ -59,7 +184,13 @@ class IterationTimer:
     def one(self, shape: tuple[float, ...]) -> float:
         time_s = self.cache.get(shape)
         if time_s is None:
-            time_s = float(self.many(np.array([shape]))[0])
+            if self.stage_step is not None:  # equal to stage_step_times_s but for float round-off
+                seqs = shape[PREFILL_SEQS] + shape[DECODE_SEQS]
+                time_s = self.stage_step.seconds(shape) + (self.iteration_overhead_s + self.per_seq_overhead_s * seqs)
+            else:
+                time_s = float(self.many(np.array([shape]))[0])
+            if len(self.cache) >= CACHE_LIMIT:
+                self.cache.clear()
             self.cache[shape] = time_s
         return time_s
 
@@ -70,8 +201,20 @@ class IterationTimer:
         return iteration_times_s(self.deployment, shapes)
 
     def overhead_s(self, seqs: int) -> float:
-        """The host-side part of an iteration over `seqs` sequences (before the first stage starts)."""
-        return float(engine_overhead_s(self.deployment, np.array([seqs]))[0])
+        """The host-side part of an iteration over `seqs` sequences (before the first stage starts): as
+        engine_overhead_s computes it, in plain floats."""
+        return self.iteration_overhead_s + self.per_seq_overhead_s * float(seqs)
+
+    def decode_one(self, seqs: int, context_tokens: float) -> float:
+        """decode() of one step, in scalars (the same operations on the same floats)."""
+        padded = int(self.padded[seqs]) if seqs < len(self.padded) else seqs
+        if self.affine[padded]:
+            time_s = float(self.intercept[padded] + self.slope[padded] * context_tokens)
+        else:
+            shape = np.zeros((1, len(FEATURES)))
+            shape[0, 0], shape[0, DECODE_SEQS], shape[0, DECODE_CONTEXT] = 1.0, padded, context_tokens
+            time_s = float(self.many(shape)[0])
+        return time_s - self.deployment.calibration.per_seq_overhead_s * float(padded - seqs)
 
     def decode(self, seqs: IntArray, context_tokens: FloatArray) -> FloatArray:
         """Decode steps of seqs[i] sequences attending to context_tokens[i] tokens in all, each run as a CUDA
@@ -115,3 +258,7 @@ class MicroBatchedTimer(IterationTimer):
         micro = -(-seqs // self.stages)
         share = micro / np.maximum(seqs, 1)  # of the context, the largest micro-batch's
         return np.asarray(self.stages * super().decode(micro, np.asarray(context_tokens) * share))
+
+    def decode_one(self, seqs: int, context_tokens: float) -> float:
+        micro = -(-seqs // self.stages)
+        return self.stages * super().decode_one(micro, context_tokens * (micro / max(seqs, 1)))
