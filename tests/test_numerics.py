@@ -8,7 +8,7 @@ import pytest
 from scipy.optimize import brentq
 from scipy.stats import binom, poisson
 
-from planner.strategies.numerics import binom_ppf, bracketed_root, poisson_ppf
+from planner.strategies.numerics import binom_ppf, bracketed_root, poisson_ppf, quantile, sorted_unique
 
 Q = np.random.default_rng(0).random(500)
 
@@ -50,3 +50,35 @@ def test_root_matches_brent(f, low: float, high: float) -> None:  # type: ignore
 def test_root_needs_a_sign_change() -> None:
     with pytest.raises(ValueError, match="no sign change"):
         bracketed_root(lambda x: x + 1, 0.0, 1.0, xtol=1e-9)
+
+
+SAMPLES = [
+    np.random.default_rng(1).integers(1, 20_000, 997),  # request lengths: integers
+    np.random.default_rng(2).lognormal(5.0, 1.5, 1000),
+    np.random.default_rng(3).exponential(0.3, 2),
+    np.round(np.random.default_rng(4).random(50) * 4),  # ties
+    np.array([7.0]),
+]
+
+
+@pytest.mark.parametrize("q", [0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0, 1 - 0.01 / 0.37])
+def test_quantile_is_numpys(q: float) -> None:
+    """The same float as np.quantile's default method, not merely close: plans print it."""
+    for values in SAMPLES:
+        assert quantile(values, q) == float(np.quantile(values, q))
+        assert quantile(list(values), q) == float(np.quantile(values, q))
+
+
+def test_percentile_is_quantile_of_a_hundredth() -> None:
+    for values in SAMPLES:
+        for p in (90, 99):
+            assert quantile(values, p / 100) == float(np.percentile(values, p))
+
+
+def test_quantile_of_nan_is_nan() -> None:
+    assert np.isnan(quantile(np.array([1.0, np.nan, 3.0]), 0.1))
+
+
+def test_sorted_unique_is_numpys() -> None:
+    for values in SAMPLES:
+        np.testing.assert_array_equal(sorted_unique(values), np.unique(values))

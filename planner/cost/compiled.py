@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import numpy as np
@@ -214,23 +215,65 @@ def _compile(ops: list[Op], deployment: Deployment) -> CompiledStage:
     )
 
 
+def cost_key(deployment: Deployment) -> tuple[Hashable, ...]:
+    """Everything of a deployment that its compiled stages depend on: what `stage_ops` and `stage_send_op` read
+    (model, layout, precisions, the engine's elementwise launches) and what `op_rates` reads (the GPU, its
+    kernel constants, the node size and network that set the links, the engine's all-reduce path). Deployments
+    that differ only elsewhere (the cluster's GPU count, engine limits such as the batch cap or token budget,
+    the calibration) compile to the same matrices and rates."""
+    engine, cluster = deployment.engine, deployment.cluster
+    return (
+        deployment.model,
+        deployment.tp_size,
+        deployment.pp_size,
+        deployment.dtype,
+        deployment.kv_dtype,
+        deployment.kernels,
+        cluster.gpu,
+        cluster.gpus_per_node,
+        cluster.network,
+        engine.elementwise_kernels_per_layer,
+        engine.allreduce,
+        engine.custom_allreduce_on_pcie,
+    )
+
+
+# Compiled stages by (what is compiled, cost_key): every context, knob value and strategy that builds its own
+# deployment object of the same instance (an engine copy with another batch cap, a cluster of another size)
+# shares one compilation. Immutable values; emptied when it grows past the bound.
+_SHARED: dict[tuple[Hashable, ...], CompiledStage] = {}
+_SHARED_MAX = 4096
+
+
+def _shared(what: str, deployment: Deployment, build: Callable[[], CompiledStage]) -> CompiledStage:
+    key = (what, *cost_key(deployment))
+    stage = _SHARED.get(key)
+    if stage is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        stage = _SHARED[key] = build()
+    return stage
+
+
 @functools.lru_cache(maxsize=4096)
 def compile_stage(deployment: Deployment) -> CompiledStage:
     """The busiest pipeline stage of `deployment` (its layers and the LM head), compiled once."""
-    return _compile(stage_ops(deployment), deployment)
+    return _shared("stage", deployment, lambda: _compile(stage_ops(deployment), deployment))
 
 
 @functools.lru_cache(maxsize=4096)
 def compile_stage_step(deployment: Deployment) -> CompiledStage:
     """The busiest stage and its activation send (pp > 1), compiled as one: what a pipeline's stage step
     costs on the GPU, in one evaluation."""
-    return _compile([*stage_ops(deployment), stage_send_op(deployment)], deployment)
+    return _shared(
+        "stage step", deployment, lambda: _compile([*stage_ops(deployment), stage_send_op(deployment)], deployment)
+    )
 
 
 @functools.lru_cache(maxsize=4096)
 def compile_send(deployment: Deployment) -> CompiledStage:
     """The activation send across one pipeline-stage boundary, compiled once."""
-    return _compile([stage_send_op(deployment)], deployment)
+    return _shared("send", deployment, lambda: _compile([stage_send_op(deployment)], deployment))
 
 
 def op_cost(deployment: Deployment, op: Op, batch: BatchShape) -> StageTimes:

@@ -11,14 +11,16 @@ fitted on latency rows (planner.validation.calibrate).
 from __future__ import annotations
 
 import functools
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
 
-from planner.cost.compiled import StageTimes, compile_send, compile_stage, compile_stage_step
+from planner.cost.compiled import StageTimes, compile_send, compile_stage, compile_stage_step, cost_key
 from planner.cost.ops import BatchShape
 from planner.cost.roofline import Bound
 from planner.specs.deployment import Deployment
+from planner.specs.memo import IdentityMemo
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +97,33 @@ def engine_overhead(deployment: Deployment, seqs: float) -> IterationCost:
     return IterationCost(overhead_s=constants.iteration_overhead_s + constants.per_seq_overhead_s * seqs)
 
 
-@functools.lru_cache(maxsize=1 << 16)  # memoised as `stage_step` is: latency models re-cost the same prompts
+# Deployments that compile alike (planner.cost.compiled.cost_key) and share the engine's host-side constants cost
+# every batch alike, so the memoised costs below are keyed by the first such deployment seen (its twin): copies of
+# one instance that differ elsewhere (an engine with another batch cap, a cluster of another size, one context
+# per instance size) reuse each other's answers.
+_TWINS: IdentityMemo[Deployment] = IdentityMemo()
+_FIRST: dict[tuple[Hashable, ...], Deployment] = {}
+_FIRST_MAX = 4096
+
+
+def cost_twin(deployment: Deployment) -> Deployment:
+    """The first deployment seen whose stage and iteration costs are this one's."""
+    twin = _TWINS.get(deployment)
+    if twin is None:
+        if len(_FIRST) >= _FIRST_MAX:
+            _FIRST.clear()
+        twin = _TWINS.put(deployment, _FIRST.setdefault((*cost_key(deployment), deployment.calibration), deployment))
+    return twin
+
+
 def iteration_cost(deployment: Deployment, batch: BatchShape) -> IterationCost:
     """Latency of one iteration of `batch` through the whole model: every stage in turn, the sends between
     them, and the engine's per-iteration overhead."""
+    return _iteration_cost(cost_twin(deployment), batch)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # memoised as `stage_step` is: latency models re-cost the same prompts
+def _iteration_cost(deployment: Deployment, batch: BatchShape) -> IterationCost:
     pp = deployment.pp_size
     cost = stage_cost(deployment, batch).scaled(pp) + send_cost(deployment, batch).scaled(pp - 1)
     return cost + engine_overhead(deployment, batch.seqs)
@@ -131,8 +156,12 @@ def engine_overhead_s(deployment: Deployment, seqs: np.ndarray) -> np.ndarray:
 # Memoised: the planner asks for the same step over and over (every knob value of a layout, every rate a
 # latency model is tabulated at, every bisection over batch sizes). Deployments and batch shapes are immutable
 # values and so is the cost: a repeated question gets the same answer, computed once.
-@functools.lru_cache(maxsize=1 << 16)
 def stage_step(deployment: Deployment, batch: BatchShape) -> IterationCost:
     """One micro-batch through the busiest stage and across one boundary, plus the engine's host-side
     overhead: the interval at which a pipeline takes new work (the whole iteration when pp = 1)."""
+    return _stage_step(cost_twin(deployment), batch)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _stage_step(deployment: Deployment, batch: BatchShape) -> IterationCost:
     return stage_cost(deployment, batch) + send_cost(deployment, batch) + engine_overhead(deployment, batch.seqs)

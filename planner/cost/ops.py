@@ -325,7 +325,8 @@ def head_ops(deployment: Deployment) -> list[Op]:
 
 
 def stage_ops(deployment: Deployment) -> list[Op]:
-    """Every kernel of the busiest pipeline stage for one iteration."""
+    """Every kernel of the busiest pipeline stage for one iteration. What the builders here read of a deployment
+    is part of `planner.cost.compiled.cost_key`, which shares compilations: keep the two in step."""
     return layer_ops(deployment) + head_ops(deployment)
 
 

@@ -120,7 +120,7 @@ def solve(
     rate_req_s: float | None = None,
     price_per_gpu_h: Mapping[str, float] | None = None,
 ) -> Solution:
-    """Solve the program with CBC (deterministic, one thread, a time limit); the counts and rates found."""
+    """Solve the program with CBC (deterministic, serial, a time limit); the counts and rates found."""
     with _quiet_pulp():
         return _solve(types, budget, objective, rate_req_s, price_per_gpu_h)
 
@@ -156,7 +156,10 @@ def _solve(
     price_per_gpu_h: Mapping[str, float] | None,
 ) -> Solution:
     problem, counts, rates = build_problem(types, budget, objective, rate_req_s, price_per_gpu_h)
-    solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=SOLVER_TIME_LIMIT_S, threads=1, options=["randomSeed 1"])
+    # No `threads` option: CBC's default (0) branches and bounds in its main thread. `threads 1` starts a worker
+    # thread whose wake-up the bundled CBC can miss, then sits out a 10 s timed wait (about one solve in 200: the
+    # "CBC stall"), and costs a thread start on every solve; the serial search finds the same solutions.
+    solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=SOLVER_TIME_LIMIT_S, options=["randomSeed 1"])
     problem.solve(solver)
     status = pulp.LpStatus[problem.status]
     hit_limit = status == "Not Solved" or (status == "Optimal" and problem.sol_status == pulp.LpSolutionIntegerFeasible)

@@ -38,6 +38,7 @@ from planner.specs.model import ModelSpec
 from planner.specs.precision import Dtype
 from planner.specs.workload import Workload
 from planner.strategies.knobs import KNOB_RANGES, KnobRange
+from planner.strategies.numerics import quantile
 
 T = TypeVar("T")
 _MISSING: Any = object()
@@ -441,10 +442,10 @@ def evaluate(
         numbers = dict(
             ttft_s=float(np.mean(lat.ttft_s)),
             tpot_s=float(np.mean(lat.tpot_s)),
-            ttft_p90_s=float(np.percentile(lat.ttft_s, 90)),
-            tpot_p90_s=float(np.percentile(lat.tpot_s, 90)),
-            ttft_p99_s=float(np.percentile(lat.ttft_s, 99)),
-            tpot_p99_s=float(np.percentile(lat.tpot_s, 99)),
+            ttft_p90_s=quantile(lat.ttft_s, 0.9),
+            tpot_p90_s=quantile(lat.tpot_s, 0.9),
+            ttft_p99_s=quantile(lat.ttft_s, 0.99),
+            tpot_p99_s=quantile(lat.tpot_s, 0.99),
             tbt_p99_s=lat.tbt_p99_s,
             slo_attainment=attainment(lat, slo),
         )

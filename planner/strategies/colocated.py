@@ -46,7 +46,7 @@ from planner.strategies.base import (
     register,
     seeded_quantiles,
 )
-from planner.strategies.numerics import poisson_ppf
+from planner.strategies.numerics import poisson_ppf, quantile
 
 
 @register
@@ -150,6 +150,6 @@ class Colocated(Strategy):
             # the prompts that arrived within the step and are batched into the same prefill iteration.
             level = 1 - 0.01 / stall_share
             batched = rate * step_s * w.mean_input_len
-            tokens = min(float(np.quantile(inputs, level)) + batched, deployment.engine.max_num_tokens)
+            tokens = min(quantile(inputs, level) + batched, deployment.engine.max_num_tokens)
             tbt_p99 = step_s + continuous.prefill_latency_s(deployment, round(tokens))
         return Latencies(ttft_s=ttft, tpot_s=tpot, tbt_p99_s=tbt_p99)

@@ -42,7 +42,7 @@ from numpy.typing import ArrayLike
 from planner.cost.iteration import IterationCost, iteration_cost, stage_step
 from planner.cost.ops import BatchShape
 from planner.specs.deployment import Deployment
-from planner.strategies.numerics import bracketed_root
+from planner.strategies.numerics import bracketed_root, sorted_unique
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,7 @@ def prefill_latencies_s(deployment: Deployment, input_lens: np.ndarray) -> np.nd
     """`prefill_latency_s` for many prompt lengths: exact at 24 lengths spaced evenly in log scale over the
     range, linearly interpolated between them (prefill time is smooth in the length)."""
     lengths = np.asarray(input_lens, dtype=float)
-    grid = np.unique(np.rint(np.geomspace(lengths.min(), lengths.max(), 24)))
+    grid = sorted_unique(np.rint(np.geomspace(lengths.min(), lengths.max(), 24)))
     times = np.array([prefill_latency_s(deployment, int(n)) for n in grid])
     interpolated: np.ndarray = np.interp(lengths, grid, times)
     return interpolated

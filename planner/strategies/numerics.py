@@ -21,6 +21,28 @@ def sorted_unique(values: ArrayLike) -> NDArray[np.float64]:
     return unique
 
 
+def quantile(values: ArrayLike, q: float) -> float:
+    """np.quantile(values, q) with its default (linear) method, without its first call importing numpy.ma: the
+    order statistics around position (n - 1) q, interpolated in numpy's own arithmetic, so the result is the
+    same float; NaN when any value is NaN. np.percentile(values, p) is quantile(values, p / 100)."""
+    flat = np.ravel(np.asarray(values))
+    last = flat.size - 1
+    index = last * q
+    if index >= last:  # numpy takes the last value for both ends, its weight measured from index -1
+        low = high = last
+        gamma = index + 1
+    else:
+        low = math.floor(index)
+        high = low + 1
+        gamma = index - low
+    ordered = np.partition(flat, sorted({low, high, last}))
+    if flat.dtype.kind in "fc" and np.isnan(ordered[last]):
+        return math.nan
+    a, b = ordered[low], ordered[high]
+    diff = b - a
+    return float(b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma)
+
+
 def bracketed_root(f: Callable[[float], float], low: float, high: float, xtol: float, max_iter: int = 200) -> float:
     """A root of f in [low, high], where f(low) and f(high) differ in sign, to within `xtol`: regula falsi with
     the Illinois modification (Dowell and Jarratt 1971: superlinear, never slower than about bisection)."""
@@ -67,7 +89,7 @@ def poisson_ppf(q: ArrayLike, mean: ArrayLike) -> NDArray[np.float64]:
     1e-30)."""
     qs, means = np.broadcast_arrays(np.asarray(q, dtype=float), np.asarray(mean, dtype=float))
     out = np.zeros(qs.shape)
-    for value in np.unique(means):
+    for value in sorted_unique(means):
         if value <= 0:
             continue
         k = np.arange(1, int(value + 12 * math.sqrt(value) + 20) + 1)

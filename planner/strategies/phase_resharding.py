@@ -241,8 +241,7 @@ class Cycle:
     def step_table(self) -> tuple[np.ndarray, np.ndarray]:
         """Decode step times at 16 batch sizes from 1 to max_batch (geometric): the step is smooth in the batch,
         and the drain reads it by interpolation."""
-        sizes = np.geomspace(1.0, max(self.max_batch, 1.0), 16)
-        return sizes, np.array([continuous.decode_step(self.decode, b, self.decode_context).time_s for b in sizes])
+        return decode_step_table(self.decode, self.max_batch, self.decode_context)
 
     def to_decode_s(self, n: float) -> float:
         """The switch after a prefill phase of n prompts: weights and their n x I tokens of KV."""
@@ -254,6 +253,13 @@ class Cycle:
 
     def length_s(self, n: float) -> float:
         return self.prefill_s(n) + self.reshard_s(n) + self.decode_s(n)
+
+
+@functools.lru_cache(maxsize=1024)  # one table per decode layout and batch cap, whatever the fill and prefill layout
+def decode_step_table(decode: Deployment, max_batch: float, decode_context: float) -> tuple[np.ndarray, np.ndarray]:
+    """(batch sizes, decode step seconds) at 16 batch sizes from 1 to max_batch, spaced geometrically (Cycle)."""
+    sizes = np.geomspace(1.0, max(max_batch, 1.0), 16)
+    return sizes, np.array([continuous.decode_step(decode, b, decode_context).time_s for b in sizes])
 
 
 def decode_survival(output_lens: np.ndarray) -> np.ndarray:
@@ -349,7 +355,13 @@ class PhaseResharding(Strategy):
         return Memory(gib=binding.as_gib(), kv_capacity_tokens=binding.kv_capacity_tokens)
 
     def cycle(self, ctx: Context, candidate: Candidate) -> Cycle:
+        """The configuration's cycle costs, built once per context: capacity and every rate the latencies are
+        tabulated at read the same one."""
         src, dst = self.layouts_of(candidate)
+        key = ("phase-resharding cycle", src, dst, candidate.knobs["kv_fill"], candidate.knobs["max_batch"])
+        return ctx.cached(key, lambda: self._cycle(ctx, candidate, src, dst))
+
+    def _cycle(self, ctx: Context, candidate: Candidate, src: Layout, dst: Layout) -> Cycle:
         prefill, decode = self._deployment(ctx, src, candidate), self._deployment(ctx, dst, candidate)
         w = ctx.workload
         kv_tokens = min(m.kv_capacity_tokens for m in self._memories(ctx, candidate))
@@ -366,7 +378,7 @@ class PhaseResharding(Strategy):
             input_len=w.mean_input_len,
             output_len=w.mean_output_len,
             decode_context=w.mean_decode_context,
-            survival=decode_survival(np.array(w.output_lens)),
+            survival=ctx.cached("decode survival", lambda: decode_survival(np.array(w.output_lens))),
         )
 
     def capacity_req_s(self, ctx: Context, candidate: Candidate) -> float:

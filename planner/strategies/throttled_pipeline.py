@@ -58,7 +58,7 @@ from planner.strategies.base import (
     register,
 )
 from planner.strategies.chunked import mean_cached_tokens, stage_step_s
-from planner.strategies.numerics import bracketed_root
+from planner.strategies.numerics import bracketed_root, quantile
 
 PAGE_SIZE_TOKENS = 16  # gLLM KV page (block) size, default [CODE gLLM @ecab5d8]
 MAX_DECODES_PER_MICRO_BATCH = 256  # gLLM `maxd` default [CODE]; read as the cap of one micro-batch [INFERRED]
@@ -251,7 +251,7 @@ class ThrottledPipeline(Strategy):
         admitted = throttle_micro_batches(inputs, queued, minp, iterp, max(ut, prompt))  # UT >= P below capacity
         ttft = t / 2 + (admitted - 1) * t + pp * t
         tpot = np.full(len(inputs), pp * t)
-        burst = (queued + float(np.percentile(inputs, 99))) / iterp
+        burst = (queued + quantile(inputs, 0.99)) / iterp
         burst = min(max(burst, minp), max(ut, prompt))
         tbt_p99 = pp * self._stage_s(deployment, inputs, mean_context, d, burst)
         return Latencies(ttft_s=ttft, tpot_s=tpot, tbt_p99_s=tbt_p99)
