@@ -234,3 +234,30 @@ class TestSeedSarathiServe:
             f"colocated {baseline:.2f} req/s {baseline_knobs}: {ratio:.2f}x (published 2.6x)"
         )
         assert 1.3 <= ratio <= 5.0
+
+
+class TestPipelineRounds:
+    """With PP > 1 each chunk rides its own micro-batch through every stage (vLLM's virtual engines), and a
+    round's busiest micro-batch paces all of its stages: checked against the simulator, which runs the
+    virtual engines on a flow shop of stages (planner.sim.pipeline)."""
+
+    @pytest.mark.parametrize("pp", [2, 4])
+    def test_low_load_latencies_match_the_simulator(self, pp: int) -> None:
+        """Mistral-7B, 2,048-token prompts in chunks of 512 at 0.5 req/s. Today the analytic means over the
+        simulated ones: TTFT 1.15x (PP 2) and 1.24x (PP 4), TPOT 1.08x and 1.36x; with PP 1 they are 1.08x
+        and 1.00x. Most of what is left is per stage: the analytic stage step carries the engine's
+        per-iteration overhead at every stage, the simulator once per micro-batch (TPOT of a lone request:
+        17.5 against 13.0 ms at PP 4). Before the chunk's own traversal of all pp stages the analytic TTFT was
+        0.6x at PP 2."""
+        import planner
+
+        ctx = make_context(num_gpus=pp, workload=Workload.fixed(2048, 64))
+        lat = STRATEGY.latencies(ctx, make_candidate(pp=pp, chunk_size=512), 0.5)
+        assert lat is not None
+        sim = planner.simulate(
+            "mistral-7b", f"{pp}xa100", tp=1, pp=pp, input_len=2048, output_len=64, rate=0.5, requests=300,
+            strategy="chunked", knobs={"chunk_size": 512}, engine="vllm", dtype="fp16",
+        )  # fmt: skip
+        ttft, tpot = np.mean(lat.ttft_s) / sim.ttft_s.mean, np.mean(lat.tpot_s) / sim.tpot_s.mean
+        print(f"PP {pp}: analytic / simulated TTFT {ttft:.2f}, TPOT {tpot:.2f}")
+        assert 0.95 < ttft < 1.3 and 0.95 < tpot < 1.45

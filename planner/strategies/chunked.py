@@ -15,27 +15,30 @@ per-iteration overhead (the same step continuous.py uses).
   context equal to the token-weighted mean start of a chunk over the workload's prompts split into chunks of
   c (`mean_cached_tokens`); FLOPs and KV bytes are linear in that context, so the mean is exact for them.
 - m = (t_full - t_dec) / c is the marginal stage time of one prompt token riding along the decodes.
-- Flow balance: prompt tokens arrive at R E[I] per second and micro-batches complete every t_mean, so a
-  micro-batch carries R E[I] t_mean prompt tokens and t_mean = t_dec + R E[I] t_mean m, i.e.
-  t_mean = t_dec / (1 - R E[I] m). Little's law on the decodes: B = R E[O - 1] pp t_mean (a decode token
+- Flow balance: prompt tokens arrive at R E[I] per second; a round of the pp micro-batches takes pp t_round
+  and carries P = R E[I] pp t_round of them. The stages are a flow shop: the busiest micro-batch of a round
+  paces every stage, so t_round = t_dec + m x (its prompt tokens). Up to one chunk (P <= c) the tokens ride
+  in one micro-batch: t_round = t_dec / (1 - pp R E[I] m); beyond, they spread and the busiest holds a full
+  chunk: t_round = t_full. With PP 1 this is t_dec / (1 - R E[I] m), the mean iteration.
+  Little's law on the decodes: B = R E[O - 1] pp t_round (a decode token
   of a request is one round of pp micro-batches), solved for B by Brent's method.
 - Offline (requests always waiting) B sits at its cap, the smallest of the batch knob, KV memory and the token
   budget: admissions (d E[I] / E[O - 1] prompt tokens per micro-batch) and decodes must share C, so
-  d <= C E[O - 1] / (E[I] + E[O - 1]). Then X = B / (E[O - 1] pp t_dec + B E[I] m), at most the prompt rate
-  the budget admits, c / (E[I] t_full). A small budget caps the decode batch, so weights and the per-iteration
+  d <= C E[O - 1] / (E[I] + E[O - 1]). Then X = B / (E[O - 1] pp t_dec + pp B E[I] m) while a round's
+  prompt tokens fit one chunk, else B / (E[O - 1] pp t_full), at most the prompt rate the budget admits,
+  c / (E[I] t_full). A small budget caps the decode batch, so weights and the per-iteration
   overhead are paid for fewer tokens: very small chunks cost throughput.
 - TTFT = queueing for the prefill budget (an M/G/1 server of utilisation rho = R E[I] t_full / c whose
   service for request i is I_i t_full / c; Pollaczek-Khinchine mean wait R E[S^2] / (2 (1 - rho)), spread
-  by base.queue_waits_s) + waiting for a batch slot (continuous.slot_wait_s) + half a micro-batch + the
-  ceil(I / c) rounds that carry its chunks.
-- TPOT: a share f = min(1, R E[ceil(I / c)] t_mean) of micro-batches carry prompt tokens, R E[I] t_mean / f
-  of them on average. Request i's O - 1 rounds (pp (O - 1) micro-batches) hold Binomial(pp (O - 1), f) such
-  micro-batches (seeded quantiles), each slower than t_dec by the chunk's tokens x m.
-- TBT p99: the gap holds k chunks, k the 99th percentile of Binomial(pp, f): with PP 1, an iteration with a
-  chunk as soon as chunks ride along in more than 1% of iterations, else a pure decode step. The chunk is the
-  size at level 1 - 1% / (share of gaps with a chunk) among the chunks the workload's prompts make (topped up
-  from the queue, at most c): the full budget once long prompts or queues fill it, less when every prompt is
-  short (`chunk_size_quantile`).
+  by base.queue_waits_s) + waiting for a batch slot (continuous.slot_wait_s) + half a stage slot + the
+  ceil(I / c) rounds that carry its chunks, each its own micro-batch through all pp stages.
+- TPOT: a share f = min(1, R E[ceil(I / c)] pp t_round) of rounds carry prompt tokens, their busiest
+  micro-batch min(c, P / f) of them. Request i's O - 1 rounds hold Binomial(O - 1, f) such rounds (seeded
+  quantiles), each slower than pp t_dec by pp x the chunk's tokens x m; the mean is pp t_round.
+- TBT p99: a round with a chunk as soon as more than 1% of rounds carry one, else pp pure decode stages. The
+  chunk is the size at level 1 - 1% / f among the chunks the workload's prompts make (topped up from the
+  queue, at most c): the full budget once long prompts or queues fill it, less when every prompt is short
+  (`chunk_size_quantile`).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ from planner.strategies.base import (
     register,
     seeded_quantiles,
 )
-from planner.strategies.numerics import binom_ppf, bracketed_root
+from planner.strategies.numerics import binom_ppf, bracketed_root, quantile, sorted_unique
 
 ROOT_TOLERANCE = 1e-6  # decode batch found to a millionth of its cap
 
@@ -108,7 +111,7 @@ class ChunkedPoint:
     decode_stage_s: float  # t_dec
     full_stage_s: float  # t_full
     marginal_token_s: float  # m, stage time per prompt token riding along
-    mean_stage_s: float  # t_mean at the arrival rate
+    round_stage_s: float  # t_round at the arrival rate: the busiest micro-batch of a round, which sets its pace
     prefill_rho: float  # utilisation of the prefill budget, R E[I] t_full / c
 
 
@@ -124,15 +127,21 @@ def chunked_point(
     prompt = BatchShape.prefill(chunk, cached_len=mean_cached_tokens(input_lens, chunk))
     t_full = stage_step_s(deployment, decodes + prompt)
     marginal = (t_full - t_dec) / chunk
-    load = prompt_tok_s * marginal  # share of micro-batch time spent on prompt tokens
-    t_mean = t_dec / (1 - load) if load < 1 else math.inf
+    # A round of pp micro-batches takes P = R E[I] pp t_round prompt tokens. Up to one chunk they ride in one
+    # micro-batch (a prompt's chunk fills its micro-batch first), which then paces every stage of the round:
+    # t_round = t_dec + m P, so t_round = t_dec / (1 - pp R E[I] m). Beyond a chunk they spread over the
+    # micro-batches and the busiest holds a full one: t_round = t_full, up to pp chunks per round (rho = 1).
+    load = prompt_tok_s * marginal * pp
+    t_round = t_dec / (1 - load) if load < 1 else math.inf
+    if prompt_tok_s * pp * t_round > chunk:
+        t_round = t_full
     return ChunkedPoint(
         decode_batch=decode_batch,
         chunk_tokens=chunk,
         decode_stage_s=t_dec,
         full_stage_s=t_full,
         marginal_token_s=marginal,
-        mean_stage_s=t_mean,
+        round_stage_s=t_round,
         prefill_rho=prompt_tok_s * t_full / chunk,
     )
 
@@ -140,14 +149,14 @@ def chunked_point(
 def solve_decode_batch(
     point_at: Callable[[float], ChunkedPoint], arrivals_req_s: float, decodes_per_req: float, pp: int, cap: float
 ) -> ChunkedPoint | None:
-    """Root of B = R E[O - 1] pp t_mean(B) on [0, cap] (numerics.bracketed_root); None when even `cap` decodes
+    """Root of B = R E[O - 1] pp t_round(B) on [0, cap] (numerics.bracketed_root); None when even `cap` decodes
     cannot keep up or the prefill budget saturates first."""
 
     def excess(batch: float) -> float:
-        t_mean = point_at(batch).mean_stage_s
-        if not math.isfinite(t_mean):
+        t_round = point_at(batch).round_stage_s
+        if not math.isfinite(t_round):
             return cap + 1.0  # prompts alone fill every micro-batch: no decode batch keeps up
-        return arrivals_req_s * decodes_per_req * pp * t_mean - batch
+        return arrivals_req_s * decodes_per_req * pp * t_round - batch
 
     if excess(cap) > 0:
         return None
@@ -164,20 +173,21 @@ def chunk_size_quantile(input_lens: np.ndarray, chunk_tokens: float, queued_toke
     chunks = np.ceil(lens / c)
     last = np.minimum(lens - (chunks - 1) * c + queued_tokens, c)
     sizes = np.concatenate([np.full(int(np.sum(chunks - 1)), c), last])
-    return float(np.quantile(sizes, min(max(level, 0.0), 1.0)))
+    return quantile(sizes, min(max(level, 0.0), 1.0))
 
 
 def chunk_rounds_s(
     deployment: Deployment, input_lens: np.ndarray, point: ChunkedPoint, mean_context: float
 ) -> np.ndarray:
     """Time from a prompt's first chunk to its first token, per request: ceil(I / c) rounds; in each, its own
-    micro-batch carries a chunk (d decodes + a chunk after the prompt's earlier chunks) and the other pp - 1
-    run at the mean stage time. The chunks' marginal time is exact on 24 lengths spread in log scale and
-    interpolated (it is smooth in I; the step in ceil(I / c) is kept exact)."""
+    micro-batch carries a chunk (d decodes + a chunk after the prompt's earlier chunks) through all pp stages,
+    and the next chunk starts when it leaves the last (vLLM's virtual engines: one micro-batch in flight each).
+    The chunks' marginal time is exact on 24 lengths spread in log scale and interpolated (it is smooth in I;
+    the step in ceil(I / c) is kept exact)."""
     pp, c = deployment.pp_size, point.chunk_tokens
     lens = np.asarray(input_lens, dtype=float)
     decodes = BatchShape.decode(max(point.decode_batch, 1.0) / pp, mean_context)
-    grid = np.unique(np.rint(np.geomspace(lens.min(), lens.max(), 24)))
+    grid = sorted_unique(np.rint(np.geomspace(lens.min(), lens.max(), 24)))
     marginal = []
     for length in grid:
         n = math.ceil(length / c)
@@ -186,7 +196,7 @@ def chunk_rounds_s(
         marginal.append(n * (stage_step_s(deployment, decodes + chunk) - point.decode_stage_s))
     rounds = np.ceil(lens / c)
     own = rounds * point.decode_stage_s + np.interp(lens, grid, np.array(marginal))
-    rounds_s: np.ndarray = own + rounds * (pp - 1) * point.mean_stage_s
+    rounds_s: np.ndarray = pp * own
     return rounds_s
 
 
@@ -252,11 +262,14 @@ class Chunked(Strategy):
         budget_rate = point.chunk_tokens / (w.mean_input_len * point.full_stage_s)  # the budget's prompt rate
         if decodes_per_req <= 0:
             return budget_rate * candidate.replicas
-        # X = B / (E[O-1] pp t_dec + B E[I] m): Little's law at the cap with t_mean = t_dec / (1 - X E[I] m)
-        busy = decodes_per_req * deployment.pp_size * point.decode_stage_s + cap * w.mean_input_len * (
-            point.marginal_token_s
-        )
-        return min(cap / busy, budget_rate) * candidate.replicas
+        # Little's law at the cap, B = X E[O-1] pp t_round, with the round of chunked_point: while a round's
+        # P = X E[I] pp t_round prompt tokens fit one chunk, t_round = t_dec / (1 - pp X E[I] m), so
+        # X = B / (E[O-1] pp t_dec + pp B E[I] m); beyond, t_round = t_full and X = B / (E[O-1] pp t_full).
+        pp, m = deployment.pp_size, point.marginal_token_s
+        rate = cap / (decodes_per_req * pp * point.decode_stage_s + pp * cap * w.mean_input_len * m)
+        if cap * w.mean_input_len / decodes_per_req > point.chunk_tokens:  # P = B E[I] / E[O-1] by Little's law
+            rate = cap / (decodes_per_req * pp * point.full_stage_s)
+        return min(rate, budget_rate) * candidate.replicas
 
     def latencies(self, ctx: Context, candidate: Candidate, rate_req_s: float) -> Latencies | None:
         deployment = self.deployment(ctx, candidate)
@@ -272,7 +285,7 @@ class Chunked(Strategy):
         point = solve_decode_batch(point_at, rate, max(w.mean_output_len - 1, 0.0), pp, min(slot_cap, budget_cap))
         if point is None:
             return None
-        c, t_dec, t_mean = point.chunk_tokens, point.decode_stage_s, point.mean_stage_s
+        c, t_dec, t_round = point.chunk_tokens, point.decode_stage_s, point.round_stage_s
         # Prefill budget as an M/G/1 server: request i holds it for I_i t_full / c (Pollaczek-Khinchine).
         service = inputs * point.full_stage_s / c
         rho = point.prefill_rho
@@ -282,25 +295,24 @@ class Chunked(Strategy):
             return None
         slot_wait = continuous.slot_wait_s(slots, slot_cap, rate)
         waits = queue_waits_s(len(inputs), max(rho, slots / slot_cap), mean_wait + slot_wait)
-        ttft = waits + t_mean / 2 + chunk_rounds_s(deployment, inputs, point, mean_context)
-        # Share of micro-batches carrying prompt tokens, and their mean prompt tokens.
-        share = min(1.0, rate * float(np.mean(np.ceil(inputs / c))) * t_mean)
-        chunk_tokens = rate * w.mean_input_len * t_mean / share if share > 0 else 0.0
-        trials = np.maximum(outputs - 1, 0) * pp
-        carrying = binom_ppf(seeded_quantiles(len(inputs), 1), trials, share)
-        extra = carrying * chunk_tokens * point.marginal_token_s / np.maximum(outputs - 1, 1)
+        ttft = waits + t_round / 2 + chunk_rounds_s(deployment, inputs, point, mean_context)
+        # Share of rounds carrying prompt tokens (chunks start at R E[ceil(I / c)] over a round of pp t_round),
+        # and the prompt tokens of the busiest micro-batch of such a round, which paces all pp of its stages.
+        share = min(1.0, rate * float(np.mean(np.ceil(inputs / c))) * pp * t_round)
+        chunk_tokens = min(c, rate * w.mean_input_len * pp * t_round / share) if share > 0 else 0.0
+        carrying = binom_ppf(seeded_quantiles(len(inputs), 1), np.maximum(outputs - 1, 0), share)
+        extra = carrying * pp * chunk_tokens * point.marginal_token_s / np.maximum(outputs - 1, 1)
         tpot = pp * t_dec + extra
-        # p99 gap: the 99th percentile of chunk-carrying micro-batches among the round's pp, each carrying the
-        # chunk found at the matching level of the chunk sizes (1 - 0.01 / share of gaps holding one).
-        carrying_p99 = float(binom_ppf(0.99, pp, share))
+        # p99 gap: a round with a chunk once more than 1% of rounds carry one, its busiest micro-batch carrying
+        # the chunk found at the matching level of the chunk sizes (1 - 0.01 / share), through all pp stages.
         tbt_p99 = pp * t_dec
-        if carrying_p99 > 0:
-            level = 1 - 0.01 / (1 - (1 - share) ** pp)
+        if share > 0.01:
+            level = 1 - 0.01 / share
             queued_tokens = rate * mean_wait * mean_input  # Little's law on the prompts waiting for the budget
             chunk_p99 = chunk_size_quantile(inputs, c, queued_tokens, level)
             prompt = BatchShape.prefill(chunk_p99, cached_len=mean_cached_tokens(inputs, c))
             decodes = BatchShape.decode(max(point.decode_batch, 1.0) / pp, mean_context)
-            tbt_p99 += carrying_p99 * (stage_step_s(deployment, decodes + prompt) - t_dec)
+            tbt_p99 = pp * stage_step_s(deployment, decodes + prompt)
         return Latencies(ttft_s=ttft, tpot_s=tpot, tbt_p99_s=tbt_p99)
 
 
