@@ -137,7 +137,7 @@ def simulate(
                 "gpus",
             )
     layout = PoolLayout(Role.serve, deployment.tp_size, deployment.pp_size, count)
-    pools, transfer = sim_pools(ctx, strategy or "colocated", knobs, [layout], slo=slo)
+    pools, transfer = sim_pools(ctx, strategy, knobs, [layout], slo=slo)
     return simulate_pools(pools, stream, transfer, slo=slo, seed=seed, progress=progress)
 
 

@@ -64,24 +64,27 @@ class PoolLayout:
 def policy_for(strategy: str | None, knobs: Mapping[str, float] | None) -> Policy:
     """The scheduler a single-pool strategy runs in the simulator."""
     knobs = dict(knobs or {})
-    if strategy in (None, "colocated"):
-        return Policy(max_batch_size=int(knobs["max_batch"])) if "max_batch" in knobs else Policy()
+    batch = int(knobs["max_batch"]) if "max_batch" in knobs else None
+    if strategy is None:  # no strategy named: the engine's own scheduler (Scheduler.auto)
+        return Policy(max_batch_size=batch)
+    if strategy == "colocated":  # prompts first, whatever the engine, as the strategy models it
+        return Policy(scheduler=Scheduler.prefill_first, max_batch_size=batch)
     if strategy == "chunked":
         budget = int(knobs.get("chunk_size", 512))
-        batch = int(knobs["max_batch"]) if "max_batch" in knobs else None
         return Policy(scheduler=Scheduler.chunked, max_num_tokens=budget, max_batch_size=batch)
     raise PlannerError(f"strategy {strategy} runs a scheduler of its own (sim_pools), not an engine policy")
 
 
 def sim_pools(
     ctx: Context,
-    strategy: str,
+    strategy: str | None,
     knobs: Mapping[str, float] | None,
     layouts: Sequence[PoolLayout],
     detail: Mapping[str, Any] | None = None,
     slo: Slo | None = None,
 ) -> tuple[list[SimPool], KvTransfer | None]:
-    """The pools (and KV transfer) that run `strategy` with these instance counts on `ctx`'s cluster; `detail`
+    """The pools (and KV transfer) that run `strategy` (None: the engine's own scheduler, one serving pool)
+    with these instance counts on `ctx`'s cluster; `detail`
     is the plan's for the instance type (a disaggregated placement, a re-sharding prefill layout)."""
     detail = detail or {}
     roles = [layout.role for layout in layouts]
