@@ -104,6 +104,21 @@ def ceil_div(a: IntArray, b: int) -> IntArray:
     return -(-a // b)
 
 
+def _record_first_gaps(ledger: Ledger, last_s: FloatArray, end_s: float) -> None:
+    """Inter-token gaps of the counted sequences whose step ends at end_s, since their last tokens at last_s.
+    Most got their last token when the previous iteration ended: one weighted entry for those."""
+    if not len(last_s):
+        return
+    latest = last_s.max()
+    others = last_s[last_s != latest]
+    if len(others):
+        ledger.itl_values_s.append(np.concatenate([[end_s - latest], end_s - others]))
+        ledger.itl_weights.append(np.concatenate([[len(last_s) - len(others)], np.ones(len(others), np.int64)]))
+    else:
+        ledger.itl_values_s.append(np.array([end_s - latest]))
+        ledger.itl_weights.append(np.array([len(last_s)]))
+
+
 class KvBlocks:
     """The free blocks of one KV cache: an instance's, one virtual engine's, or one shared by the virtual
     engines of a pipelined instance under one scheduler."""
@@ -479,16 +494,7 @@ class Instance:
         done = np.minimum(remaining, len(ends))  # steps each sequence took part in
         reqs = self.slot_req[slots]
         counted = ledger.counted[reqs]
-        last_s = self.last_token_s[slots][counted]
-        if len(last_s):  # most got their last token when the previous iteration ended: one entry for those
-            latest = last_s.max()
-            others = last_s[last_s != latest]
-            if len(others):
-                ledger.itl_values_s.append(np.concatenate([[ends[0] - latest], ends[0] - others]))
-                ledger.itl_weights.append(np.concatenate([[len(last_s) - len(others)], np.ones(len(others), np.int64)]))
-            else:
-                ledger.itl_values_s.append(np.array([ends[0] - latest]))
-                ledger.itl_weights.append(np.array([len(last_s)]))
+        _record_first_gaps(ledger, self.last_token_s[slots][counted], float(ends[0]))
         if len(ends) > 1:  # later steps: every counted sequence still running gets one token after one step
             left = np.sort(remaining[counted])
             ledger.itl_values_s.append(np.diff(ends))
@@ -514,16 +520,7 @@ class Instance:
         ledger = self.ledger
         reqs = self.slot_req[slots]
         counted = ledger.counted[reqs]
-        last_s = self.last_token_s[slots][counted]
-        if len(last_s):  # most got their last token when the previous iteration ended: one entry for those
-            latest = last_s.max()
-            others = last_s[last_s != latest]
-            if len(others):
-                ledger.itl_values_s.append(np.concatenate([[end_s - latest], end_s - others]))
-                ledger.itl_weights.append(np.concatenate([[len(last_s) - len(others)], np.ones(len(others), np.int64)]))
-            else:
-                ledger.itl_values_s.append(np.array([end_s - latest]))
-                ledger.itl_weights.append(np.array([len(last_s)]))
+        _record_first_gaps(ledger, self.last_token_s[slots][counted], end_s)
         self.last_token_s[slots] = end_s
         self.remaining[slots] = remaining - 1
         ctx = self.ctx[slots] + 1
