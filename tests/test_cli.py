@@ -200,6 +200,16 @@ HARDENING_CASES: list[tuple[str, list[str], str]] = [
     ("analytic offline", [*estimate_args(), "--analytic"], "--analytic: applies to --concurrency and --rate"),
     ("workload and lengths", [*_strategy_args(), "--workload", "sharegpt"], "--workload: a workload sets the request"),
     ("workload typo", ["estimate", "--model", "llama-8b", "--gpus", "1xh100", "--workload", "sharegtp"], "sharegpt"),
+    (
+        "workload cap not a number",
+        ["estimate", "--model", "llama-8b", "--gpus", "1xh100", "--workload", "azure-conv:4k"],
+        "--workload: workload 'azure-conv:4k': the cap after 'azure-conv:' must be a whole number of tokens",
+    ),
+    (
+        "workload cap below every request",
+        ["estimate", "--model", "llama-8b", "--gpus", "1xh100", "--workload", "azure-code:3"],
+        "keeps no request: its shortest is",
+    ),
     ("fractional concurrency", estimate_args(concurrency="2.5"), "--concurrency: must be a whole number"),
     ("rate nan", estimate_args(rate="nan"), "--rate: must be a number greater than 0"),
     ("input too long", estimate_args(input_len="100000000"), "--input-len: must be a whole number"),
@@ -294,3 +304,13 @@ class TestHardening:
             "model": "llama-3.1-70b", "gpu": "l20", "num_gpus": 8, "engine": data["engine"],
             "workload": "fixed 1024/256", "dtype": "bf16", "kv_dtype": "bf16", "network": "100gbe",
         }  # fmt: skip
+
+
+def test_a_capped_preset_names_itself_in_the_inputs() -> None:
+    """`--workload NAME:TOKENS` is resolved once and reported as given."""
+    result = invoke("estimate", "--model", "llama-8b", "--gpus", "1xh100", "--workload", "sharegpt-multiturn:4096",
+                    "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["inputs"]["workload"] == "sharegpt-multiturn:4096"
+    assert payload["feasible"] and payload["request_throughput_req_s"] > 0
