@@ -1,8 +1,9 @@
 """How each registered strategy runs in the simulator: its pools of instances, their schedulers, and the KV
 transfer between pools.
 
-- `colocated`: the engine profile's scheduler (prefill-first, chunked or in-flight), `max_batch` as the
-  sequence cap; with PP > 1, pp virtual engines per instance (planner.sim.pipeline).
+- `colocated`: the prefill-first scheduler on every engine (the strategy's model), `max_batch` as the sequence
+  cap; with PP > 1, pp virtual engines per instance (planner.sim.pipeline). With no strategy named, the engine
+  profile's own scheduler (prefill-first, chunked or in-flight).
 - `chunked`: the chunked scheduler with `chunk_size` as the token budget.
 - `throttled-pipeline`: the throttled scheduler (planner.sim.throttled) with the strategy's knobs, on the
   strategy's deployment (its micro-batch buffers: max_prefill_tokens plus gLLM's maxd decodes).

@@ -3,9 +3,10 @@
 A workload is a finite, deterministic sample of requests; models take means from it and latency percentiles
 over it. A preset is either fitted to real request lengths (pairs shipped in planner/data/workloads, see its
 README) or, where no such data is at hand, a log-normal shape built from recalled summary statistics; each says
-which. Every preset is sampled the same way, at PRESET_SAMPLES fixed quantiles, so every run sees the same
-requests. `NAME:TOKENS` keeps only the preset's requests of at most TOKENS tokens in all, as benchmarks filter
-a dataset to a model's context.
+which. Every preset yields PRESET_SAMPLES requests chosen deterministically (a shape's fixed quantiles, or a
+sample of the real pairs stratified on both lengths), so every run sees the same requests. `NAME:TOKENS` keeps
+only the preset's requests of at most TOKENS tokens in all, as benchmarks filter a dataset to a model's
+context.
 """
 
 from __future__ import annotations
