@@ -1,8 +1,9 @@
 """`colocated`: vLLM-style continuous batching, prompts first (Orca; vLLM V0 default scheduler).
 
 Each replica runs prefill iterations as soon as prompts wait, stalling every running decode; a batch cap
-limits the sequences in flight. With PP > 1 it is the naive pipeline, whose prompt micro-batches set the pace
-of the decode micro-batches behind them (continuous.py).
+limits the sequences in flight. With PP > 1 it is the naive pipeline (vLLM V0's pp virtual engines, each with
+1/pp of the KV cache and its own batch cap), whose prompt micro-batches set the pace of the decode micro-batches
+in flight with them (continuous.packed_prefill_share_s).
 
 The batch cap is the KV cache over the workload's output-weighted footprint in 16-token blocks, and a full
 cache preempts by recompute (continuous.batch_limit). A prefill iteration holds the prompts that arrived during
@@ -70,6 +71,9 @@ class Colocated(Strategy):
         engine = ctx.engine.model_copy(
             update={
                 "mixed_batching": self.mixed_batching,
+                # Paged KV, allocated block by block as tokens are generated (vLLM V0, as the simulator runs this
+                # strategy whatever the engine profile): not a reservation of the whole sequence at admission.
+                "reserves_full_sequence": False,
                 "max_batch_size": int(candidate.knobs.get("max_batch", ctx.engine.max_batch_size)),
                 **self.engine_overrides(candidate),
             }
@@ -90,7 +94,9 @@ class Colocated(Strategy):
         full cache preempts (continuous.batch_limit)."""
         w = ctx.workload
         kv_tokens = memory_breakdown(deployment).kv_capacity_tokens
-        return continuous.batch_limit(deployment, w.input_lens, w.output_lens, kv_tokens)
+        # With PP > 1 the instance runs pp virtual engines (vLLM V0), each with 1/pp of the cache and its own cap.
+        engines = deployment.pp_size
+        return continuous.batch_limit(deployment, w.input_lens, w.output_lens, kv_tokens, virtual_engines=engines)
 
     def capacity_req_s(self, ctx: Context, candidate: Candidate) -> float:
         deployment = self.deployment(ctx, candidate)

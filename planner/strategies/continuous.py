@@ -20,6 +20,9 @@ holds d decodes and max_num_tokens - d prompt tokens, and completions (d / O) ba
 
 With PP > 1 the batch is split into pp micro-batches that occupy the stages in turn; a decode step of the whole
 batch is pp x (stage time of B / pp + send), and a prompt occupies each stage once (its latency is pp stages).
+Prefill-first with PP > 1 is vLLM V0's naive pipeline: pp virtual engines (schedulers), each with 1/pp of the KV
+cache, its own sequence cap and one micro-batch in flight, and a prefill micro-batch paces the pipeline while
+it is in flight (`packed_prefill_share_s`, `pipeline_beat_s`).
 
 Three scheduler facts, with the discrete-event simulator (planner.sim) as the reference:
 - KV memory holds paged blocks of 16 tokens, and a request holds a slot for longer the longer its output, so
@@ -38,6 +41,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import special
 
 from planner.cost.iteration import IterationCost, iteration_cost, stage_step
 from planner.cost.ops import BatchShape
@@ -132,10 +136,19 @@ class BatchLimit:
     lockstep: bool  # one output length: prompts admitted together finish together, so the batch turns over in waves
     preemptions_per_request: float  # recomputes per completed request, cache full and prompts always waiting
     recompute_tokens: float  # prompt tokens one recompute prefills again
+    # Squared coefficients of variation over the workload's requests (Var / mean^2) of the prompt, I, and of the
+    # whole context, I + O: the sizes of what a completion frees (a slot's prompt, or its KV) and so of the
+    # prompts a prefill iteration takes in its place (`prefill_tokens_scv`).
+    prompt_scv: float = 0.0
+    context_scv: float = 0.0
 
 
 def batch_limit(
-    deployment: Deployment, input_lens: ArrayLike, output_lens: ArrayLike, kv_capacity_tokens: int
+    deployment: Deployment,
+    input_lens: ArrayLike,
+    output_lens: ArrayLike,
+    kv_capacity_tokens: int,
+    virtual_engines: int = 1,
 ) -> BatchLimit:
     """Batch caps of one instance serving requests of these lengths: KV memory, the engine's sequence cap, and
     (mixed batching) the per-iteration token budget, with the preemptions a full cache costs.
@@ -164,7 +177,14 @@ def batch_limit(
       request, just admitted, is preempted and its prompt (E[I] tokens) recomputed. Averaged over p:
       E[O - 1] / I_b x exp(-w / E[O - 1]) x (1 - exp(-I_b / E[O - 1])).
     Both are approximations of the simulator, which carries preempted requests into later waves and whose
-    completions come in clumps (docs/cost-model.md, section 9, gives how close they come)."""
+    completions come in clumps (docs/cost-model.md, section 9, gives how close they come).
+
+    `virtual_engines` (vLLM V0 pipeline parallelism: pp schedulers on one instance): each has its own
+    C / virtual_engines tokens of cache, its own watermark and its own sequence cap (max_num_seqs is per
+    scheduler), so the caps and preemptions are those of one virtual engine, and the batch the instance holds
+    is virtual_engines times one's."""
+    engines = max(int(virtual_engines), 1)
+    kv_capacity_tokens = kv_capacity_tokens // engines  # one virtual engine's share of the cache (planner.sim)
     engine = deployment.engine
     inputs, outputs = np.asarray(input_lens, dtype=float), np.asarray(output_lens, dtype=float)
     mean_in, mean_out = float(inputs.mean()), float(outputs.mean())
@@ -174,7 +194,7 @@ def batch_limit(
     kv_batch = (kv_capacity_tokens - watermark) / footprint
     cap = float(engine.max_batch_size)
     if engine.mixed_batching:
-        cap = min(cap, engine.max_num_tokens * mean_out / (mean_in + mean_out) * deployment.pp_size)
+        cap = min(cap, engine.max_num_tokens * mean_out / (mean_in + mean_out) * deployment.pp_size / engines)
     kv_bound = kv_batch < cap
     prompt_tokens = float(np.mean(_ceil_blocks(inputs, KV_BLOCK_TOKENS))) * KV_BLOCK_TOKENS  # I_b
     decodes = mean_out - 1  # decode steps per request, E[O - 1]
@@ -191,13 +211,15 @@ def batch_limit(
             span = 1 / filled - 1 / last
             wave_recompute = mean_in + (math.log(last / filled) - mean_in * span) / span
     return BatchLimit(
-        max_batch=max(min(cap, kv_batch), 1.0),
-        kv_batch=kv_batch,
+        max_batch=max(min(cap, kv_batch), 1.0) * engines,  # every virtual engine holds as many
+        kv_batch=kv_batch * engines,
         kv_tokens_per_seq=footprint,
         kv_bound=kv_bound,
         lockstep=lockstep,
         preemptions_per_request=waves if lockstep else spread,
         recompute_tokens=wave_recompute if lockstep else mean_in,
+        prompt_scv=float(inputs.var() / mean_in**2),
+        context_scv=float((inputs + outputs).var() / (mean_in + mean_out) ** 2),
     )
 
 
@@ -226,11 +248,16 @@ def saturated_prompts_per_iteration(
       c / (1 - exp(-c)) completions each (the mean of a Poisson count given at least one). When KV memory sets
       the batch, room is released in tokens: a completion frees its whole context, I + O tokens, and vLLM
       admits prompts on their prompt's blocks, so (I + O) / I of them at once (the running set's growth then
-      holds back the next admissions until the surplus is repaid)."""
-    budget = prompt_budget(deployment, input_len, batch_size)
+      holds back the next admissions until the surplus is repaid).
+    With PP > 1 (prefill-first: vLLM's virtual engines) each of the pp schedulers packs its own prefill
+    micro-batch from the room its own B / pp sequences release, its completions being B / pp / E[O - 1] per
+    decode micro-batch of its own."""
+    engines = deployment.pp_size if not deployment.engine.mixed_batching else 1
+    per_engine = batch_size / engines  # sequences one scheduler runs
+    budget = prompt_budget(deployment, input_len, per_engine)
     if limit is None or limit.lockstep or output_len <= 1:
         return float(budget)
-    completions = batch_size / (output_len - 1)
+    completions = per_engine / (output_len - 1)
     room = completions / -math.expm1(-completions) if completions > 0 else 1.0
     if limit.kv_bound and batch_size >= limit.kv_batch:
         room *= (input_len + output_len) / input_len
@@ -287,10 +314,12 @@ def prefill_share_s(
     mean_context: float,
     output_len: int | None = None,
     prompts: float | None = None,
+    limit: BatchLimit | None = None,
 ) -> float:
     """Engine time one prompt costs the instance (see the module docstring). With `output_len` 1 no request
     ever decodes, so under mixed batching too prompts fill their own iterations, packed as prefill-first.
-    `prompts` is the mean number per prefill iteration (prefill-first; default the budget)."""
+    `prompts` is the mean number per prefill iteration (prefill-first; default the budget). With PP > 1,
+    `output_len` and `limit` say how often and how unevenly prefill micro-batches come (`packed_prefill_share_s`)."""
     engine, pp = deployment.engine, deployment.pp_size
     if engine.mixed_batching and output_len != 1:
         # A prompt rides along the decodes of the other B - 1 requests; with none running (B <= 1) it runs
@@ -304,31 +333,98 @@ def prefill_share_s(
         with_chunk = stage_step(deployment, decodes + BatchShape.prefill(chunk)).time_s
         marginal = (with_chunk - stage_step(deployment, decodes).time_s) * input_len / chunk
         return others * marginal + (1.0 - others) * alone
-    return packed_prefill_share_s(deployment, input_len, batch_size, mean_context, prompts)
+    return packed_prefill_share_s(deployment, input_len, batch_size, mean_context, prompts, output_len, limit)
+
+
+def prefill_tokens_scv(completions: float, unit_scv: float) -> float:
+    """Squared coefficient of variation of the prompt tokens in one prefill iteration (prefill-first, prompts
+    always waiting): the room released by the N >= 1 completions since the last one, N a Poisson count of mean
+    `completions` given at least one (`saturated_prompts_per_iteration`), each freeing a unit of SCV `unit_scv`
+    (a prompt's slot, or its context's KV). A sum of N i.i.d. units:
+        Var / mean^2 = unit_scv / E[N] + Var[N] / E[N]^2,
+    with E[N] = c / (1 - e^-c) and Var[N] = E[N] (1 + c - E[N]) for the zero-truncated Poisson count of mean c."""
+    if completions <= 0:
+        return unit_scv
+    count = completions / -math.expm1(-completions)  # E[N]
+    count_var = max(count * (1 + completions - count), 0.0)  # Var[N]
+    return unit_scv / count + count_var / count**2
+
+
+def pipeline_beat_s(
+    pp: int, decode_stage_s: float, prefill_fraction: float, prefill_stage_s: float, spread_s: float, scv: float
+) -> float:
+    """Mean beat of a naive pipeline of pp stages with pp micro-batches in flight, one per virtual engine: the
+    longest stage time among them. A stage hands its micro-batch on only when the next stage is free, and a
+    virtual engine sends its next micro-batch only when its last one has left the pipeline, so the pp
+    micro-batches advance together, stage by stage, at the pace of the slowest in flight (slightly pessimistic:
+    a micro-batch ahead of the slow one can run a little ahead before it waits).
+
+    Each micro-batch in flight is, independently, a decode one (stage time t) with probability 1 - f, or with
+    probability f a prefill one of stage time T + s (g - 1): T its mean, s its slope in the micro-batch's size
+    relative to the mean (the prefill iteration is close to affine in its prompts, `prefill_iteration_secant`),
+    and g the relative size, gamma-distributed with mean 1 and squared coefficient of variation `scv` (the two
+    moments of `prefill_tokens_scv`). The beat is the largest of pp such draws, of mean
+        E = integral over x >= 0 of 1 - F(x)^pp,   F(x) = (1 - f) [x >= t] + f G(x),
+    G(x) = P(T + s (g - 1) <= x) the gamma CDF at 1 + (x - T) / s. Alike prefills (s scv = 0) give
+    E = t + max(T - t, 0) (1 - (1 - f)^pp): the beat is T whenever any prefill is in flight."""
+    f = min(max(prefill_fraction, 0.0), 1.0)
+    if spread_s <= 0 or scv <= 0 or f == 0:
+        return decode_stage_s + max(prefill_stage_s - decode_stage_s, 0.0) * -math.expm1(pp * math.log1p(-f))
+    shape = 1 / scv  # gamma of mean 1: shape 1 / scv, scale scv
+    largest = float(special.gammaincinv(shape, 1 - 1e-9)) * scv  # the relative size a draw exceeds 1e-9 of the time
+    top_s = max(decode_stage_s, prefill_stage_s + spread_s * (largest - 1))
+    xs = np.linspace(0.0, top_s, 4001)
+    sizes = np.maximum(1 + (xs - prefill_stage_s) / spread_s, 0.0)
+    prefill_cdf = special.gammainc(shape, sizes / scv)  # G(x): the gamma CDF (regularised lower incomplete gamma)
+    single = np.where(xs >= decode_stage_s, 1 - f, 0.0) + f * prefill_cdf  # F(x)
+    return float(np.trapezoid(1 - single**pp, xs))
 
 
 def packed_prefill_share_s(
-    deployment: Deployment, input_len: int, batch_size: float, mean_context: float, prompts: float | None = None
+    deployment: Deployment,
+    input_len: int,
+    batch_size: float,
+    mean_context: float,
+    prompts: float | None = None,
+    output_len: int | None = None,
+    limit: BatchLimit | None = None,
 ) -> float:
     """Engine time per prompt when prompts fill their own iterations, `prompts` at a time (default
     max_num_tokens // I, at most the batch: `prompt_budget`): prefill-first scheduling, or any engine with no
     decodes to ride along."""
     pp = deployment.pp_size
     if pp > 1:
-        # Naive pipeline (vLLM-style PP): the long prompt micro-batch sets the pace at every stage it passes,
-        # so the decode micro-batches queued behind it wait T at each of the pp - 1 later stages instead of
-        # their own t: the prompt costs pp T - (pp - 1) t of pipeline time rather than T (on identical stages
-        # a micro-batch delays the stream behind it by (pp - 1) x (its stage time - the stream's), the
-        # proportionate flow-shop makespan). In steady state a prompt enters as soon as a slot frees, and a
-        # pipeline frees B / (pp O) < 1 slot per micro-batch at serving batch sizes, so a prompt micro-batch
-        # holds one prompt. Packing max_num_tokens // I prompts into one (true only of a cold start) would
-        # charge the (pp - 1) T stall on the whole pack: naive PP8 would fall to 0.38x of TP8 for Llama-2-70B
-        # on 8 L20 (one prompt per micro-batch: 0.52x), where TD-Pipe's published speedups on PCIe-only
-        # nodes (up to 2.73x over PP and 1.91x over TP, arXiv 2506.10470) imply about 0.7x if both maxima
-        # come from one setting.
-        alone_s = stage_step(deployment, BatchShape.prefill(input_len)).time_s
-        decode_stage_s = stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context)).time_s
-        return pp * alone_s - (pp - 1) * min(decode_stage_s, alone_s)
+        # Naive pipeline (vLLM V0 PP): pp virtual engines, each with one micro-batch in flight, share the pp
+        # stages as a flow shop; a prefill micro-batch of k prompts (stage time T_k, k one when not given)
+        # sets the pace at every stage it passes, holding up the decode micro-batches (stage time t) behind it.
+        per_batch = prompts if prompts is not None else 1.0  # k
+        packed_s = stage_step(deployment, BatchShape.prefill(input_len, per_batch)).time_s  # T_k
+        decode_stage_s = stage_step(deployment, BatchShape.decode(batch_size / pp, mean_context)).time_s  # t
+        if output_len is None or output_len <= 1 or limit is None:
+            # One prefill micro-batch alone in a stream of decodes: those queued behind it wait T_k at each of the
+            # pp - 1 later stages instead of their own t, so it costs pp T_k - (pp - 1) t of pipeline time rather
+            # than T_k (on identical stages a micro-batch delays the stream behind it by (pp - 1) x (its stage
+            # time - the stream's), the proportionate flow-shop makespan), shared by its k prompts.
+            return (pp * packed_s - (pp - 1) * min(decode_stage_s, packed_s)) / per_batch
+        # In steady state prefill micro-batches overlap in the pipeline: with pp in flight the pipeline moves
+        # at the pace of the slowest, `pipeline_beat_s`. Each virtual engine runs B / pp sequences, which
+        # complete c = B / pp / (O - 1) per decode micro-batch of its own, and a prefill micro-batch of k
+        # prompts refills the room of c / k decode micro-batches: a share f = c / (c + k) of micro-batches
+        # are prefills. Their tokens vary with the room the completions before them released
+        # (`prefill_tokens_scv`: a completion frees its context's KV when the cache is full, its slot else),
+        # stretching the stage time along the secant, k x dT/dk per unit of relative size.
+        completions = batch_size / pp / (output_len - 1)  # c
+        fraction = completions / (completions + per_batch)  # f
+        kv_full = limit.kv_bound and batch_size >= limit.kv_batch
+        scv = prefill_tokens_scv(completions, limit.context_scv if kv_full else limit.prompt_scv)
+        spread_s = per_batch * prefill_iteration_secant(deployment, input_len)[1]  # k dT/dk
+        beat_s = pipeline_beat_s(pp, decode_stage_s, fraction, packed_s, spread_s, scv)  # E
+        # A virtual engine's round is pp beats, holding one micro-batch of each of the pp virtual engines: a
+        # decode of a 1 / pp of the batch with probability 1 - f (the decode step, pp t, per 1 / (1 - f) rounds
+        # in all) or k prompts with probability f. The round's time beyond its decodes, pp (E - (1 - f) t), is
+        # its pp f k prompts' share: (E - (1 - f) t) / (f k) each (with TPOT = pp t + B x share / (O - 1), a
+        # virtual engine's decode micro-batches are pp E / (1 - f) apart).
+        return (beat_s - (1 - fraction) * decode_stage_s) / (fraction * per_batch)
     per_batch = prompts if prompts is not None else float(prompt_budget(deployment, input_len, batch_size))
     return stage_step(deployment, BatchShape.prefill(input_len, per_batch)).time_s / per_batch
 
@@ -379,7 +475,7 @@ def steady_state(
     mean_context = mean_context or input_len + output_len / 2
     step = decode_step(deployment, batch_size, mean_context)
     prompts = saturated_prompts_per_iteration(deployment, input_len, output_len, batch_size, limit)
-    share = prefill_share_s(deployment, input_len, batch_size, mean_context, output_len, prompts)
+    share = prefill_share_s(deployment, input_len, batch_size, mean_context, output_len, prompts, limit)
     # Preempted requests are prefilled again: more prompt work per cycle, stalling the others' decodes as
     # prompts do (prefill-first only: BatchLimit).
     share += recompute_share_s(deployment, batch_size, mean_context, prompts, limit)
