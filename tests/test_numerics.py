@@ -8,6 +8,7 @@ import pytest
 from scipy.optimize import brentq
 from scipy.stats import binom, poisson
 
+from planner.strategies import numerics
 from planner.strategies.numerics import binom_ppf, bracketed_root, poisson_ppf, quantile, sorted_unique
 
 Q = np.random.default_rng(0).random(500)
@@ -82,3 +83,22 @@ def test_quantile_of_nan_is_nan() -> None:
 def test_sorted_unique_is_numpys() -> None:
     for values in SAMPLES:
         np.testing.assert_array_equal(sorted_unique(values), np.unique(values))
+
+
+class TestGamma:
+    @pytest.mark.parametrize("shape", [0.05, 0.3, 1.0, 2.5, 11.0, 150.0])
+    def test_cdf_matches_scipy(self, shape: float) -> None:
+        from scipy import special
+
+        xs = np.concatenate([[0.0], np.geomspace(1e-4, 50 * max(shape, 1.0), 400)])
+        np.testing.assert_allclose(numerics.gamma_cdf(xs, shape), special.gammainc(shape, xs), rtol=1e-10, atol=1e-14)
+
+    @pytest.mark.parametrize("shape", [0.05, 0.3, 1.0, 11.0, 150.0])
+    def test_tail_bound_holds_and_is_close(self, shape: float) -> None:
+        """Above the exact 1 - 1e-9 quantile (a bound), and not far above it."""
+        from scipy import special
+
+        exact = float(special.gammaincinv(shape, 1 - 1e-9))
+        bound = numerics.gamma_tail_bound(shape, 1e-9)
+        assert exact <= bound <= 1.5 * exact + 5
+        assert 1 - special.gammainc(shape, bound) <= 1e-9

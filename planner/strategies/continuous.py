@@ -41,12 +41,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import special
 
 from planner.cost.iteration import IterationCost, iteration_cost, stage_step
 from planner.cost.ops import BatchShape
 from planner.specs.deployment import Deployment
-from planner.strategies.numerics import bracketed_root, sorted_unique
+from planner.strategies.numerics import bracketed_root, gamma_cdf, gamma_tail_bound, sorted_unique
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,13 +370,18 @@ def pipeline_beat_s(
     if spread_s <= 0 or scv <= 0 or f == 0:
         return decode_stage_s + max(prefill_stage_s - decode_stage_s, 0.0) * -math.expm1(pp * math.log1p(-f))
     shape = 1 / scv  # gamma of mean 1: shape 1 / scv, scale scv
-    largest = float(special.gammaincinv(shape, 1 - 1e-9)) * scv  # the relative size a draw exceeds 1e-9 of the time
+    largest = gamma_tail_bound(shape, 1e-9) * scv  # a relative size a draw exceeds at most 1e-9 of the time
     top_s = max(decode_stage_s, prefill_stage_s + spread_s * (largest - 1))
-    xs = np.linspace(0.0, top_s, 4001)
-    sizes = np.maximum(1 + (xs - prefill_stage_s) / spread_s, 0.0)
-    prefill_cdf = special.gammainc(shape, sizes / scv)  # G(x): the gamma CDF (regularised lower incomplete gamma)
-    single = np.where(xs >= decode_stage_s, 1 - f, 0.0) + f * prefill_cdf  # F(x)
-    return float(np.trapezoid(1 - single**pp, xs))
+    # Trapezoids on either side of t, where F steps by 1 - f, so that each side's integrand is smooth.
+    total = 0.0
+    for start, stop, decodes_done in ((0.0, decode_stage_s, 0.0), (decode_stage_s, top_s, 1 - f)):
+        if stop <= start:
+            continue
+        xs = np.linspace(start, stop, 1001)
+        sizes = np.maximum(1 + (xs - prefill_stage_s) / spread_s, 0.0)
+        prefill_cdf = gamma_cdf(sizes / scv, shape)  # G(x): the gamma CDF (regularised lower incomplete gamma)
+        total += float(np.trapezoid(1 - (decodes_done + f * prefill_cdf) ** pp, xs))  # 1 - F(x)^pp
+    return total
 
 
 def packed_prefill_share_s(
