@@ -15,7 +15,7 @@ from planner.cost.iteration import iteration_cost, send_cost, stage_step
 from planner.cost.ops import BatchShape
 from planner.errors import PlannerError
 from planner.sim import Policy, closed_loop, offline, poisson
-from planner.sim.instance import Instance, Ledger
+from planner.sim.instance import Instance, Ledger, PhaseState, WaitingQueue, join_siblings
 from planner.sim.pipeline import StageClock
 from planner.sim.policy import Phases, Role, Rotation, Scheduler, Throttle, resolve_scheduler
 from planner.sim.resharding import Resharding
@@ -184,6 +184,43 @@ class TestThrottle:
         assert prompt_tokens(instance, decodes=0) == min(round(2048 * (0.06 - 0.05) / 0.95), 160) == 22
         instance.kv.free = 40  # below the threshold: no prompt tokens
         assert prompt_tokens(instance, decodes=0) == 0
+
+
+class TestTally:
+    def test_sums_over_virtual_engines(self) -> None:
+        """The shared tally of joined virtual engines equals the sums of their own counters as requests are
+        admitted, prefilled, moved between them and released."""
+        config = resolve_scheduler(vllm(pp_size=2), throttled(kv_tokens=16000))
+        ledger = Ledger(
+            input_len=np.array([100, 40, 70]), output_len=np.array([5, 3, 4]), counted=np.ones(3, bool),
+            arrival_s=np.zeros(3),
+        )  # fmt: skip
+        timer = IterationTimer(vllm(pp_size=2), 8, 2000, per_stage=True)
+        queue = WaitingQueue(ledger)
+        engines = [Instance(v, config, ledger, timer, waiting=queue) for v in range(2)]
+        join_siblings(engines, PhaseState())
+
+        def check() -> None:
+            tally = engines[0].tally
+            assert engines[1].tally is tally
+            assert tally.used == sum(e.num_used for e in engines)
+            assert tally.decoding == sum(e.num_decoding for e in engines)
+            assert tally.prefill_left == sum(e.prefill_left for e in engines)
+            assert tally.prefill_need == sum(e.prefill_need for e in engines)
+
+        a, b = engines
+        slots = [a.admit(0, 2), a.admit(1, 3), b.admit(2, 1)]
+        check()
+        assert a.tally.prefill_left == 210 and a.tally.prefill_need == 7 + 3 + 5 - 6
+        b.grant_prompt_blocks(slots[2], 4)
+        a._commit_chunk(slots[0], 100, 1.0)  # a whole prompt: it decodes
+        a._commit_chunk(slots[1], 16, 1.0)
+        check()
+        a.move_to(b, slots[0])
+        check()
+        a.release(slots[1])
+        check()
+        assert a.tally.used == 2 and a.tally.decoding == 1
 
 
 class TestSharedPipelineSchedulers:

@@ -17,12 +17,12 @@ def balance(instance: Instance) -> None:
     siblings = instance.siblings
     if len(siblings) == 1:
         return
-    decoding = [engine.num_decoding for engine in siblings]
-    share = -(-sum(decoding) // len(siblings))
-    own = siblings.index(instance)
-    excess = decoding[own] - share
+    share = -(-instance.tally.decoding // len(siblings))  # the sum of num_decoding over the siblings
+    excess = instance.num_decoding - share
     if excess <= 0:
         return
+    decoding = [engine.num_decoding for engine in siblings]
+    own = siblings.index(instance)
     counts = np.array(decoding, dtype=np.int64)
     slots = instance.decoding_slots()
     movable = slots[np.argsort(instance.order[slots])][::-1][:excess]  # the newest first

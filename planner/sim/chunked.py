@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from planner.sim.instance import NO_SLOTS, Instance, Run
+from planner.sim.instance import Instance, Run
 
 
 def plan_chunked(
@@ -36,8 +36,11 @@ def plan_chunked(
         available = instance.free_blocks - need
         budget = config.max_num_tokens - len(slots) if prompt_budget is None else prompt_budget(instance, len(slots))
         chunks: list[tuple[int, int, int]] = []
-        prefilling = np.flatnonzero(instance.used & ~instance.decoding) if instance.prefill_left else NO_SLOTS
-        for slot in prefilling[np.argsort(instance.order[prefilling])].tolist():
+        prefilling: list[int] = []
+        if instance.prefill_left:
+            started = np.flatnonzero(instance.used & ~instance.decoding)
+            prefilling = started[np.argsort(instance.order[started])].tolist()
+        for slot in prefilling:
             if budget <= 0:
                 break
             cached = int(instance.computed[slot])
@@ -88,4 +91,4 @@ def plan_chunked(
 
 def _started_prompt_blocks(instance: Instance) -> int:
     """KV blocks the partly prefilled prompts of the instance's virtual engines still need to finish."""
-    return sum(engine.prefill_need for engine in instance.siblings)
+    return instance.tally.prefill_need

@@ -60,6 +60,9 @@ class Ledger:
     kept_blocks: IntArray = field(init=False)  # blocks its KV keeps in a cache it stays in (SM partition)
     itl_values_s: list[FloatArray] = field(default_factory=list)  # inter-token gaps, with their counts
     itl_weights: list[IntArray] = field(default_factory=list)
+    # the common record of one gap value and its count, as plain numbers (joined to the arrays at the end)
+    itl_value_list: list[float] = field(default_factory=list)
+    itl_weight_list: list[int] = field(default_factory=list)
     busy_s: dict[Phase, float] = field(default_factory=lambda: dict.fromkeys(Phase, 0.0))
     iterations: int = 0
 
@@ -73,6 +76,18 @@ class Ledger:
         self.replica = np.full(n, -1, dtype=np.int64)
         self.kv_ready = np.zeros(n, dtype=bool)
         self.kept_blocks = np.zeros(n, dtype=np.int64)
+        self.warmup_left = int(np.count_nonzero(~self.counted))  # warm-up requests not finished: while 0, all count
+
+    def itl(self) -> tuple[FloatArray, IntArray]:
+        """Every inter-token gap recorded, with its count."""
+        values = [*self.itl_values_s, np.array(self.itl_value_list, dtype=float)]
+        weights = [*self.itl_weights, np.array(self.itl_weight_list, dtype=np.int64)]
+        return np.concatenate(values), np.concatenate(weights)
+
+
+NO_SLOTS = np.zeros(0, dtype=np.int64)
+NO_SLOTS.flags.writeable = False
+_sum, _max = np.add.reduce, np.maximum.reduce  # ndarray.sum / .max without their Python wrappers
 
 
 @dataclass
@@ -86,7 +101,7 @@ class Run:
     phase: Phase  # of step 0
     decode_slots: IntArray
     chunks: list[tuple[int, int, int]]
-    later_slots: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # decoding in steps 1..
+    later_slots: IntArray = field(default_factory=lambda: NO_SLOTS)  # decoding in steps 1.. (replaced, not written)
     busy_s: float | None = None  # time the run occupies the instance, when not ends_s[0] - start_s (pipelines)
     free_s: float | None = None  # when the instance may plan again, when before ends_s[-1] (streamed prompts)
 
@@ -96,27 +111,25 @@ class Run:
         return len(self.decode_slots) + len(self.chunks)
 
 
-NO_SLOTS = np.zeros(0, dtype=np.int64)
-NO_SLOTS.flags.writeable = False
-
-
 def ceil_div(a: IntArray, b: int) -> IntArray:
-    return -(-a // b)
+    return (a + (b - 1)) // b  # integers: ceil(a / b), in two numpy calls
 
 
 def _record_first_gaps(ledger: Ledger, last_s: FloatArray, end_s: float) -> None:
     """Inter-token gaps of the counted sequences whose step ends at end_s, since their last tokens at last_s.
     Most got their last token when the previous iteration ended: one weighted entry for those."""
-    if not len(last_s):
+    n = len(last_s)
+    if not n:
         return
-    latest = last_s.max()
+    latest = _max(last_s)
+    at_latest = int(np.count_nonzero(last_s == latest))
+    if at_latest == n:
+        ledger.itl_value_list.append(float(end_s - latest))
+        ledger.itl_weight_list.append(n)
+        return
     others = last_s[last_s != latest]
-    if len(others):
-        ledger.itl_values_s.append(np.concatenate([[end_s - latest], end_s - others]))
-        ledger.itl_weights.append(np.concatenate([[len(last_s) - len(others)], np.ones(len(others), np.int64)]))
-    else:
-        ledger.itl_values_s.append(np.array([end_s - latest]))
-        ledger.itl_weights.append(np.array([len(last_s)]))
+    ledger.itl_values_s.append(np.concatenate([[end_s - latest], end_s - others]))
+    ledger.itl_weights.append(np.concatenate([[at_latest], np.ones(len(others), np.int64)]))
 
 
 class KvBlocks:
@@ -126,6 +139,16 @@ class KvBlocks:
     def __init__(self, total: int) -> None:
         self.total = total
         self.free = total
+
+
+class Tally:
+    """Sums over the virtual engines sharing one scheduler (or over one instance) of their counters (sequences
+    running, decoding, prompt tokens still to compute and prompt blocks still to take), kept as they change."""
+
+    __slots__ = ("decoding", "prefill_left", "prefill_need", "used")
+
+    def __init__(self) -> None:
+        self.used = self.decoding = self.prefill_left = self.prefill_need = 0
 
 
 class PhaseState:
@@ -188,6 +211,7 @@ class Instance:
         self.rows: SiblingRows | None = None  # their slot arrays as rows of one array each (join_siblings)
         self.keeps_kv = False  # a prefill worker whose decode worker shares its cache: hand-offs keep the blocks
         self.phase = PhaseState()  # shared by the siblings under the temporal scheduler
+        self.tally = Tally()  # its counters summed over the siblings (shared by them)
         self.handed: list[int] = []
         self.slot_req = np.full(cap, -1, dtype=np.int64)
         self.ctx = np.zeros(cap, dtype=np.int64)  # decoding: KV tokens once the next decode step has run
@@ -211,6 +235,7 @@ class Instance:
         self.version = 0
         self.wake_pending = False
         self.samples: list[tuple[float, int, int]] = []  # (time, waiting, running)
+        self.decode_view: tuple[IntArray, IntArray, IntArray, IntArray] | None = None  # decode_block_need's
 
     @property
     def free_blocks(self) -> int:
@@ -238,8 +263,13 @@ class Instance:
         self.used[slot] = True
         self.decoding[slot] = False
         self.num_used += 1
-        self.prefill_left += int(self.prompt_left[slot])
-        self.prefill_need += self._prompt_need(slot)
+        left, need = int(self.prompt_left[slot]), self._prompt_need(slot)
+        self.prefill_left += left
+        self.prefill_need += need
+        tally = self.tally
+        tally.used += 1
+        tally.prefill_left += left
+        tally.prefill_need += need
         return slot
 
     def _prompt_need(self, slot: int) -> int:
@@ -252,6 +282,7 @@ class Instance:
         self.blocks[slot] += blocks
         self.free_blocks -= blocks
         self.prefill_need -= blocks
+        self.tally.prefill_need -= blocks
 
     def admit_transferred(self, req: int, blocks: int) -> int:
         """A decode instance takes a request whose prompt KV (held in `blocks`) arrived from a prefill instance:
@@ -259,8 +290,12 @@ class Instance:
         ledger = self.ledger
         slot = self.admit(req, blocks)
         ledger.kv_ready[req] = False
-        self.prefill_left -= int(self.prompt_left[slot])
-        self.prefill_need -= self._prompt_need(slot)
+        left, need = int(self.prompt_left[slot]), self._prompt_need(slot)
+        self.prefill_left -= left
+        self.prefill_need -= need
+        self.tally.prefill_left -= left
+        self.tally.prefill_need -= need
+        self.tally.decoding += 1
         self.computed[slot] = self.prompt_left[slot] - 1  # the prompt (and tokens generated before the first)
         self.prompt_left[slot] = 0
         self.ctx[slot] = self.computed[slot] + 1
@@ -279,17 +314,27 @@ class Instance:
         other.used[new], other.decoding[new] = True, decoding
         other.num_used += 1
         other.num_decoding += decoding
+        tally = other.tally
+        tally.used += 1
+        tally.decoding += decoding
         if not decoding:
-            other.prefill_left += int(other.prompt_left[new])
-            other.prefill_need += other._prompt_need(new)
+            left, need = int(other.prompt_left[new]), other._prompt_need(new)
+            other.prefill_left += left
+            other.prefill_need += need
+            tally.prefill_left += left
+            tally.prefill_need += need
         moved = int(self.blocks[slot])
         self.release(slot)
         self.free_blocks -= moved  # the blocks go with it (one KV cache): release frees none
 
     def release(self, slot: int) -> None:
+        tally = self.tally
         if not self.decoding[slot]:  # a partly prefilled prompt
-            self.prefill_left -= int(self.prompt_left[slot])
-            self.prefill_need -= self._prompt_need(slot)
+            left, need = int(self.prompt_left[slot]), self._prompt_need(slot)
+            self.prefill_left -= left
+            self.prefill_need -= need
+            tally.prefill_left -= left
+            tally.prefill_need -= need
         self.free_blocks += int(self.blocks[slot])
         self.blocks[slot] = 0
         self.prompt_left[slot] = 0  # so that prompt_left sums over the slots to the prompt tokens still to compute
@@ -297,9 +342,11 @@ class Instance:
         if self.decoding[slot]:
             self.decoding[slot] = False
             self.num_decoding -= 1
+            tally.decoding -= 1
         self.slot_req[slot] = -1
         self.free_slots.append(slot)
         self.num_used -= 1
+        tally.used -= 1
 
     def preempt_newest(self) -> int:
         """Evict the newest running request by recompute (vLLM): free its blocks; return it for re-queueing."""
@@ -344,14 +391,22 @@ class Instance:
         """New KV blocks the next decode step of `slots` needs (none when blocks were reserved at admission)."""
         if self.config.reserves_full_sequence or not len(slots):
             return 0
-        return int(np.count_nonzero(ceil_div(self.ctx[slots], self.config.block_size_tokens) > self.blocks[slots]))
+        ctx, held = self.ctx[slots], self.blocks[slots]
+        want = ceil_div(ctx, self.config.block_size_tokens)
+        # kept for reserve_decode_step and plan_decode_run of these very slots (the same array), planned next:
+        # nothing changes the contexts or blocks of decoding sequences in between
+        self.decode_view = (slots, ctx, want, held)
+        return int(np.count_nonzero(want > held))
+
+    def _decode_view(self, slots: IntArray) -> tuple[IntArray, IntArray, IntArray, IntArray] | None:
+        view = self.decode_view
+        return view if view is not None and view[0] is slots else None
 
     def record(self, time_s: float) -> None:
         if len(self.siblings) == 1:
             self.samples.append((time_s, len(self.waiting), self.num_used))
         else:  # a shared queue: one record for the instance, on its first virtual engine
-            running = sum(engine.num_used for engine in self.siblings)
-            self.siblings[0].samples.append((time_s, len(self.waiting), running))
+            self.siblings[0].samples.append((time_s, len(self.waiting), self.tally.used))
 
     # -- runs
 
@@ -401,16 +456,22 @@ class Instance:
         finds them held. `need`: decode_block_need(slots), when known (none needed: nothing to take)."""
         if need == 0 or self.config.reserves_full_sequence or not len(slots):
             return
-        grow = np.maximum(ceil_div(self.ctx[slots], self.config.block_size_tokens) - self.blocks[slots], 0)
-        self.free_blocks -= int(grow.sum())
-        self.blocks[slots] += grow
+        view = self._decode_view(slots)
+        if view is not None:
+            _, _, want, held = view
+        else:
+            want, held = ceil_div(self.ctx[slots], self.config.block_size_tokens), self.blocks[slots]
+        grown = np.maximum(want, held)  # held + max(want - held, 0)
+        self.kv.free -= int(_sum(grown - held))
+        self.blocks[slots] = grown
 
     def plan_decode_run(self, start_s: float, slots: IntArray, cut: bool, need: int | None = None) -> Run:
         """Decode steps of `slots` (the scheduler has made room for the first, taking `need` new blocks)."""
         self.reserve_decode_step(slots, need)
-        if self.config.single_step and len(slots) <= self.free_blocks:
+        if self.config.single_step and len(slots) <= self.kv.free:
             # decode_ends of one step, in scalars: every sequence has a token to go and its blocks are held
-            context = float(self.ctx[slots].sum())
+            view = self._decode_view(slots)
+            context = float(_sum(view[1] if view is not None else self.ctx[slots]))
             ends_s = np.array([start_s + self.timer.decode_one(len(slots), context)])
             return Run(start_s=start_s, ends_s=ends_s, phase=Phase.decode, decode_slots=slots, chunks=[])
         ends_s = self.decode_ends(
@@ -468,7 +529,8 @@ class Instance:
         """Apply the first `steps` iterations of `run`; return the requests that finished."""
         ledger, ends = self.ledger, run.ends_s[:steps]
         ledger.busy_s[run.phase] += float(ends[0]) - run.start_s if run.busy_s is None else run.busy_s
-        ledger.busy_s[Phase.decode] += float(ends[-1] - ends[0])
+        if steps > 1:  # (one step adds 0.0)
+            ledger.busy_s[Phase.decode] += float(ends[-1] - ends[0])
         if run.phase is Phase.reshard:
             return []
         ledger.iterations += steps
@@ -489,7 +551,7 @@ class Instance:
     def _commit_decodes(self, slots: IntArray, ends: FloatArray) -> list[int]:
         ledger = self.ledger
         remaining = self.remaining[slots]
-        if len(ends) == 1 and remaining.all():
+        if len(ends) == 1 and np.count_nonzero(remaining) == len(remaining):
             return self._commit_decode_step(slots, remaining, float(ends[0]))
         done = np.minimum(remaining, len(ends))  # steps each sequence took part in
         reqs = self.slot_req[slots]
@@ -519,23 +581,25 @@ class Instance:
         """_commit_decodes of one step ending at end_s (every decoding sequence has a token to go)."""
         ledger = self.ledger
         reqs = self.slot_req[slots]
-        counted = ledger.counted[reqs]
-        _record_first_gaps(ledger, self.last_token_s[slots][counted], end_s)
+        last_s = self.last_token_s[slots]
+        # every running request counts once the warm-up requests have all finished
+        _record_first_gaps(ledger, last_s if not ledger.warmup_left else last_s[ledger.counted[reqs]], end_s)
         self.last_token_s[slots] = end_s
         self.remaining[slots] = remaining - 1
         ctx = self.ctx[slots] + 1
         self.ctx[slots] = ctx
         ledger.generated[reqs] += 1
-        if not self.config.reserves_full_sequence:
-            blocks = ceil_div(ctx - 1, self.config.block_size_tokens)
-            self.free_blocks -= int((blocks - self.blocks[slots]).sum())
+        config = self.config
+        if not config.reserves_full_sequence:
+            blocks = (ctx + (config.block_size_tokens - 2)) // config.block_size_tokens  # ceil((ctx - 1) / block)
+            self.kv.free -= int(_sum(blocks - self.blocks[slots]))
             self.blocks[slots] = blocks
+        if np.minimum.reduce(remaining) > 1:
+            return []
         finished = []
-        over = remaining == 1
-        if over.any():
-            for slot in slots[over].tolist():
-                finished.append(int(self.slot_req[slot]))
-                self._finish(slot, end_s)
+        for slot in slots[remaining == 1].tolist():
+            finished.append(int(self.slot_req[slot]))
+            self._finish(slot, end_s)
         return finished
 
     def _commit_chunk(self, slot: int, tokens: int, end_s: float) -> bool:
@@ -543,20 +607,25 @@ class Instance:
         self.computed[slot] += tokens
         self.prompt_left[slot] -= tokens
         self.prefill_left -= tokens
+        tally = self.tally
+        tally.prefill_left -= tokens
         if self.prompt_left[slot]:
             return False
-        self.prefill_need -= self._prompt_need(slot)  # it decodes from now on
+        need = self._prompt_need(slot)  # it decodes from now on
+        self.prefill_need -= need
+        tally.prefill_need -= need
         ledger, req = self.ledger, int(self.slot_req[slot])
         if ledger.generated[req] == 0:
             ledger.first_token_s[req] = end_s
         elif ledger.counted[req]:  # recomputed after a preemption: the gap since the token before it
-            ledger.itl_values_s.append(np.array([end_s - ledger.last_token_s[req]]))
-            ledger.itl_weights.append(np.ones(1, dtype=np.int64))
+            ledger.itl_value_list.append(float(end_s - ledger.last_token_s[req]))
+            ledger.itl_weight_list.append(1)
         ledger.generated[req] += 1
         self.remaining[slot] -= 1
         self.ctx[slot] = self.computed[slot] + 1
         self.decoding[slot] = True
         self.num_decoding += 1
+        tally.decoding += 1
         self.last_token_s[slot] = end_s
         if self.role is Role.prefill and self.remaining[slot]:  # the KV leaves for a decode instance
             ledger.last_token_s[req] = end_s
@@ -568,9 +637,11 @@ class Instance:
         return bool(self.remaining[slot] == 0)
 
     def _finish(self, slot: int, end_s: float) -> None:
-        req = int(self.slot_req[slot])
-        self.ledger.finish_s[req] = end_s
-        self.ledger.last_token_s[req] = end_s
+        ledger, req = self.ledger, int(self.slot_req[slot])
+        ledger.finish_s[req] = end_s
+        ledger.last_token_s[req] = end_s
+        if ledger.warmup_left and not ledger.counted[req]:
+            ledger.warmup_left -= 1
         self.release(slot)
 
 
@@ -601,17 +672,34 @@ class SiblingRows:
         self.prompt_left: IntArray = stacked["prompt_left"]
         self.computed: IntArray = stacked["computed"]
         self.blocks: IntArray = stacked["blocks"]
+        self.flat = FlatRows(self)
         for v, engine in enumerate(engines):
             for name, array in stacked.items():
                 setattr(engine, name, array[v])
+
+
+class FlatRows:
+    """The stacked slot arrays of SiblingRows flattened, as views (the rows are contiguous)."""
+
+    def __init__(self, rows: SiblingRows) -> None:
+        self.used = rows.used.reshape(-1)
+        self.decoding = rows.decoding.reshape(-1)
+        self.ctx = rows.ctx.reshape(-1)
+        self.remaining = rows.remaining.reshape(-1)
+        self.prompt_left = rows.prompt_left.reshape(-1)
+        self.computed = rows.computed.reshape(-1)
 
 
 def join_siblings(engines: list[Instance], phase: PhaseState) -> None:
     """Put the virtual engines of one pipelined instance under one scheduler: one queue (given at construction),
     one phase, and their slot arrays in rows of one array each."""
     rows = SiblingRows(engines)
+    tally = Tally()
     for engine in engines:
-        engine.siblings, engine.phase, engine.rows = engines, phase, rows
+        for name in Tally.__slots__:
+            setattr(tally, name, getattr(tally, name) + getattr(engine.tally, name))
+    for engine in engines:
+        engine.siblings, engine.phase, engine.rows, engine.tally = engines, phase, rows, tally
 
 
 def least_loaded(engines: list[Instance]) -> Instance:

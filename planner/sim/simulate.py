@@ -319,7 +319,8 @@ def simulate_pools(
             step_s = end_s - time_s
             later_s = step_s - instance.timer.overhead_s(run.seqs)
             decoding = run.decode_slots
-            ready_s = max(time_s, float(instance.last_token_s[decoding].max())) if len(decoding) else time_s
+            token_s = float(np.maximum.reduce(instance.last_token_s[decoding])) if len(decoding) else time_s
+            ready_s = max(time_s, token_s)  # its sequences' last tokens have left the pipeline
             first_s, last_s = instance.stages.pass_through(ready_s, step_s, later_s)
             run.ends_s, run.busy_s, end_s = np.array([last_s]), step_s, last_s
             if run.phase is Phase.prefill and instance.config.scheduler is Scheduler.temporal:
@@ -428,8 +429,7 @@ def _summarize(
     tpot = np.zeros(len(outputs))
     tpot[decoding] = (finish - first)[decoding] / (outputs[decoding] - 1)
     duration_s = float(finish.max() - arrival.min())
-    itl_values = np.concatenate(ledger.itl_values_s) if ledger.itl_values_s else np.zeros(0)
-    itl_weights = np.concatenate(ledger.itl_weights) if ledger.itl_weights else np.zeros(0, dtype=np.int64)
+    itl_values, itl_weights = ledger.itl()
     records = RequestRecords(
         replica=tuple(ledger.replica.tolist()),
         warmup=tuple((~counted).tolist()),

@@ -27,21 +27,22 @@ from planner.sim.instance import Instance, Run
 def _footprint_tokens(instance: Instance, horizons: np.ndarray) -> np.ndarray:
     """Predicted KV tokens at each horizon (ascending) of every request running on the instance's virtual
     engines."""
-    total = np.zeros(len(horizons))
     rows = instance.rows
     if rows is not None:  # every virtual engine at once (integer sums: the same as one engine at a time)
         # at horizon m, the requests with left >= m: the sum of their contexts + m x their number
-        running = np.flatnonzero(rows.used)  # indices into the arrays flattened (views: rows are contiguous)
-        ctx, computed = rows.ctx.reshape(-1)[running], rows.computed.reshape(-1)[running]
-        prompting = ~rows.decoding.reshape(-1)[running]
-        context = np.where(prompting, computed + rows.prompt_left.reshape(-1)[running], ctx)
-        left = rows.remaining.reshape(-1)[running]
+        flat = rows.flat  # the arrays flattened (views: rows are contiguous)
+        running = flat.used.nonzero()[0]
+        ctx, computed = flat.ctx[running], flat.computed[running]
+        prompting = ~flat.decoding[running]
+        context = np.where(prompting, computed + flat.prompt_left[running], ctx)
+        left = flat.remaining[running]
         # reaches[i]: how many horizons request i reaches (left >= m); a horizon j counts those reaching beyond it.
         # The context sums are of integers, exact in floats.
         reaches = np.searchsorted(horizons, left, side="right")
         count = np.bincount(reaches, minlength=len(horizons) + 1)[::-1].cumsum()[::-1]
         tokens = np.bincount(reaches, weights=context, minlength=len(horizons) + 1)[::-1].cumsum()[::-1]
-        return np.asarray(total + (tokens[1:] + horizons * count[1:]))
+        return np.asarray(tokens[1:] + horizons * count[1:])  # (a float sum: 0.0 + it is itself)
+    total = np.zeros(len(horizons))
     for engine in instance.siblings:
         used = np.flatnonzero(engine.used)
         if not len(used):
@@ -52,8 +53,20 @@ def _footprint_tokens(instance: Instance, horizons: np.ndarray) -> np.ndarray:
     return total
 
 
+_HORIZONS: dict[tuple[int, ...], np.ndarray] = {}
+
+
+def _ascending(horizons: tuple[int, ...]) -> np.ndarray:
+    """The distinct horizons, ascending (one array per set of them, not to be written)."""
+    found = _HORIZONS.get(horizons)
+    if found is None:
+        found = _HORIZONS[horizons] = np.unique(np.asarray(horizons, dtype=np.int64))
+        found.flags.writeable = False
+    return found
+
+
 def _running(instance: Instance) -> int:
-    return sum(engine.num_used for engine in instance.siblings)
+    return instance.tally.used
 
 
 def plan_temporal(instance: Instance, start_s: float, cut_at_first_finish: bool) -> Run | None:
@@ -82,7 +95,7 @@ def _prompt_micro_batch(instance: Instance, start_s: float) -> Run | None:
     config, ledger, waiting = instance.config, instance.ledger, instance.waiting
     phases = config.phases
     assert phases is not None
-    horizons = np.unique(np.asarray(phases.horizons, dtype=np.int64))  # ascending: only the largest over them counts
+    horizons = _ascending(tuple(phases.horizons))  # ascending: only the largest over them counts
     limit = phases.kv_fill * config.kv_capacity_tokens
     footprint = _footprint_tokens(instance, horizons) if waiting else np.zeros(0)
     chunks: list[tuple[int, int, int]] = []

@@ -29,7 +29,7 @@ def prompt_tokens(instance: Instance, decodes: int) -> int:
     k = throttle.kv_threshold
     by_kv_use = round(throttle.max_prefill_tokens * max(0.0, (free_ratio - k) / (1 - k)))
     # The queue counts every prompt token not yet computed: waiting prompts and the rest of those started.
-    started = sum(engine.prefill_left for engine in instance.siblings)
+    started = instance.tally.prefill_left
     by_queue = max((instance.waiting.tokens + started) // throttle.iterp, throttle.min_prefill_tokens)
     by_free = instance.config.block_size_tokens * int(kv.free - k * kv.total)
     return max(0, min(by_kv_use, by_queue, by_free))

@@ -180,6 +180,10 @@ class IterationTimer:
         self.slope = np.concatenate([[0.0], slope])
         self.intercept = np.concatenate([[0.0], t_low - slope * low])
         self.affine = np.concatenate([[True], affine])
+        # the same, as plain numbers for decode_one (the same floats: the same arithmetic)
+        self.padded_list: list[int] = self.padded.tolist()
+        self.slope_list: list[float] = self.slope.tolist()
+        self.intercept_list: list[float] = self.intercept.tolist()
 
     def one(self, shape: tuple[float, ...]) -> float:
         time_s = self.cache.get(shape)
@@ -207,14 +211,14 @@ class IterationTimer:
 
     def decode_one(self, seqs: int, context_tokens: float) -> float:
         """decode() of one step, in scalars (the same operations on the same floats)."""
-        padded = int(self.padded[seqs]) if seqs < len(self.padded) else seqs
+        padded = self.padded_list[seqs] if seqs < len(self.padded_list) else seqs
         if self.affine[padded]:
-            time_s = float(self.intercept[padded] + self.slope[padded] * context_tokens)
+            time_s = self.intercept_list[padded] + self.slope_list[padded] * context_tokens
         else:
             shape = np.zeros((1, len(FEATURES)))
             shape[0, 0], shape[0, DECODE_SEQS], shape[0, DECODE_CONTEXT] = 1.0, padded, context_tokens
             time_s = float(self.many(shape)[0])
-        return time_s - self.deployment.calibration.per_seq_overhead_s * float(padded - seqs)
+        return time_s - self.per_seq_overhead_s * float(padded - seqs)
 
     def decode(self, seqs: IntArray, context_tokens: FloatArray) -> FloatArray:
         """Decode steps of seqs[i] sequences attending to context_tokens[i] tokens in all, each run as a CUDA
