@@ -149,6 +149,11 @@ class Colocated(Strategy):
         # holds Poisson(rate x decode_s / (1 - rho)) stalls: mean TPOT t_step / (1 - rho), as continuous.poisson.
         stalls = poisson_ppf(seeded_quantiles(len(inputs), 1), rate * decode_s / (1 - rho))
         tpot = np.where(outputs > 1, (decode_s + stalls * share_s) / np.maximum(outputs - 1, 1), step_s)
+        if deployment.pp_size > 1:
+            # A virtual engine has one micro-batch in flight: a new prompt waits for it to come back, half of
+            # the engine's round on average, and a round, prefills in flight included, is the time between two
+            # tokens of its sequences (the mean TPOT), not the pure decode step.
+            ttft = ttft - residual + float(np.mean(tpot)) / 2 * min(1.0, point.batch_size)
         stall_share = min(1.0, rate * step_s)  # share of inter-token gaps that hold a prefill iteration
         tbt_p99 = step_s
         if stall_share > 0.01:
