@@ -471,6 +471,7 @@ def compare(
             "best": result.best.model_dump(mode="json"),
             "configs": [c.model_dump(mode="json") for c in result.configs],
             "reason": result.reason,
+            "notes": result.notes,
             "slo": result.slo.model_dump(mode="json") if result.slo else None,
             "objective": result.objective,
             "workload": result.workload,
@@ -501,6 +502,8 @@ def compare(
     if show_all:
         _listing("every instance type evaluated (per instance)", CONFIG_HEADER, config_rows(result))
     out.print(f"why: {result.reason}")
+    for note in result.notes:
+        out.print(f"note: {note}")
 
 
 @app.command()

@@ -55,6 +55,7 @@ class Comparison(BaseModel):
     best: StrategyPlan
     configs: list[TypeSummary]
     reason: str
+    notes: list[str] = []
 
 
 def build_slo(ttft: float | None, tpot: float | None, attainment: float = 0.9) -> Slo:
@@ -196,4 +197,5 @@ def compare(
         best=best,
         configs=rec.evaluated,
         reason=rec.reason,
+        notes=rec.notes,
     )

@@ -24,7 +24,7 @@ from planner.search.verify import verify as _verify
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.hardware import GpuPool
-from planner.specs.workload import Workload
+from planner.specs.workload import Workload, context_note
 from planner.strategies import REGISTRY, get_strategy
 from planner.strategies.base import Context, Slo
 
@@ -201,6 +201,8 @@ def recommend(
         build_context(catalog, model, part, work, dtype, kv_dtype, engine, network, gpus_per_node)
         for part in parse_fleet(gpus)
     ]
+    if (beyond := context_note(contexts[0].model.id, contexts[0].model.max_position_embeddings, work)) is not None:
+        notes.append(beyond)
     budget: dict[str, int] = {}
     for ctx in contexts:
         budget[ctx.cluster.gpu.id] = budget.get(ctx.cluster.gpu.id, 0) + ctx.cluster.num_gpus

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+import planner
 from planner.cli import app
 from planner.errors import PlannerError
 from planner.recommendation import Recommendation, recommend
@@ -232,3 +233,14 @@ class TestReviewFindings:
     def test_throughput_objective_refuses_a_rate_or_slos(self) -> None:
         with pytest.raises(PlannerError, match="objective throughput plans offline capacity"):
             run(objective="throughput", ttft=1.0)
+
+
+def test_requests_beyond_the_models_context_are_named() -> None:
+    """Llama-2-70B has a 4,096-token context; multi-turn ShareGPT runs to 8k. The plan says how many requests an
+    engine would refuse and how to keep those that fit; with the cap there is nothing to say."""
+    rec = recommend(model="llama-2-70b", gpus="8xL20", workload="sharegpt-multiturn", strategies=["colocated"])
+    (note,) = [n for n in rec.notes if "context" in n]
+    assert "longer than llama-2-70b's context of 4,096 tokens" in note and "NAME:4096" in note
+    capped = recommend(model="llama-2-70b", gpus="8xL20", workload="sharegpt-multiturn:4096", strategies=["colocated"])
+    assert not [n for n in capped.notes if "context" in n]
+    assert planner.compare("llama-2-70b", "8xL20", workload="sharegpt-multiturn", strategies=["colocated"]).notes

@@ -387,3 +387,17 @@ class Workload(Frozen):
                 self, "is_fixed", lambda: float(len(set(zip(self.input_lens, self.output_lens, strict=True))) == 1)
             )
         )
+
+
+def context_note(model_id: str, context_tokens: int, workload: Workload) -> str | None:
+    """A note when some of the workload's requests are longer than the model's context (engines refuse them),
+    with the cap that keeps those that fit; None when all fit."""
+    totals = np.asarray(workload.input_lens) + np.asarray(workload.output_lens)
+    beyond = float(np.mean(totals > context_tokens))
+    if beyond == 0:
+        return None
+    return (
+        f"{beyond:.0%} of the workload's requests are longer than {model_id}'s context of {context_tokens:,} tokens "
+        f"(the longest {int(totals.max()):,}): engines refuse them; a preset capped as NAME:{context_tokens} "
+        "keeps those that fit"
+    )
