@@ -373,3 +373,31 @@ class TestSlotWait:
         """Outputs 100 and 300: mean 200, variance 10,000, scv 0.25; one length: 0."""
         assert holding_scv(np.array([100, 300])) == pytest.approx(0.25)
         assert holding_scv(np.array([256, 256])) == 0.0
+
+
+class TestVirtualEngineLatencies:
+    """Colocated with PP > 1: the latencies at a rate price a prompt as capacity does (the pipeline beat of the
+    prompts a virtual engine packs), so they are finite below capacity and grow with the load. Before, they
+    charged a prompt micro-batch alone and went unstable at 0.7x capacity for short outputs (azure-code)."""
+
+    @pytest.mark.parametrize(
+        ("model", "gpus", "workload", "pp"),
+        [("llama-70b", "8xl20", "azure-code", 8), ("mistral-7b", "2xa100", "sharegpt", 2)],
+    )
+    def test_finite_below_capacity_and_growing(self, model: str, gpus: str, workload: str, pp: int) -> None:
+        from planner.comparison import build_context
+        from planner.specs.catalog import load_catalog
+        from planner.specs.workload import Workload
+        from planner.strategies import get_strategy
+        from planner.strategies.base import Candidate
+
+        ctx = build_context(load_catalog(), model, gpus, Workload.preset(workload), "bf16", None, None, None, None)
+        strategy = get_strategy("colocated")
+        candidate = Candidate(strategy="colocated", tp=1, pp=pp, replicas=1, gpus_used=pp, knobs={"max_batch": 256.0})
+        capacity = strategy.capacity_req_s(ctx, candidate)
+        ttfts = []
+        for share in (0.3, 0.7, 0.9, 0.99):
+            lat = strategy.latencies(ctx, candidate, share * capacity)
+            assert lat is not None and np.all(np.isfinite(lat.ttft_s)) and np.all(np.isfinite(lat.tpot_s))
+            ttfts.append(float(np.mean(lat.ttft_s)))
+        assert ttfts == sorted(ttfts)

@@ -215,7 +215,7 @@ def _assumptions(report: CapacityReport, rec: Recommendation, catalog: Catalog) 
         [
             "workload",
             f"{work.name}: mean {work.mean_input_len:,.0f} input + {work.mean_output_len:,.0f} output "
-            f"tokens over {len(work.input_lens):,} requests",
+            + ("tokens, one request shape" if work.is_fixed else f"tokens over {len(work.input_lens):,} requests"),
         ],
         [
             "SLOs",

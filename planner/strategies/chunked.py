@@ -154,8 +154,8 @@ def solve_decode_batch(
 
     def excess(batch: float) -> float:
         t_round = point_at(batch).round_stage_s
-        if not math.isfinite(t_round):
-            return cap + 1.0  # prompts alone fill every micro-batch: no decode batch keeps up
+        if not math.isfinite(t_round):  # no prompts and no decodes at all: a guard (t_round is t_full beyond one
+            return cap + 1.0  # chunk per round; saturation is caught by prefill_rho below)
         return arrivals_req_s * decodes_per_req * pp * t_round - batch
 
     if excess(cap) > 0:

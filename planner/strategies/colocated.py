@@ -60,8 +60,9 @@ class Colocated(Strategy):
             name="max_batch",
             default=256,
             search=(64, 256, 1024),
-            help="cap on sequences in flight per replica: lower caps cut TPOT and KV use, higher caps raise "
-            "throughput while decode is memory-bound",
+            help="cap on sequences in flight per scheduler, as vLLM's max_num_seqs (with PP > 1 each of the pp "
+            "virtual engines has it): lower caps cut TPOT and KV use, higher caps raise throughput while decode "
+            "is memory-bound",
         ),
     )
     mixed_batching = False
@@ -131,8 +132,12 @@ class Colocated(Strategy):
         if deployment.pp_size == 1 and mean_out > 1:
             prompts = point.prompts_per_prefill
             others_s = (prompts - 1) * continuous.prefill_iteration_secant(deployment, mean_in)[1]
+        elif mean_out > 1:  # a virtual engine's pack (continuous.poisson); the beat prices the others in it
+            prompts = point.prompts_per_prefill
+        # With PP > 1 the prompt's cost is the pipeline beat's at this batch (packed_prefill_share_s), as capacity
+        # has it: the output length and the batch limit say how often and how unevenly prefills come.
         share_s = continuous.prefill_share_s(
-            deployment, mean_in, max(point.batch_size, 1.0), w.mean_decode_context, prompts=prompts
+            deployment, mean_in, max(point.batch_size, 1.0), w.mean_decode_context, mean_out, prompts, limit
         )
         rho, mean_wait = mdl_wait_s(rate, share_s)
         if rho >= 1:

@@ -630,7 +630,11 @@ def poisson(
             arrived = arrival_prompts_per_iteration(rate_req_s, step.time_s, *secant)
             full_chance = full_batch_probability(batch / max_batch, max_batch)
             prompts = (1 - full_chance) * arrived + full_chance * saturated
-        share = prefill_share_s(deployment, input_len, max(batch, 1.0), mean_context, output_len, prompts)
+        elif deployment.pp_size > 1 and not deployment.engine.mixed_batching and output_len > 1:
+            # Virtual engines: each refills, in one prefill micro-batch, the room its own completions released
+            # since its last (steady state: arrivals replace completions), at this batch as at capacity.
+            prompts = saturated_prompts_per_iteration(deployment, input_len, output_len, max(batch, 1.0), limit)
+        share = prefill_share_s(deployment, input_len, max(batch, 1.0), mean_context, output_len, prompts, limit)
         rho = min(rate_req_s * share, 0.999)
         tpot = step.time_s / (1 - rho) if output_len > 1 else 0.0  # no token after the first, as steady_state
         service = _first_token_service_s(deployment, input_len, batch, mean_context, step.time_s)
