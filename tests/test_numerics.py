@@ -85,20 +85,17 @@ def test_sorted_unique_is_numpys() -> None:
         np.testing.assert_array_equal(sorted_unique(values), np.unique(values))
 
 
-class TestGamma:
-    @pytest.mark.parametrize("shape", [0.05, 0.3, 1.0, 2.5, 11.0, 150.0])
-    def test_cdf_matches_scipy(self, shape: float) -> None:
-        from scipy import special
+class TestWeibull:
+    @pytest.mark.parametrize("scv", [1e-4, 0.05, 0.3, 1.0, 2.5, 20.0])
+    def test_two_moments(self, scv: float) -> None:
+        """Mean 1 and the asked scv, from the Weibull's moments E[X^n] = lambda^n Gamma(1 + n / k)."""
+        from scipy.stats import weibull_min
 
-        xs = np.concatenate([[0.0], np.geomspace(1e-4, 50 * max(shape, 1.0), 400)])
-        np.testing.assert_allclose(numerics.gamma_cdf(xs, shape), special.gammainc(shape, xs), rtol=1e-10, atol=1e-14)
+        shape, scale = numerics.weibull_for_scv(scv)
+        mean, var = weibull_min.stats(shape, scale=scale, moments="mv")
+        assert float(mean) == pytest.approx(1.0, rel=1e-9)
+        assert float(var) == pytest.approx(scv, rel=1e-6)
 
-    @pytest.mark.parametrize("shape", [0.05, 0.3, 1.0, 11.0, 150.0])
-    def test_tail_bound_holds_and_is_close(self, shape: float) -> None:
-        """Above the exact 1 - 1e-9 quantile (a bound), and not far above it."""
-        from scipy import special
-
-        exact = float(special.gammaincinv(shape, 1 - 1e-9))
-        bound = numerics.gamma_tail_bound(shape, 1e-9)
-        assert exact <= bound <= 1.5 * exact + 5
-        assert 1 - special.gammainc(shape, bound) <= 1e-9
+    def test_exponential_at_scv_one(self) -> None:
+        shape, scale = numerics.weibull_for_scv(1.0)
+        assert (shape, scale) == (pytest.approx(1.0), pytest.approx(1.0))

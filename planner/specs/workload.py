@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -195,7 +195,7 @@ def _unknown_workload(name: str) -> str:
     )
 
 
-def _rows(values: Any) -> bool:
+def _rows(values: Any) -> TypeGuard[Sequence[Any] | np.ndarray]:
     """A sequence or array of lengths (not a string, whose characters pydantic would not take as lengths)."""
     return isinstance(values, (Sequence, np.ndarray)) and not isinstance(values, (str, bytes))
 

@@ -45,7 +45,7 @@ from numpy.typing import ArrayLike
 from planner.cost.iteration import IterationCost, iteration_cost, stage_step
 from planner.cost.ops import BatchShape
 from planner.specs.deployment import Deployment
-from planner.strategies.numerics import bracketed_root, gamma_cdf, gamma_tail_bound, sorted_unique
+from planner.strategies.numerics import bracketed_root, sorted_unique, weibull_for_scv
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,16 +361,18 @@ def pipeline_beat_s(
     Each micro-batch in flight is, independently, a decode one (stage time t) with probability 1 - f, or with
     probability f a prefill one of stage time T + s (g - 1): T its mean, s its slope in the micro-batch's size
     relative to the mean (the prefill iteration is close to affine in its prompts, `prefill_iteration_secant`),
-    and g the relative size, gamma-distributed with mean 1 and squared coefficient of variation `scv` (the two
-    moments of `prefill_tokens_scv`). The beat is the largest of pp such draws, of mean
+    and g the relative size, of mean 1 and squared coefficient of variation `scv` (the two moments of
+    `prefill_tokens_scv`), drawn from the Weibull distribution with those two moments
+    (`numerics.weibull_for_scv`: a closed-form CDF, so the integral below costs no special functions). The
+    beat is the largest of pp such draws, of mean
         E = integral over x >= 0 of 1 - F(x)^pp,   F(x) = (1 - f) [x >= t] + f G(x),
-    G(x) = P(T + s (g - 1) <= x) the gamma CDF at 1 + (x - T) / s. Alike prefills (s scv = 0) give
+    G(x) = P(T + s (g - 1) <= x) = 1 - exp(-((1 + (x - T) / s) / lambda)^k). Alike prefills (s scv = 0) give
     E = t + max(T - t, 0) (1 - (1 - f)^pp): the beat is T whenever any prefill is in flight."""
     f = min(max(prefill_fraction, 0.0), 1.0)
     if spread_s <= 0 or scv <= 0 or f == 0:
         return decode_stage_s + max(prefill_stage_s - decode_stage_s, 0.0) * -math.expm1(pp * math.log1p(-f))
-    shape = 1 / scv  # gamma of mean 1: shape 1 / scv, scale scv
-    largest = gamma_tail_bound(shape, 1e-9) * scv  # a relative size a draw exceeds at most 1e-9 of the time
+    shape, scale = weibull_for_scv(scv)  # k, lambda of the Weibull of mean 1 and this scv
+    largest = scale * (-math.log(1e-9)) ** (1 / shape)  # the relative size a draw exceeds 1e-9 of the time
     top_s = max(decode_stage_s, prefill_stage_s + spread_s * (largest - 1))
     # Trapezoids on either side of t, where F steps by 1 - f, so that each side's integrand is smooth.
     total = 0.0
@@ -379,7 +381,7 @@ def pipeline_beat_s(
             continue
         xs = np.linspace(start, stop, 1001)
         sizes = np.maximum(1 + (xs - prefill_stage_s) / spread_s, 0.0)
-        prefill_cdf = gamma_cdf(sizes / scv, shape)  # G(x): the gamma CDF (regularised lower incomplete gamma)
+        prefill_cdf = -np.expm1(-((sizes / scale) ** shape))  # G(x): the Weibull CDF
         total += float(np.trapezoid(1 - (decodes_done + f * prefill_cdf) ** pp, xs))  # 1 - F(x)^pp
     return total
 

@@ -1,6 +1,6 @@
 """Small numerical routines the strategies need, in numpy: a bracketed root finder, the quantiles of the
-Poisson and binomial distributions and the gamma CDF (importing scipy's would cost the CLI a second of
-start-up)."""
+Poisson and binomial distributions and a Weibull fitted to two moments (importing scipy's would cost the CLI
+a second of start-up)."""
 
 from __future__ import annotations
 
@@ -120,66 +120,15 @@ def binom_ppf(q: ArrayLike, trials: ArrayLike, p: ArrayLike) -> NDArray[np.float
     return out
 
 
-_TINY = 1e-300  # guards the continued fraction's divisions (Numerical Recipes' FPMIN)
+def weibull_for_scv(scv: float) -> tuple[float, float]:
+    """(k, lambda) of the Weibull distribution of mean 1 and squared coefficient of variation `scv`: its moments
+    are E[X^n] = lambda^n Gamma(1 + n / k), so scv = Gamma(1 + 2 / k) / Gamma(1 + 1 / k)^2 - 1, which falls
+    as k grows (k = 1 is the exponential, scv 1); k by bisection on log k, then lambda = 1 / Gamma(1 + 1 / k)."""
 
+    def excess(log_k: float) -> float:
+        k = math.exp(log_k)
+        return math.expm1(math.lgamma(1 + 2 / k) - 2 * math.lgamma(1 + 1 / k)) - scv
 
-def gamma_cdf(x: ArrayLike, shape: float) -> NDArray[np.float64]:
-    """P(shape, x), the regularised lower incomplete gamma function: the CDF at x of a gamma distribution of
-    that shape and scale 1 (scipy.special.gammainc), elementwise. Numerical Recipes' gammp: for x < shape + 1
-    the series e^-x x^a / Gamma(a + 1) sum_n x^n / ((a + 1) ... (a + n)); beyond, 1 - the continued fraction
-    of the upper tail Q(a, x) = e^-x x^a / Gamma(a) / (x + 1 - a - 1 (1 - a) / (x + 3 - a - ...)) by the
-    modified Lentz method. Both to a relative 1e-15 up to shapes of about 1e6 (beyond, the iteration caps leave
-    errors of 1e-3 and more near x = shape); P(a, inf) = 1 and NaN stays NaN."""
-    a = float(shape)
-    xs = np.asarray(x, dtype=float)
-    out = np.zeros(xs.shape)
-    log_gamma = math.lgamma(a)
-    low = (xs > 0) & (xs < a + 1)
-    if low.any():
-        v = xs[low]
-        term = np.full(v.shape, 1 / a)
-        total = term.copy()
-        for n in range(1, 10_000):
-            term = term * v / (a + n)
-            total += term
-            if np.all(term < total * 1e-15):
-                break
-        out[low] = total * np.exp(-v + a * np.log(v) - log_gamma)
-    out[np.isposinf(xs)] = 1.0
-    out[np.isnan(xs)] = np.nan
-    high = (xs >= a + 1) & np.isfinite(xs)
-    if high.any():
-        v = xs[high]
-        b = v + 1 - a
-        c = np.full(v.shape, 1 / _TINY)
-        d = 1 / b
-        h = d.copy()
-        for i in range(1, 10_000):
-            an = -i * (i - a)
-            b = b + 2
-            d = an * d + b
-            d = np.where(np.abs(d) < _TINY, _TINY, d)
-            c = b + an / c
-            c = np.where(np.abs(c) < _TINY, _TINY, c)
-            d = 1 / d
-            delta = d * c
-            h = h * delta
-            if np.all(np.abs(delta - 1) < 1e-15):
-                break
-        out[high] = 1 - np.exp(-v + a * np.log(v) - log_gamma) * h
-    return out
-
-
-def gamma_tail_bound(shape: float, tail: float) -> float:
-    """An x that a gamma distribution of that shape and scale 1 exceeds with probability at most `tail`: the
-    Chernoff bound P(X >= x) <= (x / a)^a e^(a - x) for x > a, solved for x in logs, a ln(x / a) + a - x =
-    ln(tail), by bisection (a little above the exact quantile, and far cheaper)."""
-    a = max(float(shape), 1e-12)
-
-    def excess(x: float) -> float:
-        return a * math.log(x / a) + a - x - math.log(tail)
-
-    low, high = a, 2 * a + 1.0
-    while excess(high) > 0:
-        low, high = high, 2 * high
-    return bracketed_root(excess, low, high, xtol=high * 1e-12)
+    log_k = bracketed_root(excess, math.log(0.05), math.log(1e4), xtol=1e-12)
+    k = math.exp(log_k)
+    return k, math.exp(-math.lgamma(1 + 1 / k))
