@@ -217,7 +217,8 @@ class Chunked(Strategy):
             name="max_batch",
             default=256,
             search=(64, 256, 1024),
-            help="cap on sequences in flight per replica",
+            help="cap on sequences in flight per scheduler, as vLLM's max_num_seqs (with PP > 1 each of the pp "
+            "virtual engines has it)",
         ),
     )
 
@@ -247,7 +248,8 @@ class Chunked(Strategy):
         w, engine = ctx.workload, deployment.engine
         kv_tokens = memory_breakdown(deployment).kv_capacity_tokens
         per_seq = continuous.kv_tokens_per_sequence(w.input_lens, w.output_lens, engine.reserves_full_sequence)
-        slots = max(min(float(engine.max_batch_size), kv_tokens / per_seq), 1.0)
+        # The sequence cap is per scheduler, as vLLM's max_num_seqs: each of the pp virtual engines has it.
+        slots = max(min(float(engine.max_batch_size) * deployment.pp_size, kv_tokens / per_seq), 1.0)
         if w.mean_output_len <= 1:
             return slots, slots
         budget = budget_decode_cap(engine.max_num_tokens, w.mean_input_len, w.mean_output_len - 1, deployment.pp_size)
