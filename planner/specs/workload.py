@@ -319,9 +319,8 @@ class Workload(Frozen):
                 f"{MAX_REQUEST_TOKENS:,} tokens",
                 "workload",
             )
-        times = -(-PRESET_SAMPLES // len(table))
-        if times > 1:
-            table = np.repeat(table, times, axis=0)  # as the validator does for short samples
+        if len(table) < PRESET_SAMPLES:  # the validator repeats a short sample to the sample size
+            return cls(name=path.stem, input_lens=tuple(table[:, 0].tolist()), output_lens=tuple(table[:, 1].tolist()))
         return cls.model_construct(  # validated above; pydantic would re-check a million ints one by one
             name=path.stem, input_lens=tuple(table[:, 0].tolist()), output_lens=tuple(table[:, 1].tolist())
         )

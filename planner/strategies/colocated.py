@@ -128,12 +128,10 @@ class Colocated(Strategy):
         step_s = point.decode_step.time_s
         # Prompts per prefill iteration as continuous.poisson has them (one at low load, capacity's pack near
         # capacity); a prompt's own iteration prefills the others with it too (their time on the secant).
-        prompts, others_s = None, 0.0
-        if deployment.pp_size == 1 and mean_out > 1:
-            prompts = point.prompts_per_prefill
+        prompts = point.prompts_per_prefill if mean_out > 1 else None
+        others_s = 0.0
+        if deployment.pp_size == 1 and prompts is not None:
             others_s = (prompts - 1) * continuous.prefill_iteration_secant(deployment, mean_in)[1]
-        elif mean_out > 1:  # a virtual engine's pack (continuous.poisson); the beat prices the others in it
-            prompts = point.prompts_per_prefill
         # With PP > 1 the prompt's cost is the pipeline beat's at this batch (packed_prefill_share_s), as capacity
         # has it: the output length and the batch limit say how often and how unevenly prefills come.
         share_s = continuous.prefill_share_s(
@@ -143,22 +141,21 @@ class Colocated(Strategy):
         if rho >= 1:
             return None
         inputs, outputs = np.array(w.input_lens), np.array(w.output_lens)
-        prompt_s = continuous.prefill_latencies_s(deployment, inputs)
-        residual = step_s / 2 * min(1.0, point.batch_size)
-        # A request waits when the prompt server is busy or every slot is taken; the chance of either is at
-        # least the larger utilisation.
-        p_wait = max(rho, point.batch_size / max_batch)
-        ttft = queue_waits_s(len(inputs), p_wait, mean_wait + slot_wait) + prompt_s + others_s + residual
         decode_s = np.maximum(outputs - 1, 0) * step_s
         # Prompts keep arriving during the stalls themselves, so the decode phase lasts decode_s / (1 - rho) and
         # holds Poisson(rate x decode_s / (1 - rho)) stalls: mean TPOT t_step / (1 - rho), as continuous.poisson.
         stalls = poisson_ppf(seeded_quantiles(len(inputs), 1), rate * decode_s / (1 - rho))
         tpot = np.where(outputs > 1, (decode_s + stalls * share_s) / np.maximum(outputs - 1, 1), step_s)
-        if deployment.pp_size > 1:
-            # A virtual engine has one micro-batch in flight: a new prompt waits for it to come back, half of
-            # the engine's round on average, and a round, prefills in flight included, is the time between two
-            # tokens of its sequences (the mean TPOT), not the pure decode step.
-            ttft = ttft - residual + float(np.mean(tpot)) / 2 * min(1.0, point.batch_size)
+        # A new prompt waits out half of the iteration running. With PP > 1 a virtual engine has one micro-batch
+        # in flight, so it waits for that to come back: half of the engine's round, prefills in flight included,
+        # which is the time between two tokens of its sequences (the mean TPOT), not the pure decode step.
+        round_s = step_s if deployment.pp_size == 1 else float(np.mean(tpot))
+        residual = round_s / 2 * min(1.0, point.batch_size)
+        # A request waits when the prompt server is busy or every slot is taken; the chance of either is at
+        # least the larger utilisation.
+        p_wait = max(rho, point.batch_size / max_batch)
+        prompt_s = continuous.prefill_latencies_s(deployment, inputs)
+        ttft = queue_waits_s(len(inputs), p_wait, mean_wait + slot_wait) + prompt_s + others_s + residual
         stall_share = min(1.0, rate * step_s)  # share of inter-token gaps that hold a prefill iteration
         tbt_p99 = step_s
         if stall_share > 0.01:
