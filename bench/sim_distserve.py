@@ -30,14 +30,7 @@ from planner.specs.workload import Workload
 
 PUBLISHED_PER_GPU_REQ_S = 1.56  # DistServe simulator README: P TP2 / D TP1, OPT-13B, 4 x A100-80GB, ShareGPT
 WORKLOADS = ("sharegpt", "sharegpt-multiturn:2048", "arxiv-summarization:2048")
-LAYOUTS = {
-    "vLLM TP1 (1 GPU)": ("colocated", (PoolLayout(Role.serve, 1, 1, 1),), 1),
-    "prefill TP2 + decode TP1 (3 GPUs)": (
-        "disaggregated",
-        (PoolLayout(Role.prefill, 2, 1, 1), PoolLayout(Role.decode, 1, 1, 1)),
-        3,
-    ),
-}
+LAYOUTS = {"vLLM TP1 (1 GPU)": False, "prefill TP2 + decode TP1 (3 GPUs)": True}  # name: disaggregated
 SLOS = {
     "TTFT 0.25 s / TPOT 0.1 s": Slo(ttft_s=0.25, tpot_s=0.1),
     "TTFT 0.2 s / TPOT 0.1 s": Slo(ttft_s=0.2, tpot_s=0.1),
@@ -46,20 +39,27 @@ REQUESTS = 1000
 ATTAINMENT = 0.9
 
 
-def attainment(workload: Workload, layout: str, per_gpu_req_s: float, slo: Slo) -> float:
-    strategy, pools_layout, gpus = LAYOUTS[layout]
+def attainment(workload: Workload, disaggregated: bool, per_gpu_req_s: float, slo: Slo) -> float:
+    """Share of REQUESTS Poisson requests at `per_gpu_req_s` per GPU (seed 0) that meet `slo`, on OPT-13B fp16
+    with the vLLM profile: DistServe's segment (prefill TP2 + decode TP1 in one node, 3 GPUs) when
+    `disaggregated`, else vLLM TP1 (1 GPU)."""
     ctx = build_context(load_catalog(), "opt-13b", "4xa100", workload, "fp16", None, "vllm", None, None)
-    detail = {"placement": "in-node"} if strategy == "disaggregated" else None
-    pools, transfer = sim_pools(ctx, strategy, None, list(pools_layout), detail, slo=slo)
-    result = simulate_pools(pools, poisson(per_gpu_req_s * gpus, REQUESTS, workload), transfer, slo=slo, seed=0)
-    return result.slo_attainment
+    if disaggregated:
+        layouts = [PoolLayout(Role.prefill, 2, 1, 1), PoolLayout(Role.decode, 1, 1, 1)]
+        pools, transfer = sim_pools(ctx, "disaggregated", None, layouts, {"placement": "in-node"}, slo)
+    else:
+        pools, transfer = sim_pools(ctx, "colocated", None, [PoolLayout(Role.serve, 1, 1, 1)], slo=slo)
+    gpus = 3 if disaggregated else 1
+    stream = poisson(per_gpu_req_s * gpus, REQUESTS, workload)
+    return simulate_pools(pools, stream, transfer, slo=slo, seed=0).slo_attainment
 
 
 def goodput_per_gpu(workload: Workload, layout: str, slo: Slo) -> float:
     low, high = 0.0, 5.0
     while high - low >= 0.05:
         middle = (low + high) / 2
-        low, high = (middle, high) if attainment(workload, layout, middle, slo) >= ATTAINMENT else (low, middle)
+        passes = attainment(workload, LAYOUTS[layout], middle, slo) >= ATTAINMENT
+        low, high = (middle, high) if passes else (low, middle)
     return low
 
 

@@ -719,6 +719,7 @@ def simulate(
     from planner.specs.inputs import check_output_file
     from planner.strategies.knobs import parse_knobs
 
+    notes: list[str] = []
     with _errors(), LazyProgress(err, "simulating requests") as progress:
         cat = load_catalog(catalog)
         if plan is not None:
@@ -754,6 +755,7 @@ def simulate(
                 gpus_per_node=gpus_per_node,
                 catalog=cat,
                 progress=progress,
+                notes=notes,
             )
             groups = [([{"strategy": strategy or "colocated", "gpus": gpus}], result)]
         if out_csv is not None:
@@ -776,6 +778,8 @@ def simulate(
             for e in group
         )  # fmt: skip
         out.print(_table(sim_rows(result), f"tdplan simulate: {group[0].get('strategy')} on {pools}"))
+    for note in notes:
+        out.print(f"note: {note}")
     if out_csv is not None:
         out.print(f"wrote {out_csv}")
 

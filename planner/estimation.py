@@ -22,6 +22,7 @@ from planner.specs.engine import EngineSpec
 from planner.specs.hardware import Cluster, GpuSpec
 from planner.specs.model import ModelSpec
 from planner.specs.precision import Dtype, resolve_dtypes
+from planner.specs.workload import Workload, context_note
 from planner.strategies import continuous
 
 
@@ -205,11 +206,6 @@ def resolve_deployment(
     spec, cluster, engine_spec, weight_dtype, kv = resolve_names(
         catalog, model, gpus, dtype, kv_dtype, engine, network, gpus_per_node, notes
     )
-    if tokens_per_request > spec.max_position_embeddings:
-        notes.append(
-            f"input + output = {tokens_per_request} tokens exceeds the model's context of "
-            f"{spec.max_position_embeddings}"
-        )
     pp = pp or 1
     if tp is None:
         tp = _smallest_fitting_tp(catalog, spec, cluster, pp, weight_dtype, kv, engine_spec, tokens_per_request)
@@ -280,6 +276,10 @@ def estimate(
         catalog, model, gpus, tp, pp, dtype, kv_dtype, engine, network, gpus_per_node, tokens_per_request, notes
     )
     tp, pp, cluster = deployment.tp_size, deployment.pp_size, deployment.cluster
+    model_spec = deployment.model
+    beyond = context_note(model_spec.id, model_spec.max_position_embeddings, Workload.fixed(input_len, output_len))
+    if beyond is not None:
+        notes.append(beyond)
     if batch_size is not None and memory.kv_capacity_tokens < batch_size * tokens_per_request:
         raise PlannerError(
             f"a static batch of {batch_size} x {tokens_per_request} tokens needs more KV cache than the "
@@ -307,7 +307,6 @@ def _simulated(
 ) -> Estimate:
     """The estimate with its throughput and latencies replaced by the simulator's for the same scenario."""
     from planner.sim import closed_loop, poisson, simulate
-    from planner.specs.workload import Workload
 
     workload = Workload.fixed(result.input_len, result.output_len)
     if concurrency is not None:

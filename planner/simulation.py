@@ -32,7 +32,7 @@ from planner.sim.setup import SIMULATED_STRATEGIES, PoolLayout, sim_pools
 from planner.sim.simulate import Progress, simulate_pools
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
-from planner.specs.workload import Workload
+from planner.specs.workload import Workload, context_note
 
 MAX_SIM_REQUESTS = 1_000_000  # requests one simulation runs: about two minutes on one core
 
@@ -96,10 +96,12 @@ def simulate(
     gpus_per_node: int | None = None,
     catalog: Catalog | None = None,
     progress: Progress | None = None,
+    notes: list[str] | None = None,
 ) -> SimResult:
     """Simulate one configuration: every data-parallel replica the GPUs hold, requests routed round-robin.
     Offline (all requests queued) unless one of concurrency, rate (with burstiness: gamma inter-arrivals of
-    that coefficient of variation), batch_size or a trace CSV is given."""
+    that coefficient of variation), batch_size or a trace CSV is given. `notes`, when given, is appended with
+    what the run should be read with: requests longer than the model's context, which engines refuse."""
     catalog = catalog or load_catalog()
     concurrency = inputs.count(concurrency, "concurrency", inputs.MAX_CONCURRENCY)
     rate = inputs.positive(rate, "rate", inputs.MAX_RATE_REQ_S)
@@ -109,13 +111,14 @@ def simulate(
     path = Path(trace) if trace is not None else None
     work = None if path is not None else Workload.resolve(workload, input_len, output_len)
     stream = build_stream(work, requests, concurrency, rate, batch_size, burstiness, path)
-    longest = work.max_request_tokens if work is not None else max(
-        a + b for a, b in zip(stream.trace_input_lens, stream.trace_output_lens, strict=True)
-    )  # fmt: skip
-    notes: list[str] = []
+    if work is None:
+        work = Workload(name="trace", input_lens=stream.trace_input_lens, output_lens=stream.trace_output_lens)
     deployment, _ = resolve_deployment(
-        catalog, model, gpus, tp, pp, dtype, kv_dtype, engine, network, gpus_per_node, longest, notes
+        catalog, model, gpus, tp, pp, dtype, kv_dtype, engine, network, gpus_per_node, work.max_request_tokens, []
     )
+    beyond = context_note(deployment.model.id, deployment.model.max_position_embeddings, work)
+    if notes is not None and beyond is not None:
+        notes.append(beyond)
     slo = Slo(ttft_s=ttft, tpot_s=tpot) if ttft is not None or tpot is not None else None
     if strategy == "disaggregated":
         raise PlannerError(
@@ -123,8 +126,6 @@ def simulate(
             "(tdplan recommend --strategy disaggregated --json > plan.json; tdplan simulate --plan plan.json)",
             "strategy",
         )
-    if work is None:
-        work = Workload(name="trace", input_lens=stream.trace_input_lens, output_lens=stream.trace_output_lens)
     ctx = build_context(catalog, model, gpus, work, dtype, kv_dtype, engine, network, gpus_per_node)
     count = deployment.replicas
     if strategy == "macro-instance":  # the layout counts macros: the instances the GPUs hold, in whole macros

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from generated_blocks import with_blocks
+
 from planner.cost.compiled import _format_key, _gemm, op_cost
 from planner.cost.iteration import engine_overhead
 from planner.cost.ops import BatchShape, OpKind, op_load, stage_ops
@@ -383,30 +385,10 @@ BLOCKS: dict[str, Callable[[Catalog | None], str]] = {
 }
 
 
-def block_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- BEGIN generated:{name} -->\n)(.*?)(<!-- END generated:{name} -->)", re.DOTALL)
-
-
-def page_block(text: str, name: str) -> str:
-    """The content of block `name` in the page text."""
-    match = block_pattern(name).search(text)
-    if match is None:
-        raise KeyError(f"no generated block '{name}' in the page")
-    return match.group(2).rstrip("\n")
-
-
 def write_blocks(path: Path) -> None:
-    text = path.read_text()
     catalog = load_catalog()
-    for name, render in BLOCKS.items():
-        pattern = block_pattern(name)
-        matches = pattern.findall(text)
-        if len(matches) != 1:
-            raise SystemExit(f"{path}: expected one generated block '{name}', found {len(matches)}")
-        match = pattern.search(text)
-        assert match is not None
-        text = text[: match.start(2)] + render(catalog) + "\n" + text[match.end(2) :]
-    path.write_text(text)
+    rendered = {name: render(catalog) for name, render in BLOCKS.items()}
+    path.write_text(with_blocks(path.read_text(), rendered, str(path)))
 
 
 def main() -> None:

@@ -37,14 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from generated_blocks import fill
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [
     ROOT / "docs" / name
     for name in ("getting-started.md", "scenarios.md", "configurations.md", "catalogs.md", "library.md", "accuracy.md")
 ]
 WIDTH_COLUMNS = 160
-
-MARKER = re.compile(r"<!-- BEGIN generated:(?P<name>[\w.-]+) -->(?P<body>.*?)<!-- END generated:(?P=name) -->", re.S)
 
 CONFIG_JSON = """{
   "architectures": ["LlamaForCausalLM"],
@@ -399,16 +399,6 @@ def render(name: str) -> str:
     return f"\n```\n$ {command}\n{body}\n```\n"
 
 
-def regenerate(text: str) -> str:
-    """The page with every marked region rendered afresh."""
-
-    def fill(m: re.Match[str]) -> str:
-        name = m["name"]
-        return f"<!-- BEGIN generated:{name} -->{render(name)}<!-- END generated:{name} -->"
-
-    return MARKER.sub(fill, text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="rewrite the pages (default: check them)")
@@ -417,7 +407,7 @@ def main() -> int:
     with scratch_folder():
         for page in PAGES:
             text = page.read_text()
-            new = regenerate(text)
+            new = fill(text, render)
             if new != text:
                 stale.append(page)
                 if args.write:

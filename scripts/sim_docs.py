@@ -14,8 +14,9 @@ import argparse
 import contextlib
 import importlib.util
 import io
-import re
 from pathlib import Path
+
+from generated_blocks import marked, with_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "simulator.md"
@@ -39,32 +40,17 @@ def block(name: str) -> str:
     return "```\n" + buffer.getvalue().rstrip("\n") + "\n```"
 
 
-def marked(name: str, text: str) -> str:
-    return f"<!-- BEGIN generated:{name} -->\n{text}\n<!-- END generated:{name} -->"
-
-
-def page_block(page: str, name: str) -> str:
-    match = re.search(
-        rf"<!-- BEGIN generated:{re.escape(name)} -->\n(.*?)\n<!-- END generated:{re.escape(name)} -->", page, re.S
-    )
-    if match is None:
-        raise SystemExit(f"docs/simulator.md has no generated:{name} block")
-    return match.group(1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="write the blocks into docs/simulator.md")
     args = parser.parse_args()
-    page = PAGE.read_text()
+    blocks: dict[str, str] = {}
     for name in SCRIPTS:
-        text = block(name)
-        if args.write:
-            page = page.replace(marked(name, page_block(page, name)), marked(name, text))
-        else:
-            print(marked(name, text))
+        blocks[name] = block(name)
+        if not args.write:
+            print(marked(name, f"\n{blocks[name]}\n"))
     if args.write:
-        PAGE.write_text(page)
+        PAGE.write_text(with_blocks(PAGE.read_text(), blocks, str(PAGE.relative_to(ROOT))))
         print(f"wrote {PAGE.relative_to(ROOT)}")
 
 

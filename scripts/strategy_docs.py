@@ -18,13 +18,13 @@ outside that band, and *not reproduced* when it is on the other side. Settings w
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
+from generated_blocks import with_blocks
 
 from planner.comparison import compare
 from planner.specs.catalog import Catalog, load_catalog
@@ -992,32 +992,11 @@ BLOCKS: dict[str, tuple[str, Callable[[], str]]] = {
 SLOW: frozenset[str] = frozenset()  # blocks too slow for the test (none today)
 
 
-def block_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- BEGIN generated:{name} -->\n)(.*?)(<!-- END generated:{name} -->)", re.DOTALL)
-
-
-def page_block(text: str, name: str) -> str:
-    """The content of block `name` in the page text."""
-    match = block_pattern(name).search(text)
-    if match is None:
-        raise KeyError(f"no generated block '{name}' in the page")
-    return match.group(2).rstrip("\n")
-
-
 def write_blocks() -> None:
     for page in sorted({p for p, _ in BLOCKS.values()}):
         path = DOCS / page
-        text = path.read_text()
-        for name, (where, render) in BLOCKS.items():
-            if where != page:
-                continue
-            matches = block_pattern(name).findall(text)
-            if len(matches) != 1:
-                raise SystemExit(f"{path}: expected one generated block '{name}', found {len(matches)}")
-            match = block_pattern(name).search(text)
-            assert match is not None
-            text = text[: match.start(2)] + render() + "\n" + text[match.end(2) :]
-        path.write_text(text)
+        rendered = {name: render() for name, (where, render) in BLOCKS.items() if where == page}
+        path.write_text(with_blocks(path.read_text(), rendered, str(path)))
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from generated_blocks import page_block
 
 from planner.cost.compiled import compile_stage
 from planner.cost.iteration import iteration_times_s
@@ -55,7 +56,7 @@ def _same_within_rounding(page: str, computed: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(cb.BLOCKS))
 def test_page_block_matches_the_code(name: str) -> None:
-    page = cb.page_block(PAGE.read_text(), name)
+    page = page_block(PAGE.read_text(), name)
     _same_within_rounding(page, cb.BLOCKS[name](None))
 
 

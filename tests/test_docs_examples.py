@@ -13,6 +13,7 @@ from types import ModuleType
 
 import pytest
 import typer.main
+from generated_blocks import regions
 
 from planner.cli import app
 
@@ -39,7 +40,7 @@ def scratch() -> Iterator[None]:
 
 def marked_regions() -> list[tuple[str, str, str]]:
     """(page, NAME, text between the markers) for every marked region of the pages."""
-    return [(page.name, m["name"], m["body"]) for page in gen.PAGES for m in gen.MARKER.finditer(page.read_text())]
+    return [(page.name, name, body) for page in gen.PAGES for name, body in regions(page.read_text())]
 
 
 def shown_commands() -> list[tuple[str, str]]:

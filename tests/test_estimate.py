@@ -161,6 +161,13 @@ class TestNames:
     def test_gpu_alias(self, catalog: Catalog) -> None:
         assert run(catalog, model="llama-8b", gpus="1xH100").gpu == "h100-sxm"
 
+    def test_a_request_longer_than_the_context_is_noted(self, catalog: Catalog) -> None:
+        """Llama-2-70B has a 4,096-token context; 4,000 + 500 tokens is beyond it, which engines refuse."""
+        result = run(catalog, model="llama-2-70b", input_len=4000, output_len=500)
+        beyond = "input + output = 4,500 tokens is longer than llama-2-70b's context of 4,096 tokens"
+        assert any(beyond in note for note in result.notes)
+        assert not any("context" in note for note in run(catalog, model="llama-2-70b").notes)
+
 
 class TestPrecision:
     def test_fp8_on_l20_runs_weight_only(self, catalog: Catalog) -> None:

@@ -15,17 +15,17 @@ segment is its bottleneck and it does not. bench/sim_distserve.py prints the per
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import pytest
 
 import planner
-from planner.comparison import build_context
-from planner.sim.policy import Role
 from planner.sim.result import Slo
-from planner.sim.setup import PoolLayout, sim_pools
-from planner.sim.simulate import simulate_pools
-from planner.sim.streams import poisson
-from planner.specs.catalog import load_catalog
 from planner.specs.workload import Workload
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -50,18 +50,20 @@ def test_pipelines_beat_tensor_parallelism_over_pcie(offline_req_s: dict[str, fl
 DISTSERVE_SLO = Slo(ttft_s=0.2, tpot_s=0.1)
 
 
+def load_bench(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sim_distserve = load_bench("sim_distserve")
+
+
 def distserve_attainment(workload: str, disaggregated: bool, per_gpu_req_s: float) -> float:
     """Simulated SLO attainment of DistServe's OPT-13B segment (or vLLM TP1) at a Poisson rate per GPU."""
-    work = Workload.parse(workload)
-    ctx = build_context(load_catalog(), "opt-13b", "4xa100", work, "fp16", None, "vllm", None, None)
-    if disaggregated:
-        layouts = [PoolLayout(Role.prefill, 2, 1, 1), PoolLayout(Role.decode, 1, 1, 1)]
-        pools, transfer = sim_pools(ctx, "disaggregated", None, layouts, {"placement": "in-node"}, DISTSERVE_SLO)
-    else:
-        pools, transfer = sim_pools(ctx, "colocated", None, [PoolLayout(Role.serve, 1, 1, 1)], slo=DISTSERVE_SLO)
-    gpus = 3 if disaggregated else 1
-    stream = poisson(per_gpu_req_s * gpus, 1000, work)
-    return simulate_pools(pools, stream, transfer, slo=DISTSERVE_SLO, seed=0).slo_attainment
+    return float(sim_distserve.attainment(Workload.parse(workload), disaggregated, per_gpu_req_s, DISTSERVE_SLO))
 
 
 def test_disaggregation_pays_for_long_prompts_with_short_outputs() -> None:

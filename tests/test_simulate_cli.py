@@ -67,6 +67,15 @@ class TestContract:
         again = planner.simulate("llama-3.1-8b", "1xh100", workload="sharegpt", rate=5.0, requests=200, seed=3)
         assert first.model_dump_json() == again.model_dump_json()
 
+    def test_requests_longer_than_the_context_are_noted(self) -> None:
+        """Llama-2-70B has a 4,096-token context; multi-turn ShareGPT runs to 8k."""
+        code, output = invoke("simulate", "--model", "llama-2-70b", "--gpus", "8xL20", "--workload",
+                              "sharegpt-multiturn", "--requests", "20")  # fmt: skip
+        assert code == 0, output
+        assert "longer than llama-2-70b's context of 4,096 tokens" in output and "NAME:4096" in output
+        code, output = invoke(*BASE)
+        assert code == 0 and "note:" not in output, output
+
 
 class TestPlans:
     def test_simulates_a_recommended_plan(self, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from generated_blocks import page_block
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "docs" / "strategies.md", *sorted((ROOT / "docs" / "strategies").glob("*.md"))]
@@ -32,7 +33,7 @@ sd = _load_script()
 @pytest.mark.parametrize("name", sorted(set(sd.BLOCKS) - sd.SLOW))
 def test_page_block_matches_the_code(name: str) -> None:
     page, render = sd.BLOCKS[name]
-    assert sd.page_block((sd.DOCS / page).read_text(), name) == render()
+    assert page_block((sd.DOCS / page).read_text(), name) == render()
 
 
 @pytest.mark.parametrize("path", PAGES, ids=lambda p: p.name)

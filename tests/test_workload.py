@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from planner.errors import PlannerError
-from planner.specs.workload import PRESET_SAMPLES, PRESETS, Workload
+from planner.specs.workload import PRESET_SAMPLES, PRESETS, Workload, context_note
 
 
 class TestFixed:
@@ -113,6 +113,28 @@ class TestCap:
     def test_bad_caps_are_refused(self, text: str, message: str) -> None:
         with pytest.raises(PlannerError, match=message):
             Workload.parse(text)
+
+
+class TestContextNote:
+    """The one note estimate, simulate, recommend and compare give when requests are longer than the context."""
+
+    def test_fixed_lengths_name_the_request(self) -> None:
+        note = context_note("llama-2-70b", 4096, Workload.fixed(4000, 500))
+        assert note == (
+            "input + output = 4,500 tokens is longer than llama-2-70b's context of 4,096 tokens: "
+            "engines refuse such requests"
+        )
+
+    def test_varied_lengths_give_the_share_and_the_cap(self) -> None:
+        """Requests of 3 + 1 and 5 + 2 tokens against a context of 5: one of the two (50%) is longer."""
+        note = context_note("m", 5, Workload(name="two", input_lens=(3, 5), output_lens=(1, 2)))
+        assert note == (
+            "50% of the workload's requests are longer than m's context of 5 tokens (the longest 7): "
+            "engines refuse them; a preset capped as NAME:5 keeps those that fit"
+        )
+
+    def test_nothing_to_say_when_every_request_fits(self) -> None:
+        assert context_note("llama-2-70b", 4096, Workload.fixed(4000, 96)) is None
 
 
 class TestCsv:

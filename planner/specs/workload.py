@@ -409,14 +409,16 @@ class Workload(Frozen):
 
 
 def context_note(model_id: str, context_tokens: int, workload: Workload) -> str | None:
-    """A note when some of the workload's requests are longer than the model's context (engines refuse them),
-    with the cap that keeps those that fit; None when all fit."""
+    """A note when some of the workload's requests are longer than the model's context (engines refuse them):
+    the share beyond it and, for varied lengths, the cap that keeps those that fit; None when all fit."""
     totals = np.asarray(workload.input_lens) + np.asarray(workload.output_lens)
     beyond = float(np.mean(totals > context_tokens))
     if beyond == 0:
         return None
+    context = f"{model_id}'s context of {context_tokens:,} tokens"
+    if workload.is_fixed:
+        return f"input + output = {int(totals[0]):,} tokens is longer than {context}: engines refuse such requests"
     return (
-        f"{beyond:.0%} of the workload's requests are longer than {model_id}'s context of {context_tokens:,} tokens "
-        f"(the longest {int(totals.max()):,}): engines refuse them; a preset capped as NAME:{context_tokens} "
-        "keeps those that fit"
+        f"{beyond:.0%} of the workload's requests are longer than {context} (the longest {int(totals.max()):,}): "
+        f"engines refuse them; a preset capped as NAME:{context_tokens} keeps those that fit"
     )
