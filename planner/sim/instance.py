@@ -87,7 +87,7 @@ class Ledger:
 
 NO_SLOTS = np.zeros(0, dtype=np.int64)
 NO_SLOTS.flags.writeable = False
-_sum, _max = np.add.reduce, np.maximum.reduce  # ndarray.sum / .max without their Python wrappers
+_sum, _max, _min = np.add.reduce, np.maximum.reduce, np.minimum.reduce  # ndarray.sum / .max / .min, unwrapped
 
 
 @dataclass
@@ -122,11 +122,11 @@ def _record_first_gaps(ledger: Ledger, last_s: FloatArray, end_s: float) -> None
     if not n:
         return
     latest = _max(last_s)
-    at_latest = int(np.count_nonzero(last_s == latest))
-    if at_latest == n:
+    if _min(last_s) == latest:
         ledger.itl_value_list.append(float(end_s - latest))
         ledger.itl_weight_list.append(n)
         return
+    at_latest = int(np.count_nonzero(last_s == latest))
     others = last_s[last_s != latest]
     ledger.itl_values_s.append(np.concatenate([[end_s - latest], end_s - others]))
     ledger.itl_weights.append(np.concatenate([[at_latest], np.ones(len(others), np.int64)]))
@@ -236,6 +236,7 @@ class Instance:
         self.wake_pending = False
         self.samples: list[tuple[float, int, int]] = []  # (time, waiting, running)
         self.decode_view: tuple[IntArray, IntArray, IntArray, IntArray] | None = None  # decode_block_need's
+        self.decoding_cache: IntArray | None = None  # decoding_slots(), until a slot starts or stops decoding
 
     @property
     def free_blocks(self) -> int:
@@ -261,7 +262,7 @@ class Instance:
         self.order[slot] = self.admissions
         self.admissions += 1
         self.used[slot] = True
-        self.decoding[slot] = False
+        self.decoding[slot] = False  # (already: a free slot does not decode)
         self.num_used += 1
         left, need = int(self.prompt_left[slot]), self._prompt_need(slot)
         self.prefill_left += left
@@ -300,6 +301,7 @@ class Instance:
         self.prompt_left[slot] = 0
         self.ctx[slot] = self.computed[slot] + 1
         self.decoding[slot] = True
+        self.decoding_cache = None
         self.num_decoding += 1
         self.last_token_s[slot] = ledger.last_token_s[req]
         return slot
@@ -312,6 +314,7 @@ class Instance:
             getattr(other, name)[new] = getattr(self, name)[slot]
         decoding = bool(self.decoding[slot])
         other.used[new], other.decoding[new] = True, decoding
+        other.decoding_cache = None
         other.num_used += 1
         other.num_decoding += decoding
         tally = other.tally
@@ -341,6 +344,7 @@ class Instance:
         self.used[slot] = False
         if self.decoding[slot]:
             self.decoding[slot] = False
+            self.decoding_cache = None
             self.num_decoding -= 1
             tally.decoding -= 1
         self.slot_req[slot] = -1
@@ -364,7 +368,12 @@ class Instance:
         self.waiting.extendleft(preempted)
 
     def decoding_slots(self) -> IntArray:
-        return self.decoding.nonzero()[0] if self.num_decoding else NO_SLOTS
+        """The decoding slots, ascending (one array until the set changes: not to be written)."""
+        slots = self.decoding_cache
+        if slots is None:
+            slots = self.decoding_cache = self.decoding.nonzero()[0] if self.num_decoding else NO_SLOTS
+            slots.flags.writeable = False
+        return slots
 
     def make_room_for_decodes(self, limit: int | None = None) -> IntArray:
         """The decoding slots whose next step runs (the oldest `limit` of them, else all), after preempting the
@@ -528,6 +537,7 @@ class Instance:
     def commit(self, run: Run, steps: int) -> list[int]:
         """Apply the first `steps` iterations of `run`; return the requests that finished."""
         ledger, ends = self.ledger, run.ends_s[:steps]
+        self.decode_view = None  # contexts and blocks change: the next plan reads them afresh
         ledger.busy_s[run.phase] += float(ends[0]) - run.start_s if run.busy_s is None else run.busy_s
         if steps > 1:  # (one step adds 0.0)
             ledger.busy_s[Phase.decode] += float(ends[-1] - ends[0])
@@ -537,9 +547,9 @@ class Instance:
         finished: list[int] = []
         slots = run.decode_slots
         if not run.chunks:
-            return self._commit_decodes(slots, ends)
+            return self._commit_decodes(slots, ends, first_reserved=True)
         if len(slots):
-            finished += self._commit_decodes(slots, ends[:1])
+            finished += self._commit_decodes(slots, ends[:1], first_reserved=True)
         for slot, _, tokens in run.chunks:
             if self._commit_chunk(slot, tokens, float(ends[0])):
                 finished.append(int(self.slot_req[slot]))
@@ -548,11 +558,13 @@ class Instance:
             finished += self._commit_decodes(run.later_slots, ends[1:])
         return finished
 
-    def _commit_decodes(self, slots: IntArray, ends: FloatArray) -> list[int]:
+    def _commit_decodes(self, slots: IntArray, ends: FloatArray, first_reserved: bool = False) -> list[int]:
+        """Decode steps of `slots` ending at `ends`; `first_reserved`: the first step's KV blocks were taken when
+        it was planned (reserve_decode_step), as they are for the first step of a run."""
         ledger = self.ledger
         remaining = self.remaining[slots]
         if len(ends) == 1 and np.count_nonzero(remaining) == len(remaining):
-            return self._commit_decode_step(slots, remaining, float(ends[0]))
+            return self._commit_decode_step(slots, remaining, float(ends[0]), first_reserved)
         done = np.minimum(remaining, len(ends))  # steps each sequence took part in
         reqs = self.slot_req[slots]
         counted = ledger.counted[reqs]
@@ -577,8 +589,9 @@ class Instance:
                 self._finish(slot, end_s)
         return finished
 
-    def _commit_decode_step(self, slots: IntArray, remaining: IntArray, end_s: float) -> list[int]:
-        """_commit_decodes of one step ending at end_s (every decoding sequence has a token to go)."""
+    def _commit_decode_step(self, slots: IntArray, remaining: IntArray, end_s: float, reserved: bool) -> list[int]:
+        """_commit_decodes of one step ending at end_s (every decoding sequence has a token to go); `reserved`:
+        its KV blocks were taken when it was planned."""
         ledger = self.ledger
         reqs = self.slot_req[slots]
         last_s = self.last_token_s[slots]
@@ -590,7 +603,7 @@ class Instance:
         self.ctx[slots] = ctx
         ledger.generated[reqs] += 1
         config = self.config
-        if not config.reserves_full_sequence:
+        if not (reserved or config.reserves_full_sequence):  # reserved: held since it was planned
             blocks = (ctx + (config.block_size_tokens - 2)) // config.block_size_tokens  # ceil((ctx - 1) / block)
             self.kv.free -= int(_sum(blocks - self.blocks[slots]))
             self.blocks[slots] = blocks
@@ -624,6 +637,7 @@ class Instance:
         self.remaining[slot] -= 1
         self.ctx[slot] = self.computed[slot] + 1
         self.decoding[slot] = True
+        self.decoding_cache = None
         self.num_decoding += 1
         tally.decoding += 1
         self.last_token_s[slot] = end_s

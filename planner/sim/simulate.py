@@ -318,12 +318,13 @@ def simulate_pools(
         if instance.stages is not None:  # one micro-batch through the stages (planner.sim.pipeline)
             step_s = end_s - time_s
             later_s = step_s - instance.timer.overhead_s(run.seqs)
-            decoding = run.decode_slots
-            token_s = float(np.maximum.reduce(instance.last_token_s[decoding])) if len(decoding) else time_s
-            ready_s = max(time_s, token_s)  # its sequences' last tokens have left the pipeline
+            ready_s = time_s
+            streams = instance.config.scheduler is Scheduler.temporal
+            if streams and len(run.decode_slots):  # a streamed prompt's first token may not have left the pipeline
+                ready_s = max(time_s, float(np.maximum.reduce(instance.last_token_s[run.decode_slots])))
             first_s, last_s = instance.stages.pass_through(ready_s, step_s, later_s)
             run.ends_s, run.busy_s, end_s = np.array([last_s]), step_s, last_s
-            if run.phase is Phase.prefill and instance.config.scheduler is Scheduler.temporal:
+            if streams and run.phase is Phase.prefill:
                 run.free_s = first_s  # prompt micro-batches stream (planner.sim.pipeline)
         if run.free_s is not None:
             end_s = run.free_s
@@ -392,7 +393,14 @@ def simulate_pools(
                 if issued < total:
                     heapq.heappush(heap, (float(ledger.finish_s[req]), ARRIVAL, next(sequence), issued, 0))
                     issued += 1
-        wake_idle(instance.siblings, time_s)  # itself, and virtual engines a shared scheduler left idle
+        # itself, and virtual engines a shared scheduler left idle: started now when nothing else is due at this
+        # instant (their wake-ups would be the next events, in this order), else woken after what is due
+        if (not heap or heap[0][0] > time_s) and (next_open == len(open_times) or open_times[next_open] > time_s):
+            for engine in instance.siblings:
+                if engine.run is None and not engine.wake_pending:
+                    start(engine, time_s)
+        else:
+            wake_idle(instance.siblings, time_s)
         if paired:  # the blocks it freed may be what its partner in the KV cache waits for
             wake_idle(groups[1 if instance.role is Role.prefill else 0][instance.replica], time_s)
 
