@@ -24,7 +24,7 @@ from planner.search.verify import verify as _verify
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.hardware import GpuPool
-from planner.specs.workload import Workload, context_note
+from planner.specs.workload import CsvSource, Workload, context_note
 from planner.strategies import REGISTRY, get_strategy
 from planner.strategies.base import Context, Slo
 
@@ -59,6 +59,7 @@ class Recommendation(BaseModel):
     reason: str
     slo: Slo | None
     workload: str
+    workload_csv: CsvSource | None = None  # the file a CSV workload was read from, with its hash
     model: str
     engine: str
     notes: list[str]
@@ -277,6 +278,7 @@ def recommend(
         reason=reason,
         slo=slo,
         workload=work.name,
+        workload_csv=work.csv,
         model=contexts[0].model.id,
         engine=contexts[0].engine.id,
         notes=notes,
@@ -454,6 +456,7 @@ def plan_payload(rec: Recommendation) -> dict[str, Any]:
         "reason": rec.reason,
         "slo": rec.slo.model_dump(mode="json") if rec.slo else None,
         "workload": rec.workload,
+        "workload_csv": rec.workload_csv.model_dump(mode="json") if rec.workload_csv else None,
         "notes": rec.notes,
         "verification": [v.model_dump(mode="json") for v in rec.verification],
         "reranked_from": rec.reranked_from,

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from planner.comparison import build_context
 from planner.errors import PlannerError
 from planner.estimation import resolve_deployment
@@ -32,7 +34,7 @@ from planner.sim.setup import SIMULATED_STRATEGIES, PoolLayout, sim_pools
 from planner.sim.simulate import Progress, simulate_pools
 from planner.specs import inputs
 from planner.specs.catalog import Catalog, load_catalog
-from planner.specs.workload import Workload, context_note
+from planner.specs.workload import CsvSource, Workload, context_note
 
 MAX_SIM_REQUESTS = 1_000_000  # requests one simulation runs: about two minutes on one core
 
@@ -167,9 +169,7 @@ def simulate_plan(
             "plan",
         )
     catalog = catalog or load_catalog()
-    work = Workload.resolve(
-        workload if not str(workload).startswith("fixed ") else None, _fixed(workload, 0), _fixed(workload, 1)
-    )
+    work = _plan_workload(plan_json.get("workload_csv"), workload)
     slo_json = plan_json.get("slo") or {}
     slo = Slo(ttft_s=slo_json.get("ttft_s"), tpot_s=slo_json.get("tpot_s")) if slo_json else None
     # A throughput plan is judged by its offline capacity: every request queued at once, as planned.
@@ -198,6 +198,28 @@ def simulate_plan(
         stream = poisson(rate, requests, work) if rate > 0 and not offline_plan else offline(requests, work)
         out.append((entries, simulate_pools(pools, stream, transfer, slo=slo, seed=seed, progress=progress)))
     return out
+
+
+def _plan_workload(csv: Any, workload: str) -> Workload:
+    """The plan's requests: the CSV it was planned on (unchanged since), else its preset or fixed lengths by name."""
+    if csv is None:
+        return Workload.resolve(
+            workload if not str(workload).startswith("fixed ") else None, _fixed(workload, 0), _fixed(workload, 1)
+        )
+    try:
+        source = CsvSource.model_validate(csv)
+    except ValidationError:
+        raise PlannerError(
+            "the plan's workload_csv needs a path and a sha256: write the plan with `tdplan recommend --json`", "plan"
+        ) from None
+    work = Workload.from_csv(Path(source.path))
+    if work.csv is None or work.csv.sha256 != source.sha256:
+        raise PlannerError(
+            f"the workload CSV {source.path} has changed since the plan was written: restore it, or plan again on it "
+            "with `tdplan recommend --json`",
+            "plan",
+        )
+    return work
 
 
 def _fixed(workload: str, index: int) -> int | None:

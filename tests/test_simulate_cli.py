@@ -94,6 +94,21 @@ class TestPlans:
         assert simulation["scheduler"].startswith("disaggregated") and simulation["busy"]["mixed_s"] == 0.0
         assert simulation["slo_attainment"] is not None
 
+    def test_a_csv_workload_is_simulated_from_its_file_whatever_its_name(self, tmp_path: Path) -> None:
+        """A CSV named like a preset is still the CSV; a CSV changed since the plan was written is refused."""
+        lengths = tmp_path / "azure-code.csv"
+        lengths.write_text("input_len,output_len\n" + "".join(f"{300 + i},{20 + i % 7}\n" for i in range(256)))
+        code, output = invoke("recommend", "--model", "llama-3.1-8b", "--gpus", "1xh100", "--workload",
+                              str(lengths), "--strategy", "colocated", "--json")  # fmt: skip
+        assert code == 0, output
+        plan = json.loads(output)
+        assert plan["workload_csv"]["path"] == str(lengths.resolve())
+        ((_, result),) = simulate_plan(plan, requests=256)
+        assert set(result.requests.input_len) <= set(range(300, 556))  # the CSV's requests, not the preset's
+        lengths.write_text("input_len,output_len\n100,10\n")
+        with pytest.raises(PlannerError, match="has changed since the plan was written"):
+            simulate_plan(plan)
+
     def test_a_disaggregated_configuration_needs_a_plan(self) -> None:
         with pytest.raises(PlannerError, match="--plan"):
             planner.simulate("llama-3.1-8b", "2xh100", input_len=512, output_len=64, strategy="disaggregated")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import functools
 import gzip
+import hashlib
 import io
 import math
 import warnings
@@ -205,6 +206,13 @@ def _tiled(lengths: Any, times: int) -> tuple[Any, ...]:
     return tuple(v.item() if isinstance(v, np.generic) else v for v in lengths for _ in range(times))
 
 
+class CsvSource(Frozen):
+    """The file a workload was read from, so that a plan written for it can be simulated on the same requests."""
+
+    path: str  # absolute
+    sha256: str  # of the file's text as read (UTF-8)
+
+
 class Workload(Frozen):
     """A deterministic sample of requests: input_lens[i], output_lens[i] are request i's lengths in tokens.
 
@@ -215,6 +223,7 @@ class Workload(Frozen):
     name: str
     input_lens: tuple[int, ...] = Field(min_length=1)
     output_lens: tuple[int, ...] = Field(min_length=1)
+    csv: CsvSource | None = None  # read from a CSV (Workload.from_csv)
 
     @model_validator(mode="before")
     @classmethod
@@ -319,11 +328,12 @@ class Workload(Frozen):
                 f"{MAX_REQUEST_TOKENS:,} tokens",
                 "workload",
             )
+        source = CsvSource(path=str(path.resolve()), sha256=hashlib.sha256(text.encode()).hexdigest())
+        inputs, outputs = tuple(table[:, 0].tolist()), tuple(table[:, 1].tolist())
         if len(table) < PRESET_SAMPLES:  # the validator repeats a short sample to the sample size
-            return cls(name=path.stem, input_lens=tuple(table[:, 0].tolist()), output_lens=tuple(table[:, 1].tolist()))
-        return cls.model_construct(  # validated above; pydantic would re-check a million ints one by one
-            name=path.stem, input_lens=tuple(table[:, 0].tolist()), output_lens=tuple(table[:, 1].tolist())
-        )
+            return cls(name=path.stem, input_lens=inputs, output_lens=outputs, csv=source)
+        # validated above; pydantic would re-check a million ints one by one
+        return cls.model_construct(name=path.stem, input_lens=inputs, output_lens=outputs, csv=source)
 
     @classmethod
     def parse(cls, text: str) -> Workload:
