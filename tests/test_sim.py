@@ -114,6 +114,24 @@ class TestIterationTimer:
         assert got == pytest.approx(stage_step_times_s(dep, np.array(shapes)), rel=1e-12, abs=0)
         assert IterationTimer(make_deployment(model=make_moe_model(), pp_size=2), 8, 100, True).stage_step is None
 
+    def test_an_op_group_written_out_is_its_ops_summed_to_the_bit(self) -> None:
+        """Each op group's function (planner.sim.timing._group_function) gives the sum of its ops'
+        ScalarOp.seconds, float for float, at 500 random mixed shapes."""
+        from planner.cost.compiled import compile_stage_step
+        from planner.sim.timing import _group_function, _grouped_ops
+
+        groups = _grouped_ops(compile_stage_step(make_deployment(tp_size=2, pp_size=2)))
+        rng = np.random.default_rng(2)
+        for _ in range(500):
+            chunks = [(int(rng.integers(0, 4)) * 300, int(rng.integers(1, 600))) for _ in range(rng.integers(0, 3))]
+            decodes = int(rng.integers(0 if chunks else 1, 64))
+            shape = prefill_shape(chunks, decodes, decodes * int(rng.integers(10, 5000)))
+            for _, ops in groups:
+                summed = 0.0
+                for op in ops:
+                    summed += op.seconds(shape)
+                assert _group_function(ops)(shape) == summed
+
     @pytest.mark.parametrize("per_stage", [False, True])
     def test_one_decode_step_in_scalars_equals_decode(self, per_stage: bool) -> None:
         """decode_one (a pipelined virtual engine's single step) is decode() of that one step, to the bit: padded

@@ -4,9 +4,11 @@ iteration through every stage, or, for a pipelined instance, one micro-batch's s
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -68,8 +70,9 @@ class StageStepOps:
     float round-off (a test holds them to 1e-12)."""
 
     def __init__(self, groups: list[tuple[tuple[int, ...], list[ScalarOp]]]) -> None:
-        # per group: its features' values as a key (a tuple, or the value itself when it reads one), its ops, memo
-        self.groups = [(_key(reads), ops, dict[object, float]()) for reads, ops in groups]
+        # per group: its features' values as a key (a tuple, or the value itself when it reads one), its seconds
+        # as one function of a shape (_group_function), memo
+        self.groups = [(_key(reads), _group_function(ops), dict[object, float]()) for reads, ops in groups]
 
     @classmethod
     def of(cls, deployment: Deployment) -> StageStepOps | None:
@@ -81,18 +84,44 @@ class StageStepOps:
 
     def seconds(self, shape: tuple[float, ...]) -> float:
         total = 0.0
-        for reads, ops, memo in self.groups:
+        for reads, group_s, memo in self.groups:
             key = reads(shape)
             seconds = memo.get(key)
             if seconds is None:
-                seconds = 0.0
-                for op in ops:
-                    seconds += op.seconds(shape)
+                seconds = group_s(shape)
                 if len(memo) >= CACHE_LIMIT:
                     memo.clear()
                 memo[key] = seconds
             total += seconds
         return total
+
+
+def _group_function(ops: list[ScalarOp]) -> Callable[[tuple[float, ...]], float]:
+    """The summed seconds of `ops` on a shape, as one Python function written out for them: the sum over ops
+    of ScalarOp.seconds with each linear form's terms and each constant inlined (repr of a float reads back as
+    the same float), in the same operations and order, so the same float to the bit; about three times faster
+    than the loop over the ops and their terms, and priced once per micro-batch of a pipelined instance."""
+
+    def dot(terms: Terms) -> str:  # _dot's sum, left to right from 0.0
+        return "(0.0" + "".join(f" + s[{feature}] * {coefficient!r}" for feature, coefficient in terms) + ")"
+
+    lines = ["def group_s(s):", "    total = 0.0"]
+    for op in ops:
+        if not op.gate:  # a gate of no terms is 0: ScalarOp.seconds is 0.0, which adds nothing
+            continue
+        lines += [
+            f"    if {dot(op.gate)} > 0:",
+            f"        per = max({dot(op.size_per)}, 1e-12)",
+            f"        ratio = max({dot(op.size)} / per, 1e-9)",
+            f"        compute = {dot(op.flops)} / ({op.compute_flops_s!r} * (ratio / (ratio + {op.half!r})))",
+            f"        memory = {dot(op.bytes)} / {op.memory_bytes_s!r} + {op.per_item_s!r} * {dot(op.items)}",
+            f"        total += max(compute, memory) * {op.count!r} + {op.fixed_s!r} * {op.count!r}",
+        ]
+    lines.append("    return total")
+    namespace: dict[str, Any] = {"inf": math.inf}  # repr of an infinite float
+    exec("\n".join(lines), namespace)  # source built above from floats and feature indices only
+    function: Callable[[tuple[float, ...]], float] = namespace["group_s"]
+    return function
 
 
 def _key(reads: tuple[int, ...]) -> Callable[[tuple[float, ...]], object]:
