@@ -312,14 +312,14 @@ def run_tdplan(argv: tuple[str, ...]) -> tuple[str, str]:
     from rich.console import Console
     from typer.testing import CliRunner
 
-    import planner.cli as cli
+    from planner.cli import app, common
 
-    saved = cli.out
-    cli.out = Console(highlight=False, soft_wrap=True, width=WIDTH_COLUMNS)
+    saved = common.out
+    common.out = Console(highlight=False, soft_wrap=True, width=WIDTH_COLUMNS)
     try:
-        result = CliRunner().invoke(cli.app, list(argv), env={"COLUMNS": str(WIDTH_COLUMNS)})
+        result = CliRunner().invoke(app, list(argv), env={"COLUMNS": str(WIDTH_COLUMNS)})
     finally:
-        cli.out = saved
+        common.out = saved
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise RuntimeError(f"tdplan {' '.join(argv)} raised {result.exception!r}") from result.exception
     return result.stdout, result.stderr
