@@ -1,4 +1,4 @@
-"""Rows for the human-readable output of `tdplan recommend`; cli.py renders them."""
+"""Rows for the human-readable output of `tdplan recommend`; planner.cli renders them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Plain rows (label, value) for the human-readable output of each command; cli.py renders them."""
+"""Plain rows (label, value) for the human-readable output of each command; planner.cli renders them."""
 
 from __future__ import annotations
 
