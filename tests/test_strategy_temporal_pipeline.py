@@ -26,6 +26,7 @@ from planner.strategies.temporal_pipeline import (
     Prompts,
     batch_at_fill,
     footprint_tokens,
+    open_cycle,
 )
 
 
@@ -117,6 +118,24 @@ class TestPhaseArithmetic:
         when decode micro-batches are the longer ones."""
         assert stub_pipeline().switch_loss_s(5, 100) == pytest.approx(0.27)
         assert stub_pipeline(decode_s=0.2).switch_loss_s(5, 100) == 0.0
+
+    def test_drain_loss(self) -> None:
+        """(pp - 1) max(T, t) - min((pp - 1) t, T) with T = 0.1 s, pp 4:
+        t = 0.01: 3 x 0.1 - min(0.03, 0.1) = 0.27 (the flow-shop switch loss, T >= (pp - 1) t);
+        t = 0.05: 3 x 0.1 - min(0.15, 0.1) = 0.2; t = 0.2: 3 x 0.2 - min(0.6, 0.1) = 0.5."""
+        assert stub_pipeline().drain_loss_s(5, 100) == pytest.approx(0.27)
+        assert stub_pipeline(decode_s=0.05).drain_loss_s(5, 100) == pytest.approx(0.2)
+        assert stub_pipeline(decode_s=0.2).drain_loss_s(5, 100) == pytest.approx(0.5)
+
+    def test_open_cycle(self) -> None:
+        """1 req/s, one forced round of 4 x 0.01 = 0.04 s, prompts of 0.1 s, drain loss 0.27 s:
+        window 0.27 + 0.04 = 0.31 s; idle decode e^-0.31 / 1 = 0.733447 s; decode 0.773447 s;
+        cycle (0.773447 + 0.27) / (1 - 0.1) = 1.159386 s, 1.159386 prompts a phase;
+        rounds 1 + 0.733447 / 0.04 = 19.336; batch 10 x 0.04 x 1.159386 / 0.773447 = 0.6, at least 1."""
+        point = open_cycle(stub_pipeline(), 1.0, 1.0)
+        assert point is not None
+        assert (point.cycle_s, point.queued, point.idle_s) == pytest.approx((1.159386, 1.159386, 0.733447))
+        assert (point.rounds, point.batch, point.window_s) == pytest.approx((19.336174, 1.0, 0.31))
 
     def test_decode_phase(self) -> None:
         """Constant round 4 x 0.01 = 0.04 s, mu = 10: D = mu x t x ln(100 / 50) = 0.4 x ln 2 = 0.277259 s."""

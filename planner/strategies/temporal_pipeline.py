@@ -25,10 +25,13 @@ The phase cycle, offline (every term per instance):
         delays the stream behind it by (pp - 1) x its longest stage time (proportionate flow shop; the naive
         pipeline pays the same term per prompt)
     throughput = n E[O] / (P + loss + D)
-Under Poisson arrivals the engine switches after k decode rounds, the smallest k at which the batch has
-drained to the pinned b* or the intensity test fires with the prompts that arrived. TTFT = wait for the next
-prefill phase + prompts ahead + own pass through the stages; TPOT = round time + the prefill-phase pause every
-k rounds. The strategy targets offline throughput, not latency.
+Under Poisson arrivals the engine switches at the first micro-batch boundary at which a prompt is queued and
+the running batch is at or below b* (the switch point of the offline cycle, as planner.sim.temporal has it):
+below capacity the batch is mostly under b*, so phases are short (a few prompts) and frequent, and each pays
+the stages' drain loss (Pipeline.drain_loss_s). TTFT = wait for the next micro-batch boundary or the end of the
+drain window + prompts ahead (fluid backlog, plus the M/G/1 wait of Poisson bursts) + own pass through the
+stages; TPOT = round time + the pause (phase and drain loss) every `rounds` decode rounds (open_cycle).
+The strategy targets offline throughput, not latency.
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ class Prompts:
     packed_s: np.ndarray  # the full micro-batch of `pack` prompts of its length at one stage
     pack: np.ndarray  # prompts in a full micro-batch: ceil(prefill_tokens / len), at least 1
 
-    def _size(self, queued: float) -> np.ndarray:
+    def size(self, queued: float) -> np.ndarray:
         """Prompts per micro-batch: a full pack, unless the phase has fewer prompts."""
         size: np.ndarray = np.minimum(self.pack, max(queued, 1.0))
         return size
@@ -108,13 +111,13 @@ class Prompts:
     def micro_batch_s(self, queued: float) -> np.ndarray:
         """Stage time of the micro-batch holding each prompt in a phase of `queued` prompts: interpolated
         between alone and the full pack by the prompts it holds (stage time grows about linearly in tokens)."""
-        extra = (self._size(queued) - 1) / np.maximum(self.pack - 1, 1.0)
+        extra = (self.size(queued) - 1) / np.maximum(self.pack - 1, 1.0)
         micro: np.ndarray = self.alone_s + extra * (self.packed_s - self.alone_s)
         return micro
 
     def share_s(self, queued: float) -> float:
         """Mean stage time per prompt (its micro-batch over the prompts in it) in a phase of `queued`."""
-        return float(np.mean(self.micro_batch_s(queued) / self._size(queued)))
+        return float(np.mean(self.micro_batch_s(queued) / self.size(queued)))
 
     @staticmethod
     def expected_max(values: np.ndarray, n: float | np.ndarray) -> np.ndarray:
@@ -274,6 +277,21 @@ class Pipeline:
         t_mb = float(Prompts.expected_max(self.prompts.micro_batch_s(admitted), admitted))
         return (self.pp - 1) * max(0.0, t_mb - self.decode.stage_s(batch / self.pp))
 
+    def drain_loss_s(self, admitted: float, batch: float) -> float:
+        """Stage time lost after a prefill phase of `admitted` prompts, with `batch` running (seconds). The
+        virtual engine of the last prompt micro-batch (stage time T, the longest of the phase) next decodes
+        once that prompt's first token leaves the last stage, and micro-batches enter the first stage in the
+        order they are scheduled (planner.sim.pipeline):
+            T + (pp - 1) max(T, t)     the prompt leaves the last stage (behind decode micro-batches of t
+                                       per stage when those are the longer ones)
+            T + min((pp - 1) t, T)     the first stage has finished the prompt and the decode micro-batches
+                                       scheduled while it ran (one every t, at most pp - 1 of them)
+        loss = (pp - 1) max(T, t) - min((pp - 1) t, T); the flow-shop switch loss (pp - 1)(T - t) when
+        T >= (pp - 1) t."""
+        t_mb = float(Prompts.expected_max(self.prompts.micro_batch_s(admitted), admitted))
+        t_decode = self.decode.stage_s(batch / self.pp)
+        return (self.pp - 1) * max(t_mb, t_decode) - min((self.pp - 1) * t_decode, t_mb)
+
     def decode_phase_s(self, high: float, low: float) -> float:
         """mu x integral of t_round(B) dB / B from low to high (trapezoid in log B)."""
         if high <= low:
@@ -306,48 +324,80 @@ class Pipeline:
 
 @dataclass(frozen=True)
 class OpenCycle:
-    """The cycle under Poisson arrivals: k decode rounds at mean batch B, then a prefill phase of n prompts."""
+    """The cycle under Poisson arrivals (seconds, requests): after a prefill phase, the stages idle for `loss`
+    while the last prompt micro-batch drains, at least `rounds` decode rounds follow, then `idle` more decode
+    until a prompt arrives; the next phase runs the `queued` prompts that arrived in the cycle."""
 
-    rounds: float
+    rounds: float  # decode rounds per cycle (forced and idle)
+    forced_rounds: float  # decode rounds before the engine may switch again
     batch: float
     round_s: float
     cycle_s: float
     queued: float
+    loss_s: float
+    idle_s: float
+
+    @property
+    def decode_s(self) -> float:
+        return self.rounds * self.round_s
 
     @property
     def pause_s(self) -> float:
-        return self.cycle_s - self.rounds * self.round_s
+        return self.cycle_s - self.decode_s
+
+    @property
+    def window_s(self) -> float:
+        """From the end of a prefill phase to the first micro-batch boundary at which a new one may start."""
+        return self.loss_s + self.forced_rounds * self.round_s
 
 
 def open_cycle(pipe: Pipeline, rate_req_s: float, rounds: float) -> OpenCycle | None:
-    """Fixed point of C = (k t(B) + loss) / (1 - r p), n = r C, B = r mu C / k (Little's law: a request
-    advances k tokens per cycle); None when the batch outgrows the KV fill target."""
-    batch, cycle_s, queued = 1.0, 0.0, 1.0
-    for _ in range(6):
+    """Fixed point of the cycle when the engine switches to prompts at the first micro-batch boundary, after
+    `rounds` decode rounds, at which a prompt is queued (the running batch is at or below b*):
+        W = L(n, B) + k t_round(B)        window after a phase: drain loss, then the forced decode rounds
+        q = exp(-r W)                     chance that no prompt arrived in the window (Poisson)
+        I = q / r                         decode then continues until the next arrival (memoryless)
+        C = (k t_round + I + L) / (1 - r p)   the phase serves every prompt of the cycle, p seconds each
+        n = r C,  B = r mu t_round C / (k t_round + I)   (Little's law: a request advances one token a round)
+    None when the batch outgrows the KV fill target."""
+    batch, queued = 1.0, 1.0
+    loss_s = idle_s = cycle_s = round_s = 0.0
+    for _ in range(8):
         share = pipe.prompts.share_s(queued)
         if rate_req_s * share >= 1:
             return None
-        loss = pipe.switch_loss_s(queued, max(batch - queued / 2, 1.0))
-        cycle_s = (rounds * pipe.round_s(batch) + loss) / (1 - rate_req_s * share)
+        round_s = pipe.round_s(batch)
+        loss_s = pipe.drain_loss_s(queued, batch)
+        idle_s = math.exp(-rate_req_s * (loss_s + rounds * round_s)) / rate_req_s
+        decode_s = rounds * round_s + idle_s
+        cycle_s = (decode_s + loss_s) / (1 - rate_req_s * share)
         queued = rate_req_s * cycle_s
-        batch = max(rate_req_s * pipe.mu * cycle_s / rounds, 1.0)
+        # geometric mean of the old and new batch: damps the round time's feedback on the batch
+        batch = math.sqrt(batch * max(rate_req_s * pipe.mu * round_s * cycle_s / decode_s, 1.0))
     if batch + queued / 2 > pipe.fill_batch(max(batch - queued / 2, 0.0), pipe.kv_fill):
         return None
-    return OpenCycle(rounds=rounds, batch=batch, round_s=pipe.round_s(batch), cycle_s=cycle_s, queued=queued)
+    return OpenCycle(
+        rounds=rounds + idle_s / round_s,
+        forced_rounds=rounds,
+        batch=batch,
+        round_s=round_s,
+        cycle_s=cycle_s,
+        queued=queued,
+        loss_s=loss_s,
+        idle_s=idle_s,
+    )
 
 
-def settle(pipe: Pipeline, rate_req_s: float, max_rounds: float, pinned_batch: float) -> OpenCycle | None:
-    """The cycle with the fewest decode rounds (the engine checks once a round) after which it switches: the
-    batch has drained to the pinned b*, or (none pinned) TD-Pipe's test fires with the arrivals queued."""
+def settle(pipe: Pipeline, rate_req_s: float, max_rounds: float, switch_batch: float) -> OpenCycle | None:
+    """The cycle with the fewest forced decode rounds (at least one: the micro-batches queued behind the
+    phase) after which the batch has drained to the switch point b*, where the engine switches as soon as a
+    prompt is queued (planner.sim.temporal)."""
 
     def switches(rounds: float) -> OpenCycle | None:
         point = open_cycle(pipe, rate_req_s, rounds)
         if point is None:
             return None
-        low = max(point.batch - point.queued / 2, 1.0)
-        if pinned_batch:
-            return point if low <= pinned_batch else None
-        return point if pipe.decode_intensity(low) < pipe.prefill_intensity(point.queued, low + point.queued) else None
+        return point if max(point.batch - point.queued / 2, 1.0) <= switch_batch else None
 
     if switches(max_rounds) is None:
         return open_cycle(pipe, rate_req_s, max_rounds)
@@ -361,19 +411,35 @@ def settle(pipe: Pipeline, rate_req_s: float, max_rounds: float, pinned_batch: f
 
 
 def request_latencies(pipe: Pipeline, point: OpenCycle, rate_req_s: float, workload: Workload) -> Latencies:
-    """Per-request TTFT and TPOT in the cycle `point` (module docstring)."""
+    """Per-request TTFT and TPOT in the cycle `point`. An arrival falls, in proportion to their lengths, in
+    - the window W after a phase: it waits for the window's end and the prompts that arrived before it;
+    - the idle decode I: it starts the next phase at the next micro-batch boundary (one decode stage time);
+    - the phase: it waits for the prompt work queued, which starts at r p W + q p (the window's arrivals, or
+      the one that ended the idle decode) and drains at 1 - r p.
+    Then its micro-batch leaves the last stage after its own stage time and (pp - 1) times the longest stage
+    time so far, of the prompts before it or of the decode micro-batches ahead of the phase (flow shop).
+    TPOT = round time + the pause (phase and drain loss) every `rounds` rounds."""
     n, outputs = len(workload.input_lens), np.array(workload.output_lens, dtype=float)
     share, micro = pipe.prompts.share_s(point.queued), pipe.prompts.micro_batch_s(point.queued)
-    decode_s = point.rounds * point.round_s
-    arrival = seeded_quantiles(n, 2) * point.cycle_s  # from the start of the decode phase
-    in_decode = arrival < decode_s
-    backlog = rate_req_s * decode_s * share  # prompt work queued when the prefill phase starts
-    drained = (arrival - decode_s) * (1 - rate_req_s * share)  # net drain of that backlog during the phase
-    ahead = np.where(in_decode, rate_req_s * arrival * share, np.maximum(0.0, backlog - drained))
-    longest = Prompts.expected_max(micro, ahead / share + 1)  # longest micro-batch up to this prompt's
-    # Flow shop: a micro-batch leaves the last stage after the work ahead, its own stage, and (pp - 1) times
-    # the longest stage time so far.
-    ttft = np.where(in_decode, decode_s - arrival, 0.0) + ahead + micro + (pipe.pp - 1) * np.maximum(micro, longest)
+    window_s, idle_s = point.window_s, point.idle_s
+    arrival = seeded_quantiles(n, 2) * point.cycle_s  # from the end of the previous prefill phase
+    in_window, in_phase = arrival < window_s, arrival >= window_s + idle_s
+    offset = arrival - window_s - idle_s  # into the phase
+    start_work = share * (rate_req_s * window_s + math.exp(-rate_req_s * window_s))
+    queued_work = np.maximum(0.0, start_work - offset * (1 - rate_req_s * share))
+    ahead = np.where(in_window, rate_req_s * arrival * share, np.where(in_phase, queued_work, 0.0))
+    t_decode = pipe.decode.stage_s(point.batch / pipe.pp)
+    boundary = np.where(in_window, window_s - arrival, np.where(in_phase, 0.0, t_decode))
+    # longest micro-batch ahead in the stages: the prompts up to this one, or the decode micro-batches before
+    longest = np.maximum(Prompts.expected_max(micro, ahead / share + 1), t_decode)
+    # Fuhrmann-Cooper decomposition (M/G/1 with vacations): the wait above is the vacations' part (for a fixed
+    # window V the fluid backlog averages V / 2 = E[V^2] / 2E[V]); the Poisson bursts of prompt work add the
+    # M/G/1 (Pollaczek-Khinchine) wait r E[S^2] / (2 (1 - r p)), S the stage time per prompt, drawn with its
+    # exponential tail
+    per_prompt = micro / pipe.prompts.size(point.queued)
+    rho = rate_req_s * share
+    burst = queue_waits_s(n, rho, rate_req_s * float(np.mean(per_prompt**2)) / (2 * (1 - rho)), seed=4)
+    ttft = boundary + ahead + burst + micro + (pipe.pp - 1) * np.maximum(micro, longest)
     steps = np.maximum(outputs - 1, 1.0)
     pauses = np.floor(steps / point.rounds + seeded_quantiles(n, 3))  # prefill phases during its decode
     tpot = np.where(outputs > 1, (steps * point.round_s + pauses * point.pause_s) / steps, point.round_s)
@@ -434,13 +500,22 @@ class TemporalPipeline(Strategy):
         full, rate = self.cycle(ctx, candidate), rate_req_s / candidate.replicas
         if rate >= full.request_rate_req_s:
             return None
-        point = settle(pipe, rate, max(full.rounds, 1.0), full.switch_batch if pipe.switch_share else 0.0)
+        point = settle(pipe, rate, max(full.rounds, 1.0), full.switch_batch)
         if point is not None:
             return request_latencies(pipe, point, rate, ctx.workload)
         # Near capacity the batch would outgrow the KV target: the engine runs the offline cycle and requests
         # also queue for it (M/D/1 wait with the cycle as service, exponential tail).
         batch = (full.full_batch + full.switch_batch) / 2
-        point = OpenCycle(full.rounds, batch, pipe.round_s(batch), full.cycle_s, full.admitted)
+        point = OpenCycle(
+            rounds=full.rounds,
+            forced_rounds=full.rounds,
+            batch=batch,
+            round_s=pipe.round_s(batch),
+            cycle_s=full.cycle_s,
+            queued=full.admitted,
+            loss_s=full.switch_loss_s,
+            idle_s=0.0,
+        )
         lat = request_latencies(pipe, point, rate, ctx.workload)
         rho = rate / full.request_rate_req_s
         wait = queue_waits_s(len(lat.ttft_s), rho, rho * full.cycle_s / (2 * (1 - rho)))
