@@ -237,6 +237,7 @@ class Instance:
         self.samples: list[tuple[float, int, int]] = []  # (time, waiting, running)
         self.decode_view: tuple[IntArray, IntArray, IntArray, IntArray] | None = None  # decode_block_need's
         self.decoding_cache: IntArray | None = None  # decoding_slots(), until a slot starts or stops decoding
+        self.common_last_s: float | None = None  # the last-token time all decoding slots share, when known
 
     @property
     def free_blocks(self) -> int:
@@ -300,6 +301,7 @@ class Instance:
         self.computed[slot] = self.prompt_left[slot] - 1  # the prompt (and tokens generated before the first)
         self.prompt_left[slot] = 0
         self.ctx[slot] = self.computed[slot] + 1
+        self._starts_decoding(float(ledger.last_token_s[req]))
         self.decoding[slot] = True
         self.decoding_cache = None
         self.num_decoding += 1
@@ -313,6 +315,8 @@ class Instance:
         for name in ("slot_req", "ctx", "remaining", "prompt_left", "computed", "blocks", "order", "last_token_s"):
             getattr(other, name)[new] = getattr(self, name)[slot]
         decoding = bool(self.decoding[slot])
+        if decoding:
+            other._starts_decoding(float(self.last_token_s[slot]))
         other.used[new], other.decoding[new] = True, decoding
         other.decoding_cache = None
         other.num_used += 1
@@ -366,6 +370,14 @@ class Instance:
     def requeue_front(self, preempted: list[int]) -> None:
         """Preempted requests go back to the front of the queue, the oldest first (vLLM extendleft)."""
         self.waiting.extendleft(preempted)
+
+    def _starts_decoding(self, last_s: float) -> None:
+        """A slot is about to decode with its last token at last_s: common_last_s stays known while every
+        decoding slot's last token came at one time."""
+        if not self.num_decoding:
+            self.common_last_s = last_s
+        elif self.common_last_s != last_s:
+            self.common_last_s = None
 
     def decoding_slots(self) -> IntArray:
         """The decoding slots, ascending (one array until the set changes: not to be written)."""
@@ -574,6 +586,7 @@ class Instance:
             ledger.itl_values_s.append(np.diff(ends))
             ledger.itl_weights.append(len(left) - np.searchsorted(left, np.arange(1, len(ends)), side="right"))
         self.last_token_s[slots] = ends[done - 1]
+        self.common_last_s = None
         self.remaining[slots] = remaining - done
         self.ctx[slots] += done
         ledger.generated[reqs] += done
@@ -594,10 +607,19 @@ class Instance:
         its KV blocks were taken when it was planned."""
         ledger = self.ledger
         reqs = self.slot_req[slots]
-        last_s = self.last_token_s[slots]
-        # every running request counts once the warm-up requests have all finished
-        _record_first_gaps(ledger, last_s if not ledger.warmup_left else last_s[ledger.counted[reqs]], end_s)
+        whole = len(slots) == self.num_decoding  # the step holds every decoding slot (they are a subset)
+        common = self.common_last_s
+        if whole and common is not None:  # _record_first_gaps when every last token came at `common`
+            counted = len(slots) if not ledger.warmup_left else int(np.count_nonzero(ledger.counted[reqs]))
+            if counted:
+                ledger.itl_value_list.append(end_s - common)
+                ledger.itl_weight_list.append(counted)
+        else:
+            last_s = self.last_token_s[slots]
+            # every running request counts once the warm-up requests have all finished
+            _record_first_gaps(ledger, last_s if not ledger.warmup_left else last_s[ledger.counted[reqs]], end_s)
         self.last_token_s[slots] = end_s
+        self.common_last_s = end_s if whole else None
         self.remaining[slots] = remaining - 1
         ctx = self.ctx[slots] + 1
         self.ctx[slots] = ctx
@@ -636,6 +658,7 @@ class Instance:
         ledger.generated[req] += 1
         self.remaining[slot] -= 1
         self.ctx[slot] = self.computed[slot] + 1
+        self._starts_decoding(end_s)
         self.decoding[slot] = True
         self.decoding_cache = None
         self.num_decoding += 1
