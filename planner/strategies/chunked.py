@@ -83,14 +83,20 @@ def stage_step_s(deployment: Deployment, batch: BatchShape) -> float:
 
 def mean_cached_tokens(input_lens: np.ndarray, chunk_tokens: float) -> float:
     """Token-weighted mean context already cached when a prompt token is prefilled in chunks of
-    `chunk_tokens`: prompt I splits into n = ceil(I / c) chunks, chunk k (0-based) starts after k c tokens;
-    sum over chunks of (chunk length x start) = c^2 (n - 1)(n - 2) / 2 + (I - (n - 1) c)(n - 1) c, divided
-    by the prompt tokens. Zero when every prompt fits one chunk."""
-    lens = np.asarray(input_lens, dtype=float)
-    c = max(float(chunk_tokens), 1.0)
+    `chunk_tokens` (`mean_cached_tokens_by_chunk` of one chunk size)."""
+    return float(mean_cached_tokens_by_chunk(input_lens, np.array([chunk_tokens]))[0])
+
+
+def mean_cached_tokens_by_chunk(input_lens: np.ndarray, chunk_tokens: np.ndarray) -> np.ndarray:
+    """`mean_cached_tokens` for each of several chunk sizes: prompt I splits into n = ceil(I / c) chunks, chunk k
+    (0-based) starts after k c tokens; sum over chunks of (chunk length x start) = c^2 (n - 1)(n - 2) / 2 +
+    (I - (n - 1) c)(n - 1) c, divided by the prompt tokens. Zero when every prompt fits one chunk."""
+    lens = np.asarray(input_lens, dtype=float)[:, None]
+    c = np.maximum(np.asarray(chunk_tokens, dtype=float), 1.0)[None, :]
     n = np.ceil(lens / c)
     weighted = c * c * (n - 1) * (n - 2) / 2 + (lens - (n - 1) * c) * (n - 1) * c
-    return float(weighted.sum() / lens.sum())
+    mean: np.ndarray = weighted.sum(axis=0) / lens.sum()
+    return mean
 
 
 def budget_decode_cap(budget_tokens: float, mean_input: float, mean_decodes: float, pp: int) -> float:

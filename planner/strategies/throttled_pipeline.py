@@ -20,30 +20,42 @@ I and O a request's prompt and output lengths, ctx the mean decode context, KV t
   completions: P = d E[I] / E[O - 1] and P = maxp (1 - k - pp d ctx / KV) / (1 - k) (KV in use: pp d
   sequences of ctx tokens), so d = maxp / (E[I] / E[O - 1] + maxp pp ctx / ((1 - k) KV)), at most maxd.
   Throughput: a micro-batch leaves the pipeline every t, with d decode tokens: X = d / (E[O - 1] t).
-- Poisson arrivals at R: flow balance P = R E[I] t, Little's law d = R E[O - 1] t (a decode token is one
-  round of pp micro-batches, each t), so t solves t = t_stage(R E[O - 1] t, R E[I] t) (Brent's method).
-  TPOT = round time = pp t for every request (balanced micro-batches).
-- TTFT: prompts wait in the throttled queue, which admits 1/iterp of its tokens per micro-batch: with P
-  tokens admitted per micro-batch the queue holds Q = iterp P tokens (Little's law, WT-bound). A prompt of I
-  joins behind Q; micro-batch j admits clip((Q + I (1 - 1/iterp)^j) / iterp, minp, UT) (its own excess
-  drains geometrically), and the prompt is in once Q + I tokens are admitted, after k micro-batches. Chunks
-  of one prompt ride in consecutive micro-batches (each stage already holds the earlier chunks' KV), so
-  TTFT = t / 2 (to the next micro-batch) + (k - 1) t + pp t (the last chunk crosses every stage).
-- TBT p99: the round in which the throttle admits the most, when the 99th-percentile prompt joins the queue:
-  pp x t_stage(d, clip((Q + I_p99) / iterp, minp, UT)).
+- Poisson arrivals at R (planner.strategies.token_throttle holds the throttle's fluid model). A round T, the
+  time between two micro-batches of one virtual engine and so a decode token of each of its sequences, solves
+  T = F(T) (numerics.bracketed_root):
+    d = R E[O - 1] T / pp decodes per micro-batch (Little's law; the balancer spreads them), UT from their KV;
+    W, the prompt tokens not yet computed: a prompt's chunks ride its virtual engine's micro-batches, one per
+      round (as planner.sim.throttled schedules them), each min(left, b(W)), b(W) = min(max(W / iterp, minp),
+      UT); Little's law over those rounds and over the admission queue (an M/G/1 server: the pp budgets of a
+      round against R E[I] T prompt tokens arriving) gives W, Campbell's theorem its variance (log-normal);
+    a micro-batch carries its budget b(W) or no prompt, in the share R E[I] T / (pp E[b]) that flow balance
+      asks; its stage step t(d, P) at P = 0 and at b(W) over the quantiles of W;
+    F = E[t] + (pp - 1) E[slowest of the pp in flight] (the stages are a flow shop; W takes 1 + T / (its
+      token sojourn W / (R E[I])) independent levels within a round).
+  Beyond the rate where no round satisfies it (KV filling, UT shrinking) the replica is past what it carries.
+- TTFT = T / (2 pp) (to the next micro-batch planned) + the admission wait (base.queue_waits_s at the M/G/1
+  utilisation and mean wait) + the prompt's rounds x its own round: p + (pp - 1) max(p, slowest), p the step
+  with its mean chunk, so a long prompt's chunks pace the rounds that carry them.
+- TPOT: the round, moved for each request by the load it meets over its decode phase (the Poisson count of
+  the decodes beside it; the round's fast and slow responses to the rate, see `latencies`).
+- TBT p99: a round paced by a micro-batch carrying the budget at the 99th percentile of W, pp x t(d, b(W_99)).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
+from planner.cost.iteration import stage_step_times_s
 from planner.cost.memory import memory_breakdown
 from planner.cost.ops import BatchShape
 from planner.specs.deployment import Deployment
+from planner.strategies import token_throttle
 from planner.strategies.base import (
     Candidate,
     Context,
@@ -55,14 +67,20 @@ from planner.strategies.base import (
     instance_memory,
     layout_candidates,
     layouts,
+    queue_waits_s,
     register,
 )
-from planner.strategies.chunked import mean_cached_tokens, stage_step_s
-from planner.strategies.numerics import bracketed_root, quantile
+from planner.strategies.chunked import mean_cached_tokens, mean_cached_tokens_by_chunk, stage_step_s
+from planner.strategies.numerics import bracketed_root
 
 PAGE_SIZE_TOKENS = 16  # gLLM KV page (block) size, default [CODE gLLM @ecab5d8]
 MAX_DECODES_PER_MICRO_BATCH = 256  # gLLM `maxd` default [CODE]; read as the cap of one micro-batch [INFERRED]
-ROOT_TOLERANCE = 1e-9  # stage time found to a billionth of its bracket
+ROOT_TOLERANCE = 1e-3  # round found to a thousandth: of itself (residual) or of its bracket
+BRACKET_STEP = 1.5  # growth of the trial round while looking for the fixed point
+MAX_BRACKET_STEPS = 24  # trial rounds before the rate counts as beyond what the throttle carries
+DERIVATIVE_STEP = 1e-2  # relative step of the finite differences of the round
+REPRESENTATIVES = 64  # workload lengths the fixed points iterate over
+CHUNK_GRID_POINTS = 24  # chunk sizes (log-spaced) at which a prompt's own rounds are costed, then interpolated
 
 
 # --- the token-throttling equations (gLLM pp_scheduler.py) --------------------------------------------------
@@ -72,8 +90,12 @@ def utilisation_budget_tokens(
     free_pages: float, total_pages: float, max_prefill_tokens: float, kv_threshold: float
 ) -> int:
     """UT: prefill tokens allowed by KV utilisation, maxp x max(0, (free_ratio - kvthresh) / (1 - kvthresh))."""
-    free_ratio = free_pages / total_pages
-    return round(max_prefill_tokens * max(0.0, (free_ratio - kv_threshold) / (1 - kv_threshold)))
+    return round(utilisation_budget(free_pages / total_pages, max_prefill_tokens, kv_threshold))
+
+
+def utilisation_budget(free_ratio: float, max_prefill_tokens: float, kv_threshold: float) -> float:
+    """UT before gLLM rounds it to tokens (a mean over time, for the fluid model)."""
+    return max_prefill_tokens * max(0.0, (free_ratio - kv_threshold) / (1 - kv_threshold))
 
 
 def waiting_budget_tokens(waiting_tokens: int, min_prefill_tokens: int, iterp: int) -> int:
@@ -117,21 +139,6 @@ def offline_decodes_per_micro_batch(
     prompt_per_decode = mean_input / mean_decodes  # prompt tokens admitted per decode token, in balance
     kv_per_decode = max_prefill_tokens * pp_size * mean_context / ((1 - kv_threshold) * kv_capacity_tokens)
     return min(max_prefill_tokens / (prompt_per_decode + kv_per_decode), float(MAX_DECODES_PER_MICRO_BATCH))
-
-
-def throttle_micro_batches(
-    input_lens: np.ndarray, queued_tokens: float, min_prefill_tokens: float, iterp: float, cap_tokens: float
-) -> np.ndarray:
-    """Micro-batches until each prompt is fully admitted (see TTFT in the module docstring), per prompt."""
-    lens = np.asarray(input_lens, dtype=float)
-    floor = max(min(min_prefill_tokens, cap_tokens), 1.0)
-    per_step = max(floor, min(queued_tokens / iterp, cap_tokens))
-    steps = math.ceil((queued_tokens + float(lens.max())) / per_step) + 1
-    j = np.arange(steps)
-    excess = lens[:, None] * (1 - 1 / iterp) ** j[None, :]  # the prompt's own tokens still above the queue
-    admitted = np.cumsum(np.clip((queued_tokens + excess) / iterp, floor, max(cap_tokens, floor)), axis=1)
-    done = admitted >= (queued_tokens + lens)[:, None]
-    return np.asarray(np.argmax(done, axis=1) + 1, dtype=float)
 
 
 @register
@@ -234,24 +241,158 @@ class ThrottledPipeline(Strategy):
             return None
         maxp, minp = self.knob(candidate, "max_prefill_tokens"), self.knob(candidate, "min_prefill_tokens")
         iterp, kv_threshold = self.knob(candidate, "iterp"), self.knob(candidate, "kv_threshold")
-        inputs = np.array(w.input_lens, dtype=float)
+        inputs, outputs = np.array(w.input_lens, dtype=float), np.array(w.output_lens, dtype=float)
+        prompts = representatives(inputs)
         mean_context, decodes_per_req = w.mean_decode_context, max(w.mean_output_len - 1, 0.0)
-
-        def stage_at(t: float) -> float:
-            return self._stage_s(
-                deployment, inputs, mean_context, rate * decodes_per_req * t, rate * w.mean_input_len * t
-            )
-
-        t = bracketed_root(lambda x: stage_at(x) - x, 1e-9, t_cap, xtol=t_cap * ROOT_TOLERANCE)
-        d, prompt = rate * decodes_per_req * t, rate * w.mean_input_len * t
         kv_tokens = memory_breakdown(deployment).kv_capacity_tokens
-        free_tokens = max(kv_tokens - pp * d * mean_context, 0.0)
-        ut = utilisation_budget_tokens(free_tokens, kv_tokens, maxp, kv_threshold)
-        queued = iterp * prompt  # Little's law on the throttled queue (WT-bound)
-        admitted = throttle_micro_batches(inputs, queued, minp, iterp, max(ut, prompt))  # UT >= P below capacity
-        ttft = t / 2 + (admitted - 1) * t + pp * t
-        tpot = np.full(len(inputs), pp * t)
-        burst = (queued + quantile(inputs, 0.99)) / iterp
-        burst = min(max(burst, minp), max(ut, prompt))
-        tbt_p99 = pp * self._stage_s(deployment, inputs, mean_context, d, burst)
-        return Latencies(ttft_s=ttft, tpot_s=tpot, tbt_p99_s=tbt_p99)
+        last: list[float] = []  # the previous trial round and its W, where the next search for W starts
+
+        @functools.cache
+        def at(round_s: float, rate_req_s: float, decodes_scale: float = 1.0) -> _Point | None:
+            """The replica with rounds of round_s: decodes by Little's law (times decodes_scale), UT from the KV
+            they hold, W."""
+            decodes = decodes_scale * rate_req_s * decodes_per_req * round_s / pp  # per micro-batch, balanced
+            free_ratio = max(kv_tokens - pp * decodes * mean_context, 0.0) / kv_tokens
+            cap = utilisation_budget(free_ratio, maxp, kv_threshold)
+            if cap <= 0:
+                return None
+            guess = last[1] * round_s / last[0] if last else None  # W grows about as the round (Little's law)
+            state = token_throttle.throttle_state(prompts, rate_req_s, round_s, pp, minp, iterp, cap, guess)
+            if state is None:
+                return None
+            last[:] = [round_s, state.mean_tokens]
+            budgets = token_throttle.budget_quantiles(state, minp, iterp, cap)
+            steps = micro_batch_steps_s(deployment, prompts, mean_context, decodes, np.concatenate([[0.0], budgets]))
+            # Flow balance: R E[I] T / pp prompt tokens per micro-batch on average, carried as whole budgets.
+            share = min(1.0, rate_req_s * w.mean_input_len * round_s / pp / float(budgets.mean()))
+            # W's levels within a round: it decorrelates over the time a prompt token stays uncomputed,
+            # W / (R E[I]) (Little's law), so the pp micro-batches of a round see 1 + T / that of them.
+            levels = min(pp, 1 + round_s * rate_req_s * w.mean_input_len / max(state.mean_tokens, 1.0))
+            times = token_throttle.round_times(float(steps[0]), steps[1:], share, pp, levels)
+            return _Point(times, decodes, cap, state)
+
+        def excess_s(round_s: float, rate_req_s: float = rate, decodes_scale: float = 1.0) -> float:
+            point = at(round_s, rate_req_s, decodes_scale)
+            return math.inf if point is None else point.round.mean_s - round_s
+
+        idle_s = pp * float(micro_batch_steps_s(deployment, prompts, mean_context, 0.0, np.zeros(1))[0])
+        bracket = first_crossing(excess_s, idle_s, pp * t_cap)  # above the empty pipeline's round
+        if bracket is None:
+            return None
+        # A round whose implied round is within ROOT_TOLERANCE of it is the fixed point (a zero ends the search).
+        t = bracketed_root(
+            lambda x: 0.0 if abs(excess_s(x)) <= x * ROOT_TOLERANCE else excess_s(x),
+            *bracket,
+            xtol=bracket[1] * ROOT_TOLERANCE,
+        )
+        point = at(t, rate)
+        if point is None:  # the root landed where the budgets no longer carry the prompts
+            return None
+        state = point.state
+
+        # TTFT: the next micro-batch to be planned (one every T / pp) + the admission queue + one round per chunk,
+        # the last round ending as its micro-batch leaves the last stage. The rounds that carry a prompt's chunks
+        # are paced by them when they are the slowest in flight (Round.own_s at its mean chunk, I / rounds): a
+        # long prompt's chunks of several hundred tokens stretch its own rounds well beyond the mean.
+        rounds = token_throttle.prompt_rounds(inputs, state.mean_tokens, minp, iterp, point.cap_tokens)
+        chunks = inputs / rounds
+        grid = np.geomspace(1.0, float(chunks.max()), CHUNK_GRID_POINTS)
+        grid_steps = micro_batch_steps_s(deployment, prompts, mean_context, point.decodes, grid)
+        own_round = point.round.own_s(np.interp(chunks, grid, grid_steps))
+        waits = queue_waits_s(len(inputs), state.utilisation, state.wait_s)
+        ttft = t / (2 * pp) + waits + rounds * own_round
+
+        # TPOT: a request's O - 1 rounds average out the round-to-round variation of the micro-batches (their
+        # spread falls as 1 / sqrt(O - 1)), not the load it meets over its decode phase of L = (O - 1) T: the
+        # Poisson arrivals it shares rounds with make the mean rate over it R + dR, dR / R = cv z
+        # (token_throttle.lifetime_rate_cv; z normal scores in a seeded order). The round T = F(T, R, d)
+        # answers through two loops, whose slopes are finite differences at the fixed point:
+        # - fast, through the prompt tokens (more per round, larger chunks; W settles within a few rounds):
+        #   F_T, F_R at fixed decodes, so at once dT0 = F_R dR / c, c = 1 - F_T;
+        # - slow, through the decodes in flight d = R E[O - 1] T / pp, which follow only over a decode lifetime
+        #   E[S]: D = dF / d ln d, of gain g = D / T on T and D / R on R.
+        # The slow part settles as a first-order lag of time constant E[S] c / (c - g); over the window L it
+        # adds (c b + a g) L / (c ((c - g) L + c E[S])) to dT0 (a = F_R dR, b = D dR / R), which is finite even
+        # where the fixed point is flat (c = g, and beyond: then it grows with L, capped there at c = g).
+        tpot = np.full(len(outputs), t)
+        if rate > 0 and decodes_per_req > 0:
+            step, base = DERIVATIVE_STEP, excess_s(t)  # F - T at the root: within its tolerance of 0
+            fast_t = (excess_s(t * (1 + step), rate, 1 / (1 + step)) - base) / (t * step) + 1  # d held
+            fast_r = (excess_s(t, rate * (1 + step), 1 / (1 + step)) - base) / (rate * step)
+            by_decodes = (excess_s(t, rate, 1 + step) - base) / step  # dF / d ln d
+            lifetimes = np.maximum(outputs - 1, 0) * t
+            others = representatives(lifetimes)
+            rate_change = math.sqrt(rate) * token_throttle.lifetime_rate_cv(lifetimes, others)  # R cv, cv ~ 1/sqrt(R)
+            rate_change = rate_change * token_throttle.normal_scores(len(outputs), 1)
+            c, g = 1 - fast_t, by_decodes / t
+            if math.isfinite(c + g + fast_r) and c > 0:  # else a step past what the budgets carry: none to read
+                a, b = fast_r * rate_change, by_decodes * rate_change / rate
+                lag = c * (max(c - g, 0.0) * lifetimes + c * float(others.mean()))
+                tpot = np.maximum(t + a / c + (c * b + a * g) * lifetimes / lag, idle_s)
+
+        # TBT p99: a round paced by a micro-batch carrying the budget at the 99th percentile of W.
+        budget_p99 = token_throttle.budget_quantiles(state, minp, iterp, point.cap_tokens, (0.99,))
+        tbt_p99 = pp * float(micro_batch_steps_s(deployment, prompts, mean_context, point.decodes, budget_p99)[0])
+        return Latencies(ttft_s=ttft, tpot_s=tpot, tbt_p99_s=max(tbt_p99, t))
+
+
+def first_crossing(f: Callable[[float], float], low: float, guess: float) -> tuple[float, float] | None:
+    """A bracket [a, b] of the first root of f above `low` (f(low) > 0): from `guess`, up by steps of
+    BRACKET_STEP until f < 0, halving back towards the last positive point where f is infinite (past the root,
+    where the KV cache leaves no budget); None when f stays positive or infinite."""
+    positive, x = low, guess
+    for _ in range(MAX_BRACKET_STEPS):
+        value = f(x)
+        if value < 0:
+            return positive, x
+        if math.isfinite(value):
+            positive, x = x, x * BRACKET_STEP
+        else:
+            x = (positive + x) / 2
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Point:
+    """One replica at a trial round: the round it implies, decodes per micro-batch, UT (tokens), W."""
+
+    round: token_throttle.Round
+    decodes: float
+    cap_tokens: float
+    state: token_throttle.ThrottleState
+
+
+def representatives(values: np.ndarray, count: int = REPRESENTATIVES) -> np.ndarray:
+    """At most `count` values standing for the workload's (its order statistics at evenly spaced quantiles), so
+    the fixed points iterate over a short array whatever the workload's size."""
+    ordered = np.sort(np.asarray(values, dtype=float))
+    if len(ordered) <= count:
+        return ordered
+    picked: np.ndarray = ordered[((np.arange(count) + 0.5) / count * len(ordered)).astype(int)]
+    return picked
+
+
+def micro_batch_steps_s(
+    deployment: Deployment, inputs: np.ndarray, mean_context: float, decodes: float, prompt_tokens: np.ndarray
+) -> np.ndarray:
+    """Stage steps (s) of micro-batches of `decodes` decodes and each of `prompt_tokens` prompt tokens (none: a
+    decode-only micro-batch), in one vectorised evaluation: row by row BatchShape.decode(decodes, ctx) +
+    BatchShape.prefill(P, cached_len=c), c the mean cached context of chunks of P (chunked.
+    mean_cached_tokens_by_chunk)."""
+    prompt = np.asarray(prompt_tokens, dtype=float)
+    carries = (prompt > 0).astype(float)
+    cached = mean_cached_tokens_by_chunk(inputs, np.maximum(prompt, 1.0)) * carries
+    decodes = max(decodes, 1e-3)
+    shapes = np.stack(
+        [
+            np.ones_like(prompt),  # one
+            prompt,  # prefill_tokens
+            carries,  # prefill_seqs
+            prompt * cached + prompt * (prompt + 1) / 2,  # prefill_attn_pairs: s c + s (s + 1) / 2 per chunk
+            cached,  # prefill_context_tokens
+            np.full_like(prompt, decodes),  # decode_seqs
+            np.full_like(prompt, decodes * mean_context),  # decode_context_tokens
+        ],
+        axis=1,
+    )
+    return stage_step_times_s(deployment, shapes)
