@@ -24,10 +24,10 @@ from planner.sim import (
     Slo,
     bursty,
     closed_loop,
-    load_trace,
     offline,
     poisson,
     static_batch,
+    trace_stream,
 )
 from planner.sim.policy import Role
 from planner.sim.setup import SIMULATED_STRATEGIES, PoolLayout, sim_pools
@@ -37,18 +37,21 @@ from planner.specs.catalog import Catalog, load_catalog
 from planner.specs.workload import CsvSource, Workload, context_note
 
 MAX_SIM_REQUESTS = 1_000_000  # requests one simulation runs: about two minutes on one core
+DEFAULT_SIM_REQUESTS = 1000  # requests a synthetic stream holds when none are asked for
 
 
 def build_stream(
     workload: Workload | None,
-    requests: int,
+    requests: int | None,
     concurrency: int | None,
     rate: float | None,
     batch_size: int | None,
     burstiness: float | None,
-    trace: Path | None,
+    trace: str | Path | None,
 ) -> RequestStream:
-    """The request stream the scenario flags describe (offline when none is given)."""
+    """The request stream the scenario flags describe (offline when none is given). `requests`: the requests
+    counted (DEFAULT_SIM_REQUESTS when None); of a trace, its first that many (all when None); a static batch
+    is its batch_size requests."""
     given = [name for name, value in (("concurrency", concurrency), ("rate", rate), ("batch_size", batch_size),
                                       ("trace", trace)) if value is not None]  # fmt: skip
     if len(given) > 1:
@@ -56,7 +59,10 @@ def build_stream(
     if burstiness is not None and rate is None:
         raise PlannerError("sets the arrival burstiness of a rate: add --rate", "burstiness")
     if trace is not None:
-        return load_trace(trace)
+        return trace_stream(trace, requests)
+    if batch_size is not None and requests is not None:
+        raise PlannerError(f"a static batch is its {batch_size} requests: leave --requests out", "requests")
+    requests = requests or DEFAULT_SIM_REQUESTS
     assert workload is not None
     if concurrency is not None:
         return closed_loop(concurrency, requests, workload, warmup_requests=concurrency)
@@ -86,7 +92,7 @@ def simulate(
     *,
     burstiness: float | None = None,
     trace: str | Path | None = None,
-    requests: int = 1000,
+    requests: int | None = None,
     seed: int = 0,
     ttft: float | None = None,
     tpot: float | None = None,
@@ -102,17 +108,20 @@ def simulate(
 ) -> SimResult:
     """Simulate one configuration: every data-parallel replica the GPUs hold, requests routed round-robin.
     Offline (all requests queued) unless one of concurrency, rate (with burstiness: gamma inter-arrivals of
-    that coefficient of variation), batch_size or a trace CSV is given. `notes`, when given, is appended with
+    that coefficient of variation), batch_size or a trace (a CSV, or a shipped trace's name) is given. `requests`
+    (default DEFAULT_SIM_REQUESTS; a trace: all of it) are counted. `notes`, when given, is appended with
     what the run should be read with: requests longer than the model's context, which engines refuse."""
     catalog = catalog or load_catalog()
     concurrency = inputs.count(concurrency, "concurrency", inputs.MAX_CONCURRENCY)
     rate = inputs.positive(rate, "rate", inputs.MAX_RATE_REQ_S)
     batch_size = inputs.count(batch_size, "batch_size", inputs.MAX_CONCURRENCY)
     burstiness = inputs.positive(burstiness, "burstiness", 100.0)
-    requests = inputs.count(requests, "requests", MAX_SIM_REQUESTS) or 1
-    path = Path(trace) if trace is not None else None
-    work = None if path is not None else Workload.resolve(workload, input_len, output_len)
-    stream = build_stream(work, requests, concurrency, rate, batch_size, burstiness, path)
+    requests = inputs.count(requests, "requests", MAX_SIM_REQUESTS)
+    if trace is not None and (workload is not None or input_len is not None or output_len is not None):
+        given = "workload" if workload is not None else "input_len" if input_len is not None else "output_len"
+        raise PlannerError("a trace carries its own request lengths: leave the workload and lengths out", given)
+    work = None if trace is not None else Workload.resolve(workload, input_len, output_len)
+    stream = build_stream(work, requests, concurrency, rate, batch_size, burstiness, trace)
     if work is None:
         work = Workload(name="trace", input_lens=stream.trace_input_lens, output_lens=stream.trace_output_lens)
     deployment, _ = resolve_deployment(

@@ -3,6 +3,7 @@
     pip install -e '.[data]'                              the tokenizer's build-time dependencies
     python scripts/build_workload_data.py                 download the sources and print what it would write
     python scripts/build_workload_data.py --write         ... and write planner/data/workloads/lengths.csv.gz
+                                                          and traces.csv.gz
     python scripts/build_workload_data.py --cache DIR     use the archives already in DIR (downloading the others
                                                           into it)
 
@@ -34,8 +35,9 @@ it (.inp/.out, made by Llama-2-7b-hf's tokenizer); the build stops if any differ
 
 Each preset keeps ROWS requests drawn at random without replacement (seed 0), or all when there are fewer, as
 (input_len, output_len) pairs, so a context cap (`--workload NAME:TOKENS`) filters real pairs. The script prints
-the source's statistics beside the kept rows' so the sample can be judged; the arrival times of the Azure traces
-are summarised, not kept.
+the source's statistics beside the kept rows' so the sample can be judged. The two Azure traces are also kept
+whole, with their arrival times from each trace's first arrival, in planner/data/workloads/traces.csv.gz
+(columns trace,arrival_time_s,input_len,output_len): streams to replay (`tdplan simulate --trace azure-conv`).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from scipy.stats import spearmanr
 
 ROWS = 4096
 OUT = Path(__file__).resolve().parent.parent / "planner" / "data" / "workloads" / "lengths.csv.gz"
+TRACES = OUT.with_name("traces.csv.gz")  # the Azure traces with their arrival times
 
 
 @dataclass(frozen=True)
@@ -264,10 +267,20 @@ def main() -> None:
             rate, cv = (len(gaps) + 1) / span, gaps.std() / gaps.mean()
             print(f"{'':19s} arrivals: {rate:.2f} req/s over {span:.0f} s, gap CV {cv:.2f}")
         lines += [f"{preset},{i},{o}" for i, o in zip(inputs[keep], outputs[keep], strict=True)]
+    # The Azure traces whole, with their arrival times from each trace's first arrival: replayable streams
+    # (`tdplan simulate --trace azure-conv`).
+    trace_lines = ["trace,arrival_time_s,input_len,output_len"]
+    for preset, (inputs, outputs, arrivals) in sources.items():
+        if arrivals is not None:
+            order = np.argsort(arrivals, kind="stable")
+            start = arrivals[order[0]]
+            trace_lines += [f"{preset},{arrivals[k] - start:.6f},{inputs[k]},{outputs[k]}" for k in order.tolist()]
     if args.write:
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
         print(f"wrote {OUT} ({OUT.stat().st_size:,} bytes)")
+        TRACES.write_bytes(gzip.compress(("\n".join(trace_lines) + "\n").encode(), mtime=0))
+        print(f"wrote {TRACES} ({TRACES.stat().st_size:,} bytes)")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from planner.sim import (
     offline,
     poisson,
     simulate,
+    trace_stream,
     write_requests_csv,
 )
 from planner.sim.policy import resolve_scheduler
@@ -60,6 +61,20 @@ class TestStreams:
         result = simulate(deployment(), stream)
         assert result.output_tokens == 35
         assert arrays(result)["arrival_s"].tolist() == [0.0, 0.25, 0.5]
+
+    def test_shipped_azure_traces(self) -> None:
+        """The two Azure traces replay whole, from t = 0 in arrival order: 19,366 conversation requests over
+        3,502 s and 8,819 code requests over 3,436 s (planner/data/workloads/README.md); `requests` keeps the
+        first N and refuses more than the trace holds."""
+        for name, count, span_s in (("azure-conv", 19_366, 3502), ("azure-code", 8_819, 3436)):
+            stream = trace_stream(name)
+            arrivals = np.array(stream.trace_arrival_s)
+            assert stream.num_requests == count and arrivals[0] == 0.0 and np.all(np.diff(arrivals) >= 0)
+            assert arrivals[-1] == pytest.approx(span_s, abs=1.0)
+        first = trace_stream("azure-code", requests=100)
+        assert first.num_requests == 100 and first.trace_input_lens == trace_stream("azure-code").trace_input_lens[:100]
+        with pytest.raises(PlannerError, match="holds 8,819 requests"):
+            trace_stream("azure-code", requests=9000)
 
     @pytest.mark.parametrize(
         "text", ["arrival_time_s,input_len\n0,1\n", "arrival_time_s,input_len,output_len\n0,0,1\n", ""]

@@ -67,6 +67,25 @@ class TestContract:
         again = planner.simulate("llama-3.1-8b", "1xh100", workload="sharegpt", rate=5.0, requests=200, seed=3)
         assert first.model_dump_json() == again.model_dump_json()
 
+    def test_a_shipped_trace_replays_its_first_requests(self) -> None:
+        code, output = invoke("simulate", "--model", "llama-3.1-8b", "--gpus", "1xh100", "--trace", "azure-conv",
+                              "--requests", "50", "--json")  # fmt: skip
+        assert code == 0, output
+        assert json.loads(output)["num_requests"] == 50
+
+    @pytest.mark.parametrize(
+        ("extra", "problem"),
+        [
+            (["--trace", "azure-conv", "--workload", "sharegpt"], "a trace carries its own request lengths"),
+            (["--trace", "azure-conv", "--input-len", "100"], "a trace carries its own request lengths"),
+            (["--batch-size", "8", "--requests", "50", "--workload", "sharegpt"], "a static batch is its 8 requests"),
+            (["--trace", "no-such-trace"], "no trace file at no-such-trace"),
+        ],
+    )
+    def test_flags_a_stream_would_ignore_are_refused(self, extra: list[str], problem: str) -> None:
+        code, output = invoke("simulate", "--model", "llama-3.1-8b", "--gpus", "1xh100", *extra)
+        assert code == 2 and problem in output, output
+
     def test_requests_longer_than_the_context_are_noted(self) -> None:
         """Llama-2-70B has a 4,096-token context; multi-turn ShareGPT runs to 8k."""
         code, output = invoke("simulate", "--model", "llama-2-70b", "--gpus", "8xL20", "--workload",
@@ -108,6 +127,12 @@ class TestPlans:
         lengths.write_text("input_len,output_len\n100,10\n")
         with pytest.raises(PlannerError, match="has changed since the plan was written"):
             simulate_plan(plan)
+
+    def test_a_plan_refuses_flags_it_would_ignore(self, tmp_path: Path) -> None:
+        plan = tmp_path / "plan.json"
+        plan.write_text("{}")
+        code, output = invoke("simulate", "--plan", str(plan), "--rate", "5", "--tp", "2")
+        assert code == 2 and "a plan sets its layout, workload, load and SLOs: drop --tp, --rate" in output, output
 
     def test_a_disaggregated_configuration_needs_a_plan(self) -> None:
         with pytest.raises(PlannerError, match="--plan"):

@@ -9,7 +9,7 @@ import typer
 
 from planner.cli import common
 from planner.cli.app import app
-from planner.cli.common import CatalogRoot, Workload_, _errors, _fail, _print_json, _table
+from planner.cli.common import CatalogRoot, Workload_, _errors, _fail, _print_json, _table, flag
 
 
 @app.command()
@@ -30,8 +30,20 @@ def simulate(
     burstiness: Annotated[
         float | None, typer.Option(help="With --rate: gamma inter-arrivals with this coefficient of variation.")
     ] = None,
-    trace: Annotated[Path | None, typer.Option(help="CSV of arrival_time_s,input_len,output_len.")] = None,
-    requests: Annotated[int, typer.Option(help="Requests counted (a closed loop adds C warm-up ones).")] = 1000,
+    trace: Annotated[
+        str | None,
+        typer.Option(
+            help="A trace to replay: a CSV of arrival_time_s,input_len,output_len, or azure-conv / azure-code (one "
+            "hour of Azure's conversation / code LLM service, 2023)."
+        ),
+    ] = None,
+    requests: Annotated[
+        int | None,
+        typer.Option(
+            help="Requests counted, default 1000 (a closed loop adds C warm-up ones; a trace: its first N, "
+            "default all; a plan: default 1000)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the request draws.")] = 0,
     ttft: Annotated[float | None, typer.Option(help="TTFT SLO, seconds (for SLO attainment).")] = None,
     tpot: Annotated[float | None, typer.Option(help="TPOT SLO, seconds (for SLO attainment).")] = None,
@@ -49,7 +61,7 @@ def simulate(
     from planner.report.progress import LazyProgress
     from planner.report.sim import sim_rows
     from planner.sim import write_requests_csv
-    from planner.simulation import load_plan, simulate_plan
+    from planner.simulation import DEFAULT_SIM_REQUESTS, load_plan, simulate_plan
     from planner.simulation import simulate as run_simulate
     from planner.specs.catalog import load_catalog
     from planner.specs.inputs import check_output_file
@@ -61,7 +73,16 @@ def simulate(
         if plan is not None:
             if model is not None or gpus is not None:
                 _fail("a plan names its model and GPUs: drop --model and --gpus", "plan")
-            groups = simulate_plan(load_plan(plan), requests=requests, seed=seed, catalog=cat, progress=progress)
+            flags = {"tp": tp, "pp": pp, "input_len": input_len, "output_len": output_len, "workload": workload,
+                     "concurrency": concurrency, "rate": rate, "batch_size": batch_size, "burstiness": burstiness,
+                     "trace": trace, "ttft": ttft, "tpot": tpot, "strategy": strategy, "knobs": knob or None,
+                     "kv_dtype": kv_dtype, "engine": engine, "network": network, "gpus_per_node": gpus_per_node}  # fmt: skip
+            ignored = [flag(name) for name, value in flags.items() if value is not None]
+            if ignored:
+                _fail(f"a plan sets its layout, workload, load and SLOs: drop {', '.join(ignored)}", "plan")
+            groups = simulate_plan(
+                load_plan(plan), requests=requests or DEFAULT_SIM_REQUESTS, seed=seed, catalog=cat, progress=progress
+            )
         else:
             if model is None or gpus is None:
                 _fail("give --model and --gpus (or --plan plan.json)", "model" if model is None else "gpus")

@@ -18,6 +18,7 @@ from planner.sim.streams import (
     offline,
     poisson,
     static_batch,
+    trace_stream,
 )
 
 __all__ = [
@@ -40,5 +41,6 @@ __all__ = [
     "poisson",
     "simulate",
     "static_batch",
+    "trace_stream",
     "write_requests_csv",
 ]

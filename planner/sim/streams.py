@@ -11,7 +11,8 @@ A `RequestStream` is a frozen description; `draw_requests` turns it into arrays 
   cv = 1 is Poisson, cv > 1 burstier.
 - offline: every request queued at t = 0.
 - static batch: B requests at t = 0 and no others.
-- trace: a CSV of arrival_time_s, input_len, output_len (one request per row).
+- trace: a CSV of arrival_time_s, input_len, output_len (one request per row), or a trace shipped with tdplan
+  by name (SHIPPED_TRACES: one hour of each of Azure's two LLM inference services in 2023, planner/data/workloads).
 
 Lengths come from a Workload: fixed lengths, or drawn uniformly with replacement from its samples.
 """
@@ -19,8 +20,11 @@ Lengths come from a Workload: fixed lengths, or drawn uniformly with replacement
 from __future__ import annotations
 
 import csv
+import functools
+import gzip
 from dataclasses import dataclass
 from enum import Enum
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +123,47 @@ def static_batch(batch_size: int, workload: Workload) -> RequestStream:
     return RequestStream(arrival=Arrival.static_batch, num_requests=batch_size, workload=workload)
 
 
+SHIPPED_TRACES = ("azure-conv", "azure-code")  # in planner/data/workloads/traces.csv.gz
+
+
+def trace_stream(trace: str | Path, requests: int | None = None) -> RequestStream:
+    """A trace shipped with tdplan (a name of SHIPPED_TRACES) or a CSV file (load_trace); with `requests`, its
+    first that many requests by arrival time."""
+    name = str(trace).strip().lower()
+    stream = _shipped_trace(name) if name in SHIPPED_TRACES else load_trace(Path(trace))
+    if requests is None or requests == stream.num_requests:
+        return stream
+    if requests > stream.num_requests:
+        raise PlannerError(
+            f"the trace holds {stream.num_requests:,} requests: give --requests up to that, or leave it out to "
+            "replay them all",
+            "requests",
+        )
+    return stream.model_copy(
+        update={
+            "num_requests": requests,
+            "trace_arrival_s": stream.trace_arrival_s[:requests],
+            "trace_input_lens": stream.trace_input_lens[:requests],
+            "trace_output_lens": stream.trace_output_lens[:requests],
+        }
+    )
+
+
+@functools.cache
+def _shipped_trace(name: str) -> RequestStream:
+    """One of SHIPPED_TRACES, in arrival order (scripts/build_workload_data.py wrote them so)."""
+    raw = resources.files("planner.data").joinpath("workloads").joinpath("traces.csv.gz").read_bytes()
+    rows = [line.split(",") for line in gzip.decompress(raw).decode("utf-8").splitlines()[1:]]
+    mine = [row for row in rows if row[0] == name]
+    return RequestStream(
+        arrival=Arrival.trace,
+        num_requests=len(mine),
+        trace_arrival_s=tuple(float(row[1]) for row in mine),
+        trace_input_lens=tuple(int(row[2]) for row in mine),
+        trace_output_lens=tuple(int(row[3]) for row in mine),
+    )
+
+
 def load_trace(path: Path) -> RequestStream:
     """Read a CSV with columns arrival_time_s, input_len, output_len (one request per row, any order)."""
     try:
@@ -128,7 +173,11 @@ def load_trace(path: Path) -> RequestStream:
         inputs = [int(row["input_len"]) for row in rows]
         outputs = [int(row["output_len"]) for row in rows]
     except FileNotFoundError:
-        raise PlannerError(f"no trace file at {path}") from None
+        raise PlannerError(
+            f"no trace file at {path}: give a CSV of arrival_time_s,input_len,output_len or a shipped trace "
+            f"({', '.join(SHIPPED_TRACES)})",
+            "trace",
+        ) from None
     except (KeyError, ValueError, TypeError):
         raise PlannerError(f"{path}: expected columns arrival_time_s, input_len, output_len in every row") from None
     if not rows or min(inputs) < 1 or min(outputs) < 1 or min(arrivals) < 0:
