@@ -178,21 +178,21 @@ def goodput_ratio() -> float:
 class TestPublished:
     def test_semi_pd_serves_more_requests_within_slo_than_colocated(self) -> None:
         """semi-PD: 1.55-1.72x more requests within latency constraints on Llama-series models (seed_systems.md
-        row 15). Direction: sm-partition's goodput above colocated's. tdplan: 63.6 vs 56.1 req/s (1.13x)."""
+        row 15). Direction: sm-partition's goodput above colocated's. tdplan: 30.55 vs 26.22 req/s (1.17x)."""
         assert 1.0 < goodput_ratio() < 3.0
 
     @pytest.mark.xfail(
         strict=True,
-        reason="tdplan gives 1.18x (28.14 vs 23.77 req/s at share 0.3), not semi-PD's 1.55-1.72x: on an H100 the "
+        reason="tdplan gives 1.17x (30.55 vs 26.22 req/s at share 0.3), not semi-PD's 1.55-1.72x: on an H100 the "
         "decode step at large batches is near the ridge point, so giving prefill SMs slows decode, and the "
-        "colocated model's goodput is already 91% of its capacity (25.98 req/s) at these SLOs",
+        "colocated model's goodput is already 92% of its capacity (28.42 req/s) at these SLOs",
     )
     def test_semi_pd_size(self) -> None:
         assert 1.55 * 0.8 < goodput_ratio() < 1.72 * 1.25
 
     @pytest.mark.xfail(
         strict=True,
-        reason="tdplan's offline capacity: sm-partition 29.27 vs colocated 25.98 req/s (1.13x), not Nexus's up to "
+        reason="tdplan's offline capacity: sm-partition 31.78 vs colocated 28.42 req/s (1.12x), not Nexus's up to "
         "2.2x: total compute is conserved and neither phase leaves many SMs idle at the best batch",
     )
     def test_nexus_throughput(self) -> None:
@@ -222,15 +222,15 @@ class TestPublished:
 
     def test_nexus_tbt(self) -> None:
         """Nexus: up to 2.5x lower TBT than vLLM (seed_systems.md row 18). A colocated decode waits behind whole
-        prefill iterations; the decode worker never does. tdplan at 44.9 req/s: TBT p99 18.9 ms vs 43.5 ms
-        colocated (2.1x lower)."""
+        prefill iterations; the decode worker never does. tdplan at 21.0 req/s: TBT p99 19.1 ms vs 44.7 ms
+        colocated (2.3x lower)."""
         sm, colocated = self._at_common_rate()
         assert sm.tbt_p99_s and colocated.tbt_p99_s
         assert 1.5 < colocated.tbt_p99_s / sm.tbt_p99_s < 5.0
 
     @pytest.mark.xfail(
         strict=True,
-        reason="at 19.0 req/s tdplan gives sm-partition a mean TTFT of 33.7 ms vs 22.6 ms colocated (1.49x higher), "
+        reason="at 21.0 req/s tdplan gives sm-partition a mean TTFT of 31.3 ms vs 22.6 ms colocated (1.38x higher), "
         "not Nexus's up to 20x lower: the colocated model is prefill-first (prompts never wait for decodes), "
         "while the prefill worker holds only 30% of the SMs",
     )
