@@ -90,7 +90,7 @@ NO_SLOTS.flags.writeable = False
 _sum, _max, _min = np.add.reduce, np.maximum.reduce, np.minimum.reduce  # ndarray.sum / .max / .min, unwrapped
 
 
-@dataclass
+@dataclass(slots=True)
 class Run:
     """Iterations planned at start_s. Step 0 holds `chunks` (slot, cached tokens, new tokens) and a decode step
     of `decode_slots`. Without chunks, steps 1.. are decode steps of the same sequences (those unfinished);
@@ -235,7 +235,7 @@ class Instance:
         self.version = 0
         self.wake_pending = False
         self.samples: list[tuple[float, int, int]] = []  # (time, waiting, running)
-        self.decode_view: tuple[IntArray, IntArray, IntArray, IntArray] | None = None  # decode_block_need's
+        self.decode_view: tuple[IntArray, IntArray, IntArray] | None = None  # decode_block_need's
         self.decoding_cache: IntArray | None = None  # decoding_slots(), until a slot starts or stops decoding
         self.common_last_s: float | None = None  # the last-token time all decoding slots share, when known
 
@@ -413,13 +413,12 @@ class Instance:
         if self.config.reserves_full_sequence or not len(slots):
             return 0
         ctx, held = self.ctx[slots], self.blocks[slots]
-        want = ceil_div(ctx, self.config.block_size_tokens)
         # kept for reserve_decode_step and plan_decode_run of these very slots (the same array), planned next:
         # nothing changes the contexts or blocks of decoding sequences in between
-        self.decode_view = (slots, ctx, want, held)
-        return int(np.count_nonzero(want > held))
+        self.decode_view = (slots, ctx, held)
+        return int(np.count_nonzero(ctx > held * self.config.block_size_tokens))  # ceil(ctx / block) > held
 
-    def _decode_view(self, slots: IntArray) -> tuple[IntArray, IntArray, IntArray, IntArray] | None:
+    def _decode_view(self, slots: IntArray) -> tuple[IntArray, IntArray, IntArray] | None:
         view = self.decode_view
         return view if view is not None and view[0] is slots else None
 
@@ -478,10 +477,8 @@ class Instance:
         if need == 0 or self.config.reserves_full_sequence or not len(slots):
             return
         view = self._decode_view(slots)
-        if view is not None:
-            _, _, want, held = view
-        else:
-            want, held = ceil_div(self.ctx[slots], self.config.block_size_tokens), self.blocks[slots]
+        ctx, held = (view[1], view[2]) if view is not None else (self.ctx[slots], self.blocks[slots])
+        want = ceil_div(ctx, self.config.block_size_tokens)
         grown = np.maximum(want, held)  # held + max(want - held, 0)
         self.kv.free -= int(_sum(grown - held))
         self.blocks[slots] = grown
