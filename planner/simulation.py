@@ -82,7 +82,7 @@ def simulate(
     gpus: str,
     tp: int | None = None,
     pp: int | None = None,
-    dtype: str = "bf16",
+    dtype: str | None = None,
     input_len: int | None = None,
     output_len: int | None = None,
     workload: str | Workload | None = None,
@@ -104,13 +104,13 @@ def simulate(
     gpus_per_node: int | None = None,
     catalog: Catalog | None = None,
     progress: Progress | None = None,
-    notes: list[str] | None = None,
 ) -> SimResult:
     """Simulate one configuration: every data-parallel replica the GPUs hold, requests routed round-robin.
     Offline (all requests queued) unless one of concurrency, rate (with burstiness: gamma inter-arrivals of
     that coefficient of variation), batch_size or a trace (a CSV, or a shipped trace's name) is given. `requests`
-    (default DEFAULT_SIM_REQUESTS; a trace: all of it) are counted. `notes`, when given, is appended with
-    what the run should be read with: requests longer than the model's context, which engines refuse."""
+    (default DEFAULT_SIM_REQUESTS; a trace: all of it) are counted. The result's notes say what the run should
+    be read with: what was chosen for the inputs not given (TP, engine profile), requests longer than the
+    model's context (engines refuse them)."""
     catalog = catalog or load_catalog()
     concurrency = inputs.count(concurrency, "concurrency", inputs.MAX_CONCURRENCY)
     rate = inputs.positive(rate, "rate", inputs.MAX_RATE_REQ_S)
@@ -124,11 +124,13 @@ def simulate(
     stream = build_stream(work, requests, concurrency, rate, batch_size, burstiness, trace)
     if work is None:
         work = Workload(name="trace", input_lens=stream.trace_input_lens, output_lens=stream.trace_output_lens)
+    notes: list[str] = []
     deployment, _ = resolve_deployment(
-        catalog, model, gpus, tp, pp, dtype, kv_dtype, engine, network, gpus_per_node, work.max_request_tokens, []
-    )
+        catalog, model, gpus, tp, pp, dtype or "bf16", kv_dtype, engine, network, gpus_per_node,
+        work.max_request_tokens, notes,
+    )  # fmt: skip
     beyond = context_note(deployment.model.id, deployment.model.max_position_embeddings, work)
-    if notes is not None and beyond is not None:
+    if beyond is not None:
         notes.append(beyond)
     slo = Slo(ttft_s=ttft, tpot_s=tpot) if ttft is not None or tpot is not None else None
     if strategy == "disaggregated":
@@ -137,7 +139,7 @@ def simulate(
             "(tdplan recommend --strategy disaggregated --json > plan.json; tdplan simulate --plan plan.json)",
             "strategy",
         )
-    ctx = build_context(catalog, model, gpus, work, dtype, kv_dtype, engine, network, gpus_per_node)
+    ctx = build_context(catalog, model, gpus, work, dtype or "bf16", kv_dtype, engine, network, gpus_per_node)
     count = deployment.replicas
     if strategy == "macro-instance":  # the layout counts macros: the instances the GPUs hold, in whole macros
         size = int((knobs or {}).get("macro_size", 3))
@@ -150,12 +152,13 @@ def simulate(
             )
     layout = PoolLayout(Role.serve, deployment.tp_size, deployment.pp_size, count)
     pools, transfer = sim_pools(ctx, strategy, knobs, [layout], slo=slo)
-    return simulate_pools(pools, stream, transfer, slo=slo, seed=seed, progress=progress)
+    result = simulate_pools(pools, stream, transfer, slo=slo, seed=seed, progress=progress)
+    return result.model_copy(update={"notes": tuple(notes)})
 
 
 def simulate_plan(
     plan_json: Mapping[str, Any],
-    requests: int = 1000,
+    requests: int | None = None,
     seed: int = 0,
     catalog: Catalog | None = None,
     progress: Progress | None = None,
@@ -163,7 +166,9 @@ def simulate_plan(
     """Each instance type of a `recommend --json` plan (its pools: one serving pool, or a disaggregated type's
     prefill and decode pools together) simulated under Poisson arrivals at the rate the plan sends it (offline,
     all requests queued at once, for a plan of the throughput objective), with the plan's workload and SLOs.
-    Returns the plan's instance entries of each type with its simulation."""
+    Returns the plan's instance entries of each type with its simulation; `requests` per type (default
+    DEFAULT_SIM_REQUESTS)."""
+    requests = inputs.count(requests, "requests", MAX_SIM_REQUESTS) or DEFAULT_SIM_REQUESTS
     try:
         instances = plan_json["plan"]["instances"]
         inputs_json, workload = plan_json["inputs"], plan_json["workload"]
@@ -221,7 +226,10 @@ def _plan_workload(csv: Any, workload: str) -> Workload:
         raise PlannerError(
             "the plan's workload_csv needs a path and a sha256: write the plan with `tdplan recommend --json`", "plan"
         ) from None
-    work = Workload.from_csv(Path(source.path))
+    try:
+        work = Workload.from_csv(Path(source.path))
+    except PlannerError as e:
+        raise PlannerError(f"the plan's workload CSV: {e.problem}: restore it, or plan again on it", "plan") from None
     if work.csv is None or work.csv.sha256 != source.sha256:
         raise PlannerError(
             f"the workload CSV {source.path} has changed since the plan was written: restore it, or plan again on it "

@@ -93,7 +93,7 @@ class TestContract:
         assert code == 0, output
         assert "longer than llama-2-70b's context of 4,096 tokens" in output and "NAME:4096" in output
         code, output = invoke(*BASE)
-        assert code == 0 and "note:" not in output, output
+        assert code == 0 and "longer than" not in output and "TP 1 chosen" in output, output
 
 
 class TestPlans:
@@ -127,12 +127,18 @@ class TestPlans:
         lengths.write_text("input_len,output_len\n100,10\n")
         with pytest.raises(PlannerError, match="has changed since the plan was written"):
             simulate_plan(plan)
+        lengths.unlink()
+        with pytest.raises(PlannerError, match="the plan's workload CSV: no workload CSV at") as missing:
+            simulate_plan(plan)
+        assert missing.value.param == "plan"
 
     def test_a_plan_refuses_flags_it_would_ignore(self, tmp_path: Path) -> None:
         plan = tmp_path / "plan.json"
         plan.write_text("{}")
-        code, output = invoke("simulate", "--plan", str(plan), "--rate", "5", "--tp", "2")
-        assert code == 2 and "a plan sets its layout, workload, load and SLOs: drop --tp, --rate" in output, output
+        code, output = invoke("simulate", "--plan", str(plan), "--rate", "5", "--tp", "2", "--dtype", "fp8")
+        assert code == 2 and "a plan sets its layout, workload, load and SLOs: drop --tp, --dtype, --rate" in output
+        with pytest.raises(PlannerError, match="requests"):
+            simulate_plan({}, requests=0)
 
     def test_a_disaggregated_configuration_needs_a_plan(self) -> None:
         with pytest.raises(PlannerError, match="--plan"):

@@ -47,7 +47,7 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Seed of the request draws.")] = 0,
     ttft: Annotated[float | None, typer.Option(help="TTFT SLO, seconds (for SLO attainment).")] = None,
     tpot: Annotated[float | None, typer.Option(help="TPOT SLO, seconds (for SLO attainment).")] = None,
-    dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp8, int8 or int4.")] = "bf16",
+    dtype: Annotated[str | None, typer.Option(help="Weights: bf16 (default), fp16, fp8, int8 or int4.")] = None,
     kv_dtype: Annotated[str | None, typer.Option(help="KV cache dtype (default: the engine's).")] = None,
     engine: Annotated[str | None, typer.Option(help="Engine profile (default: most evidence).")] = None,
     network: Annotated[str | None, typer.Option(help="Network between nodes.")] = None,
@@ -61,28 +61,25 @@ def simulate(
     from planner.report.progress import LazyProgress
     from planner.report.sim import sim_rows
     from planner.sim import write_requests_csv
-    from planner.simulation import DEFAULT_SIM_REQUESTS, load_plan, simulate_plan
+    from planner.simulation import load_plan, simulate_plan
     from planner.simulation import simulate as run_simulate
     from planner.specs.catalog import load_catalog
     from planner.specs.inputs import check_output_file
     from planner.strategies.knobs import parse_knobs
 
-    notes: list[str] = []
     with _errors(), LazyProgress(common.err, "simulating requests") as progress:
         cat = load_catalog(catalog)
         if plan is not None:
             if model is not None or gpus is not None:
                 _fail("a plan names its model and GPUs: drop --model and --gpus", "plan")
             flags = {"tp": tp, "pp": pp, "input_len": input_len, "output_len": output_len, "workload": workload,
-                     "concurrency": concurrency, "rate": rate, "batch_size": batch_size, "burstiness": burstiness,
+                     "dtype": dtype, "concurrency": concurrency, "rate": rate, "batch_size": batch_size, "burstiness": burstiness,
                      "trace": trace, "ttft": ttft, "tpot": tpot, "strategy": strategy, "knobs": knob or None,
                      "kv_dtype": kv_dtype, "engine": engine, "network": network, "gpus_per_node": gpus_per_node}  # fmt: skip
             ignored = [flag(name) for name, value in flags.items() if value is not None]
             if ignored:
                 _fail(f"a plan sets its layout, workload, load and SLOs: drop {', '.join(ignored)}", "plan")
-            groups = simulate_plan(
-                load_plan(plan), requests=requests or DEFAULT_SIM_REQUESTS, seed=seed, catalog=cat, progress=progress
-            )
+            groups = simulate_plan(load_plan(plan), requests=requests, seed=seed, catalog=cat, progress=progress)
         else:
             if model is None or gpus is None:
                 _fail("give --model and --gpus (or --plan plan.json)", "model" if model is None else "gpus")
@@ -112,7 +109,6 @@ def simulate(
                 gpus_per_node=gpus_per_node,
                 catalog=cat,
                 progress=progress,
-                notes=notes,
             )
             groups = [([{"strategy": strategy or "colocated", "gpus": gpus}], result)]
         if out_csv is not None:
@@ -135,7 +131,7 @@ def simulate(
             for e in group
         )  # fmt: skip
         common.out.print(_table(sim_rows(result), f"tdplan simulate: {group[0].get('strategy')} on {pools}"))
-    for note in notes:
-        common.out.print(f"note: {note}")
+        for note in result.notes:
+            common.out.print(f"note: {note}")
     if out_csv is not None:
         common.out.print(f"wrote {out_csv}")

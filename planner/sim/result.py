@@ -118,6 +118,7 @@ class SimResult(BaseModel):
     preemptions: int
     queue: QueueSamples
     requests: RequestRecords
+    notes: tuple[str, ...] = ()  # what the run should be read with (planner.simulate: the inputs it resolved)
 
 
 def write_requests_csv(result: SimResult, path: Path) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import functools
 import gzip
+import io
 from dataclasses import dataclass
 from enum import Enum
 from importlib import resources
@@ -33,6 +34,7 @@ from pydantic import Field, model_validator
 
 from planner.errors import PlannerError
 from planner.specs.hardware import Frozen
+from planner.specs.inputs import MAX_WORKLOAD_BYTES, read_text
 from planner.specs.workload import Workload
 
 
@@ -166,22 +168,24 @@ def _shipped_trace(name: str) -> RequestStream:
 
 def load_trace(path: Path) -> RequestStream:
     """Read a CSV with columns arrival_time_s, input_len, output_len (one request per row, any order)."""
-    try:
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        arrivals = [float(row["arrival_time_s"]) for row in rows]
-        inputs = [int(row["input_len"]) for row in rows]
-        outputs = [int(row["output_len"]) for row in rows]
-    except FileNotFoundError:
+    if not path.exists():
         raise PlannerError(
             f"no trace file at {path}: give a CSV of arrival_time_s,input_len,output_len or a shipped trace "
             f"({', '.join(SHIPPED_TRACES)})",
             "trace",
-        ) from None
+        )
+    text = read_text(path, "trace", "trace CSV", MAX_WORKLOAD_BYTES)
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        arrivals = [float(row["arrival_time_s"]) for row in rows]
+        inputs = [int(row["input_len"]) for row in rows]
+        outputs = [int(row["output_len"]) for row in rows]
     except (KeyError, ValueError, TypeError):
-        raise PlannerError(f"{path}: expected columns arrival_time_s, input_len, output_len in every row") from None
+        raise PlannerError(
+            f"{path}: expected columns arrival_time_s, input_len, output_len in every row", "trace"
+        ) from None
     if not rows or min(inputs) < 1 or min(outputs) < 1 or min(arrivals) < 0:
-        raise PlannerError(f"{path}: needs at least one request, lengths of at least 1 and arrival times >= 0")
+        raise PlannerError(f"{path}: needs at least one request, lengths of at least 1 and arrival times >= 0", "trace")
     order = np.argsort(arrivals, kind="stable")
     return RequestStream(
         arrival=Arrival.trace,
