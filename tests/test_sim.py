@@ -33,6 +33,7 @@ from planner.sim import (
 )
 from planner.sim.timing import IterationTimer, prefill_shape
 from planner.specs.deployment import Deployment
+from planner.specs.precision import Dtype
 from planner.specs.workload import Workload
 from planner.strategies import continuous
 
@@ -114,18 +115,28 @@ class TestIterationTimer:
         assert got == pytest.approx(stage_step_times_s(dep, np.array(shapes)), rel=1e-12, abs=0)
         assert IterationTimer(make_deployment(model=make_moe_model(), pp_size=2), 8, 100, True).stage_step is None
 
-    def test_an_op_group_written_out_is_its_ops_summed_to_the_bit(self) -> None:
+    @pytest.mark.parametrize(
+        "layout",
+        [
+            {"tp_size": 2, "pp_size": 2},
+            {"pp_size": 2, "dtype": Dtype.fp8, "kv_dtype": Dtype.fp8},
+            {"pp_size": 2, "dtype": Dtype.int4},
+            {"tp_size": 4, "pp_size": 2, "engine": "vllm"},
+        ],
+    )
+    def test_an_op_group_written_out_is_its_ops_summed_to_the_bit(self, layout: dict[str, Any]) -> None:
         """Each op group's function (planner.sim.timing._group_function) gives the sum of its ops'
-        ScalarOp.seconds, float for float, at 500 random mixed shapes."""
+        ScalarOp.seconds, float for float, at 500 random mixed shapes (long contexts among them), dense and
+        quantised."""
         from planner.cost.compiled import compile_stage_step
         from planner.sim.timing import _group_function, _grouped_ops
 
-        groups = _grouped_ops(compile_stage_step(make_deployment(tp_size=2, pp_size=2)))
+        groups = _grouped_ops(compile_stage_step(make_deployment(**layout)))
         rng = np.random.default_rng(2)
         for _ in range(500):
             chunks = [(int(rng.integers(0, 4)) * 300, int(rng.integers(1, 600))) for _ in range(rng.integers(0, 3))]
             decodes = int(rng.integers(0 if chunks else 1, 64))
-            shape = prefill_shape(chunks, decodes, decodes * int(rng.integers(10, 5000)))
+            shape = prefill_shape(chunks, decodes, decodes * int(rng.integers(10, 120_000)))
             for _, ops in groups:
                 summed = 0.0
                 for op in ops:
@@ -355,3 +366,44 @@ class TestMoreMemory:
         large = simulate(dep, stream, Policy(kv_capacity_tokens=255 * 16))
         assert (small.preemptions, large.preemptions > 0) == (0, True)
         assert large.output_throughput_tok_s < small.output_throughput_tok_s
+
+
+class TestKvBlocksAreConserved:
+    """After every commit, each KV cache's free blocks plus the blocks its sequences hold equal its size: a
+    step's blocks are taken once (reserved when planned, not again when committed), released once, and moved
+    with a sequence between virtual engines sharing the cache."""
+
+    @pytest.mark.parametrize(
+        ("strategy", "tp", "pp", "workload"),
+        [
+            ("throttled-pipeline", 1, 8, Workload.preset("sharegpt")),  # one cache for eight virtual engines
+            ("colocated", 2, 4, Workload.preset("sharegpt")),  # a cache per virtual engine
+            (None, 4, 1, Workload.fixed(1024, 256)),  # vLLM on L20s: the cache overbooks and preempts
+        ],
+    )
+    def test_free_and_held_blocks_sum_to_the_cache(
+        self, monkeypatch: pytest.MonkeyPatch, strategy: str | None, tp: int, pp: int, workload: Workload
+    ) -> None:
+        from planner.comparison import build_context
+        from planner.sim.instance import Instance
+        from planner.sim.policy import Role
+        from planner.sim.setup import PoolLayout, sim_pools
+        from planner.sim.simulate import simulate_pools
+        from planner.specs.catalog import load_catalog
+
+        ctx = build_context(load_catalog(), "llama-2-70b", "8xL20", workload, "bf16", None, "vllm", None, None)
+        pools, transfer = sim_pools(ctx, strategy, None, [PoolLayout(Role.serve, tp, pp, 8 // (tp * pp))])
+        commit, checked = Instance.commit, []
+
+        def checked_commit(self: Instance, run: Any, steps: int) -> list[int]:
+            finished = commit(self, run, steps)
+            sharing = [engine for engine in self.siblings if engine.kv is self.kv]
+            assert self.kv.free + sum(int(engine.blocks.sum()) for engine in sharing) == self.kv.total
+            checked.append(1)
+            return finished
+
+        monkeypatch.setattr(Instance, "commit", checked_commit)
+        result = simulate_pools(pools, offline(400, workload), transfer)
+        assert result.num_requests == 400 and len(checked) >= 100
+        if strategy is None:
+            assert result.preemptions > 0

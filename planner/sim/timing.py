@@ -35,7 +35,8 @@ def _dot(shape: tuple[float, ...], terms: Terms) -> float:
 
 @dataclass(frozen=True, slots=True)
 class ScalarOp:
-    """One column of a CompiledStage, evaluated on one shape in plain floats (CompiledStage.evaluate's law)."""
+    """One column of a CompiledStage, evaluated on one shape in plain floats (CompiledStage.evaluate's law): the
+    reference that _group_function's generated code must equal to the bit (tests/test_sim.py holds them)."""
 
     flops: Terms
     bytes: Terms
