@@ -407,3 +407,39 @@ class TestKvBlocksAreConserved:
         assert result.num_requests == 400 and len(checked) >= 100
         if strategy is None:
             assert result.preemptions > 0
+
+    @pytest.mark.parametrize(("strategy", "tp", "pp"), [("throttled-pipeline", 1, 8), ("colocated", 2, 4)])
+    def test_a_virtual_engine_plans_once_its_tokens_are_out(
+        self, monkeypatch: pytest.MonkeyPatch, strategy: str, tp: int, pp: int
+    ) -> None:
+        """Outside the temporal scheduler (whose prompt micro-batches stream), every sequence a micro-batch decodes
+        got its last token by the time the micro-batch is planned, so the event loop starts it then."""
+        from planner.comparison import build_context
+        from planner.sim.instance import Instance
+        from planner.sim.policy import Role
+        from planner.sim.setup import PoolLayout, sim_pools
+        from planner.sim.simulate import simulate_pools
+        from planner.specs.catalog import load_catalog
+
+        workload = Workload.preset("sharegpt")
+        ctx = build_context(load_catalog(), "llama-2-70b", "8xL20", workload, "bf16", None, "vllm", None, None)
+        pools, transfer = sim_pools(ctx, strategy, None, [PoolLayout(Role.serve, tp, pp, 8 // (tp * pp))])
+        plan_decode_run, prompt_run, checked = Instance.plan_decode_run, Instance.prompt_run, []
+
+        def ready(self: Instance, start_s: float, slots: Any) -> None:
+            assert not len(slots) or float(self.last_token_s[slots].max()) <= start_s
+            checked.append(len(slots))
+
+        def checked_decode(self: Instance, start_s: float, slots: Any, *args: Any) -> Any:
+            ready(self, start_s, slots)
+            return plan_decode_run(self, start_s, slots, *args)
+
+        def checked_prompt(self: Instance, start_s: float, chunks: Any, slots: Any, stalled: Any, *args: Any) -> Any:
+            ready(self, start_s, slots)
+            ready(self, start_s, stalled)
+            return prompt_run(self, start_s, chunks, slots, stalled, *args)
+
+        monkeypatch.setattr(Instance, "plan_decode_run", checked_decode)
+        monkeypatch.setattr(Instance, "prompt_run", checked_prompt)
+        simulate_pools(pools, poisson(3.0, 400, workload), transfer)
+        assert sum(checked) > 1000
