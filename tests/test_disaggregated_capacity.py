@@ -15,7 +15,8 @@ from planner.sim.simulate import simulate_pools
 from planner.specs.catalog import load_catalog
 from planner.specs.workload import Workload
 from planner.strategies import get_strategy
-from planner.strategies.disaggregated import Disaggregated, _stage_s, packed_prefill_iteration, prefill_capacity_req_s
+from planner.strategies.continuous import packed_prefill_iteration
+from planner.strategies.disaggregated import Disaggregated, _stage_s, prefill_capacity_req_s
 
 
 class TestPackedPrefillIteration:

@@ -35,7 +35,7 @@ Per request i (prompt I_i, output O_i) at total Poisson rate R:
   request's KV sits in a decode instance that has a slot for it (conservative where the prefill instance streams
   its first token straight to the user, as DistServe's does).
 Capacity (offline) = min(n_p prefill instances batching queued prompts under the engine's token budget (FCFS,
-stopping at the first prompt that does not fit, over the workload's prompts: `packed_prefill_iteration`),
+stopping at the first prompt that does not fit, over the workload's prompts: `continuous.packed_prefill_iteration`),
 n_d decode instances at their largest batch, link bytes/s / mean bytes per request).
 Memory: a decode instance holds weights + the KV of its batch (reported; it must hold the longest request); a
 prefill instance holds KV only for prompts in flight (it must hold the longest prompt). Knobs: none; a decode
@@ -44,7 +44,6 @@ instance admits as many sequences as its KV holds (`Disaggregated.decode_deploym
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -133,50 +132,12 @@ def _stage_s(deployment: Deployment, batch: BatchShape) -> float:
     return stage_step(deployment, batch).time_s
 
 
-PACKED_ITERATIONS = 4096  # prefill iterations drawn to average the packing over
-
-
-@functools.lru_cache(maxsize=256)  # one packing per workload and token budget, whatever the layout
-def packed_prefill_iteration(input_lens: tuple[int, ...], budget_tokens: int) -> BatchShape:
-    """The mean prefill iteration of an instance with prompts always queued, FCFS under a token budget.
-
-    The engine packs waiting prompts in arrival order while their tokens fit the budget and stops at the first
-    that does not (vLLM V0 `Scheduler._schedule_prefills`: `if not budget.can_schedule(...)`: break;
-    TensorRT-LLM's MicroBatchScheduler likewise stops adding context requests past max_num_tokens, without
-    chunked context); the first prompt always goes in (the budget covers any prompt the model takes). So an
-    iteration holds fewer tokens than the budget by the prompt that did not fit, which opens the next one,
-    and long prompts bring their quadratic attention pairs: with varied prompts the mean iteration is not
-    budget // E[I] prompts of E[I] tokens. Prompts are drawn i.i.d. from `input_lens` (seed 0), as the
-    simulator's offline stream draws them (planner.sim.streams.draw_requests), and PACKED_ITERATIONS
-    iterations packed (relative error of the mean prompts per iteration about CV(k) / 64); the result is
-    their mean shape (fractional counts). One prompt length packs budget // I prompts every iteration."""
-    lens = np.asarray(input_lens, dtype=np.int64)
-    rng = np.random.default_rng(0)
-    # about the prompts the iterations take (budget / E[I] each), and one more per iteration
-    draws = rng.choice(lens, size=PACKED_ITERATIONS * (int(budget_tokens // lens.mean()) + 1))
-    tokens = np.concatenate([[0], np.cumsum(draws)])  # prompt tokens of the first n draws
-    fullest = budget_tokens // int(lens.min()) + 1  # most draws one iteration can look at
-    first = 0
-    for _ in range(PACKED_ITERATIONS):
-        if len(draws) - first <= fullest:
-            draws = np.concatenate([draws, rng.choice(lens, size=len(draws))])
-            tokens = np.concatenate([[0], np.cumsum(draws)])
-        # the largest n with tokens[n] - tokens[first] <= budget, at least one prompt
-        first = max(int(np.searchsorted(tokens, tokens[first] + budget_tokens, side="right")) - 1, first + 1)
-    taken = draws[:first]
-    return BatchShape(
-        prefill_tokens=float(taken.sum()) / PACKED_ITERATIONS,
-        prefill_seqs=first / PACKED_ITERATIONS,
-        prefill_attn_pairs=float((taken * (taken + 1) / 2).sum()) / PACKED_ITERATIONS,  # I (I + 1) / 2 per prompt
-    )
-
-
 def prefill_capacity_req_s(deployment: Deployment, input_lens: Sequence[int]) -> float:
     """Prompts/s one prefill instance finishes with prompts always queued: the mean packed iteration's k prompts
-    (`packed_prefill_iteration`, under the engine's max_num_tokens) every stage time of that iteration (a
+    (`continuous.packed_prefill_iteration`, under the engine's max_num_tokens) every stage time of that iteration (a
     prefill iteration of a full budget is close to affine in its tokens, prompts and pairs, so the time of the
     mean iteration is the mean time: continuous.prefill_iteration_secant)."""
-    shape = packed_prefill_iteration(tuple(int(n) for n in input_lens), deployment.engine.max_num_tokens)
+    shape = continuous.packed_prefill_iteration(tuple(int(n) for n in input_lens), deployment.engine.max_num_tokens)
     return shape.prefill_seqs / _stage_s(deployment, shape)
 
 
