@@ -98,3 +98,24 @@ def _show(lookup: Callable[[], list[tuple[str, str]]], title: str) -> None:
     with _errors({"model": "NAME", "gpus": "NAME"}):
         rows = lookup()
     out.print(_table(rows, title))
+
+
+# Options several commands take, each with one help text.
+Model_ = Annotated[str, typer.Option(help="Model id or alias (llama-70b), or a Hugging Face config.json.")]
+Tp_ = Annotated[int | None, typer.Option(help="Tensor-parallel size (default: smallest that fits).")]
+Pp_ = Annotated[int | None, typer.Option(help="Pipeline-parallel size (default 1).")]
+Rate_ = Annotated[float | None, typer.Option(help="Poisson arrivals at R requests/s.")]
+InputLen_ = Annotated[int | None, typer.Option(help="Prompt tokens per request (fixed lengths).")]
+OutputLen_ = Annotated[int | None, typer.Option(help="Generated tokens per request (fixed lengths).")]
+Strategies_ = Annotated[list[str] | None, typer.Option(help="Only these strategies (repeatable).")]
+GpusPerNode_ = Annotated[int | None, typer.Option(help="GPUs per node.")]
+Network_ = Annotated[str | None, typer.Option(help="Network between nodes, e.g. 100gbe or 8xib-ndr.")]
+Ttft_ = Annotated[float | None, typer.Option(help="TTFT SLO, seconds (default 1 when SLOs apply).")]
+Tpot_ = Annotated[float | None, typer.Option(help="TPOT SLO, seconds (default 0.1 when SLOs apply).")]
+Attainment_ = Annotated[float | None, typer.Option(help="Share of requests that must meet both SLOs (0.9).")]
+Engine_ = Annotated[str | None, typer.Option(help="Engine profile (default: most evidence on the GPU).")]
+KvDtype_ = Annotated[str | None, typer.Option(help="KV cache dtype (default: the engine's for the weights).")]
+Objective_ = Annotated[
+    str | None,
+    typer.Option(help="goodput (default with --rate or SLOs), throughput (default without), min-gpus, min-cost."),
+]

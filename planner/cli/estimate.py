@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # the command modules import these when they run: `tdplan --h
     from planner.strategies.base import Context, StrategyResult
 from planner.cli import common
 from planner.cli.app import app
-from planner.cli.common import CatalogRoot, Workload_, _errors, _fail, _print_json, _table
+from planner.cli.common import CatalogRoot, Model_, Pp_, Rate_, Tp_, Workload_, _errors, _fail, _print_json, _table
 
 
 def _result_rows(result: StrategyResult) -> list[tuple[str, str]]:
@@ -43,13 +43,13 @@ def _result_rows(result: StrategyResult) -> list[tuple[str, str]]:
 
 @app.command()
 def estimate(
-    model: Annotated[str, typer.Option(help="Model id or alias (llama-70b), or a Hugging Face config.json.")],
+    model: Model_,
     gpus: Annotated[str, typer.Option(help="GPU count and type, e.g. 8xL20 (one node) or 32xL20.")],
     input_len: Annotated[int | None, typer.Option(help="Prompt tokens per request.")] = None,
     output_len: Annotated[int | None, typer.Option(help="Generated tokens per request.")] = None,
     workload: Workload_ = None,
-    tp: Annotated[int | None, typer.Option(help="Tensor-parallel size (default: smallest that fits).")] = None,
-    pp: Annotated[int | None, typer.Option(help="Pipeline-parallel size (default 1).")] = None,
+    tp: Tp_ = None,
+    pp: Pp_ = None,
     dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp8, int8 or int4 (weight-only).")] = "bf16",
     kv_dtype: Annotated[
         str | None,
@@ -58,7 +58,7 @@ def estimate(
         ),
     ] = None,
     concurrency: Annotated[float | None, typer.Option(help="Closed loop: C clients, one request each.")] = None,
-    rate: Annotated[float | None, typer.Option(help="Poisson arrivals at R requests/s.")] = None,
+    rate: Rate_ = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Static batch: B requests prefilled and decoded together (one instance).")
     ] = None,

@@ -9,7 +9,27 @@ import typer
 
 from planner.cli import common
 from planner.cli.app import app
-from planner.cli.common import CatalogRoot, Workload_, _errors, _fail, _listing, _print_json, _table
+from planner.cli.common import (
+    Attainment_,
+    CatalogRoot,
+    Engine_,
+    GpusPerNode_,
+    InputLen_,
+    KvDtype_,
+    Model_,
+    Network_,
+    Objective_,
+    OutputLen_,
+    Strategies_,
+    Tpot_,
+    Ttft_,
+    Workload_,
+    _errors,
+    _fail,
+    _listing,
+    _print_json,
+    _table,
+)
 
 
 @app.command()
@@ -17,8 +37,8 @@ def compare(
     model: Annotated[str, typer.Option(help="Model id or alias, or a Hugging Face config.json.")],
     gpus: Annotated[str, typer.Option(help="GPU count and type, e.g. 8xL20.")],
     workload: Workload_ = None,
-    input_len: Annotated[int | None, typer.Option(help="Prompt tokens per request (fixed lengths).")] = None,
-    output_len: Annotated[int | None, typer.Option(help="Generated tokens per request (fixed lengths).")] = None,
+    input_len: InputLen_ = None,
+    output_len: OutputLen_ = None,
     rate: Annotated[
         float | None,
         typer.Option(help="Poisson arrival rate for the latency figures (default: each config's goodput rate)."),
@@ -26,15 +46,13 @@ def compare(
     ttft: Annotated[float | None, typer.Option(help="TTFT SLO, seconds (default 1).")] = None,
     tpot: Annotated[float | None, typer.Option(help="TPOT SLO, seconds (default 0.1).")] = None,
     attainment: Annotated[float, typer.Option(help="Share of requests that must meet both SLOs.")] = 0.9,
-    strategy: Annotated[list[str] | None, typer.Option(help="Only these strategies (repeatable).")] = None,
+    strategy: Strategies_ = None,
     show_all: Annotated[bool, typer.Option("--all", help="List every configuration evaluated.")] = False,
     dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp8, int8 or int4.")] = "bf16",
-    kv_dtype: Annotated[
-        str | None, typer.Option(help="KV cache dtype (default: the engine's for the weights).")
-    ] = None,
+    kv_dtype: KvDtype_ = None,
     engine: Annotated[str | None, typer.Option(help="Calibration profile (default: most evidence).")] = None,
     network: Annotated[str | None, typer.Option(help="Network between nodes, e.g. 100gbe.")] = None,
-    gpus_per_node: Annotated[int | None, typer.Option(help="GPUs per node.")] = None,
+    gpus_per_node: GpusPerNode_ = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {configs, best} as JSON.")] = False,
     catalog: CatalogRoot = None,
 ) -> None:
@@ -106,27 +124,22 @@ def compare(
 
 @app.command()
 def recommend(
-    model: Annotated[str, typer.Option(help="Model id or alias (llama-70b), or a Hugging Face config.json.")],
+    model: Model_,
     gpus: Annotated[str, typer.Option(help="GPUs: COUNTxGPU, several kinds separated by commas (8xL20,8xA100).")],
-    network: Annotated[str | None, typer.Option(help="Network between nodes, e.g. 100gbe or 8xib-ndr.")] = None,
-    input_len: Annotated[int | None, typer.Option(help="Prompt tokens per request (fixed lengths).")] = None,
-    output_len: Annotated[int | None, typer.Option(help="Generated tokens per request (fixed lengths).")] = None,
+    network: Network_ = None,
+    input_len: InputLen_ = None,
+    output_len: OutputLen_ = None,
     workload: Workload_ = None,
     rate: Annotated[float | None, typer.Option(help="Target request rate, requests/s (Poisson).")] = None,
-    ttft: Annotated[float | None, typer.Option(help="TTFT SLO, seconds (default 1 when SLOs apply).")] = None,
-    tpot: Annotated[float | None, typer.Option(help="TPOT SLO, seconds (default 0.1 when SLOs apply).")] = None,
-    attainment: Annotated[float | None, typer.Option(help="Share of requests that must meet both SLOs (0.9).")] = None,
-    objective: Annotated[
-        str | None,
-        typer.Option(help="goodput (default with --rate or SLOs), throughput (default without), min-gpus, min-cost."),
-    ] = None,
+    ttft: Ttft_ = None,
+    tpot: Tpot_ = None,
+    attainment: Attainment_ = None,
+    objective: Objective_ = None,
     price: Annotated[list[str] | None, typer.Option(help="GPU price GPU=USD_PER_HOUR (repeatable).")] = None,
-    strategy: Annotated[list[str] | None, typer.Option(help="Only these strategies (repeatable).")] = None,
+    strategy: Strategies_ = None,
     dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp8, int8 or int4.")] = "bf16",
-    kv_dtype: Annotated[
-        str | None, typer.Option(help="KV cache dtype (default: the engine's for the weights).")
-    ] = None,
-    engine: Annotated[str | None, typer.Option(help="Engine profile (default: most evidence on the GPU).")] = None,
+    kv_dtype: KvDtype_ = None,
+    engine: Engine_ = None,
     verify: Annotated[
         bool, typer.Option("--verify", help="Simulate the plans the simulator runs; re-rank when they disagree.")
     ] = False,
@@ -199,7 +212,7 @@ def recommend(
 
 @app.command()
 def report(
-    model: Annotated[str, typer.Option(help="Model id or alias (llama-70b), or a Hugging Face config.json.")],
+    model: Model_,
     gpus: Annotated[
         list[str],
         typer.Option(
@@ -213,26 +226,21 @@ def report(
             help="Target request rates, requests/s: comma-separated or repeated (1,2,5,10); each is a sweep point."
         ),
     ] = None,
-    network: Annotated[str | None, typer.Option(help="Network between nodes, e.g. 100gbe or 8xib-ndr.")] = None,
-    input_len: Annotated[int | None, typer.Option(help="Prompt tokens per request (fixed lengths).")] = None,
-    output_len: Annotated[int | None, typer.Option(help="Generated tokens per request (fixed lengths).")] = None,
+    network: Network_ = None,
+    input_len: InputLen_ = None,
+    output_len: OutputLen_ = None,
     workload: Workload_ = None,
-    ttft: Annotated[float | None, typer.Option(help="TTFT SLO, seconds (default 1 when SLOs apply).")] = None,
-    tpot: Annotated[float | None, typer.Option(help="TPOT SLO, seconds (default 0.1 when SLOs apply).")] = None,
-    attainment: Annotated[float | None, typer.Option(help="Share of requests that must meet both SLOs (0.9).")] = None,
-    objective: Annotated[
-        str | None,
-        typer.Option(help="goodput (default with --rate or SLOs), throughput (default without), min-gpus, min-cost."),
-    ] = None,
+    ttft: Ttft_ = None,
+    tpot: Tpot_ = None,
+    attainment: Attainment_ = None,
+    objective: Objective_ = None,
     price: Annotated[
         list[str] | None, typer.Option(help="GPU price GPU=USD_PER_HOUR (repeatable); adds the cost plot.")
     ] = None,
-    strategy: Annotated[list[str] | None, typer.Option(help="Only these strategies (repeatable).")] = None,
+    strategy: Strategies_ = None,
     dtype: Annotated[str, typer.Option(help="Weights: bf16, fp16, fp8, int8 or int4.")] = "bf16",
-    kv_dtype: Annotated[
-        str | None, typer.Option(help="KV cache dtype (default: the engine's for the weights).")
-    ] = None,
-    engine: Annotated[str | None, typer.Option(help="Engine profile (default: most evidence on the GPU).")] = None,
+    kv_dtype: KvDtype_ = None,
+    engine: Engine_ = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Processes that run the scenarios in parallel.")] = 2,
     catalog: CatalogRoot = None,
 ) -> None:

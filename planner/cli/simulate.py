@@ -9,7 +9,21 @@ import typer
 
 from planner.cli import common
 from planner.cli.app import app
-from planner.cli.common import CatalogRoot, Workload_, _errors, _fail, _print_json, _table, flag
+from planner.cli.common import (
+    CatalogRoot,
+    GpusPerNode_,
+    InputLen_,
+    OutputLen_,
+    Pp_,
+    Rate_,
+    Tp_,
+    Workload_,
+    _errors,
+    _fail,
+    _print_json,
+    _table,
+    flag,
+)
 
 
 @app.command()
@@ -17,15 +31,15 @@ def simulate(
     model: Annotated[str | None, typer.Option(help="Model id or alias, or a Hugging Face config.json.")] = None,
     gpus: Annotated[str | None, typer.Option(help="GPU count and type, e.g. 8xL20.")] = None,
     plan: Annotated[Path | None, typer.Option(help="A plan from `tdplan recommend --json`: simulate it.")] = None,
-    tp: Annotated[int | None, typer.Option(help="Tensor-parallel size (default: smallest that fits).")] = None,
-    pp: Annotated[int | None, typer.Option(help="Pipeline-parallel size (default 1).")] = None,
+    tp: Tp_ = None,
+    pp: Pp_ = None,
     strategy: Annotated[str | None, typer.Option(help="colocated (default) or chunked.")] = None,
     knob: Annotated[list[str] | None, typer.Option(help="Strategy knob KEY=VALUE (chunk_size, max_batch).")] = None,
-    input_len: Annotated[int | None, typer.Option(help="Prompt tokens per request (fixed lengths).")] = None,
-    output_len: Annotated[int | None, typer.Option(help="Generated tokens per request (fixed lengths).")] = None,
+    input_len: InputLen_ = None,
+    output_len: OutputLen_ = None,
     workload: Workload_ = None,
     concurrency: Annotated[int | None, typer.Option(help="Closed loop of C clients, starting together.")] = None,
-    rate: Annotated[float | None, typer.Option(help="Poisson arrivals at R requests/s.")] = None,
+    rate: Rate_ = None,
     batch_size: Annotated[int | None, typer.Option(help="One static batch of B requests.")] = None,
     burstiness: Annotated[
         float | None, typer.Option(help="With --rate: gamma inter-arrivals with this coefficient of variation.")
@@ -51,7 +65,7 @@ def simulate(
     kv_dtype: Annotated[str | None, typer.Option(help="KV cache dtype (default: the engine's).")] = None,
     engine: Annotated[str | None, typer.Option(help="Engine profile (default: most evidence).")] = None,
     network: Annotated[str | None, typer.Option(help="Network between nodes.")] = None,
-    gpus_per_node: Annotated[int | None, typer.Option(help="GPUs per node.")] = None,
+    gpus_per_node: GpusPerNode_ = None,
     out_csv: Annotated[Path | None, typer.Option("--out", help="Write per-request records to this CSV.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     catalog: CatalogRoot = None,
