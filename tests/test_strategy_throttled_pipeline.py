@@ -189,24 +189,87 @@ class TestLatencies:
         assert strict < loose
 
 
+class TestSmoothInRate:
+    """Latencies over 40 rates from 10% to 95% of capacity (TP1 PP8, sharegpt): each a function of the rate
+    alone, so neighbouring rates give neighbouring percentiles."""
+
+    LOADS = np.linspace(0.1, 0.95, 40)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def grid(cls) -> list[tuple[float, float, float, float, float]]:
+        ctx, candidate = make_context(), make_candidate()
+        capacity = STRATEGY.capacity_req_s(ctx, candidate)
+        rows = []
+        for load in cls.LOADS:
+            lat = STRATEGY.latencies(ctx, candidate, float(load) * capacity)
+            assert lat is not None
+            ttft, tpot = np.percentile(lat.ttft_s, [50, 90]), np.percentile(lat.tpot_s, [50, 90])
+            rows.append((float(ttft[0]), float(ttft[1]), float(tpot[0]), float(tpot[1]), lat.tbt_p99_s))
+        return rows
+
+    def test_same_answer_whatever_was_asked_before(self) -> None:
+        ctx, candidate = make_context(), make_candidate()
+        rate = 0.6 * STRATEGY.capacity_req_s(ctx, candidate)
+        first = STRATEGY.latencies(ctx, candidate, rate)
+        STRATEGY.latencies(ctx, candidate, 0.3 * rate)
+        again = STRATEGY.latencies(ctx, candidate, rate)
+        assert first is not None and again is not None
+        np.testing.assert_array_equal(first.tpot_s, again.tpot_s)
+        np.testing.assert_array_equal(first.ttft_s, again.ttft_s)
+
+    def test_percentiles_move_by_small_steps(self, grid: list[tuple[float, ...]]) -> None:
+        """Steps of 2.2% of capacity up to 85% of it: no percentile moves by more than 12% (the most, 11%, is TPOT
+        at 73-78%, where the KV cache starts to bind UT; beyond 85% the admission queue grows as 1 / (1 - rho)
+        and TTFT with it)."""
+        values = np.array(grid)[self.LOADS <= 0.85, :4]
+        steps = values[1:] / values[:-1]
+        assert np.all(np.abs(steps - 1) < 0.12)
+
+    def test_tpot_does_not_fall_up_to_eighty_percent(self, grid: list[tuple[float, ...]]) -> None:
+        """TPOT p50 and p90 are non-decreasing (to 0.1%) while the KV cache leaves the budgets room; past ~85%
+        the shrinking UT makes the micro-batches smaller and the round may shorten (as in the simulator on
+        azure-conv)."""
+        values = np.array(grid)[self.LOADS <= 0.8, 2:4]
+        assert np.all(values[1:] >= values[:-1] * (1 - 1e-3))
+
+    def test_ttft_p50_does_not_fall_from_half_of_capacity(self, grid: list[tuple[float, ...]]) -> None:
+        """Below ~half of capacity TTFT falls as the rate rises (more prompt tokens waiting make WT = W / iterp
+        larger, so a prompt takes fewer rounds; the simulator's p50 and p90 fall too); from there to 85% it rises,
+        to within 2% between neighbouring rates."""
+        values = np.array(grid)[(self.LOADS >= 0.5) & (self.LOADS <= 0.85), 0]
+        assert np.all(values[1:] >= values[:-1] * 0.98)
+
+    def test_tbt_p99_at_least_tpot_p90(self, grid: list[tuple[float, ...]]) -> None:
+        assert all(row[4] >= row[3] for row in grid)
+
+
 class TestAgainstTheSimulator:
     """planner.sim.throttled runs the same throttle step by step; the fluid model should land near it."""
 
-    def test_latency_percentiles_at_sixty_percent_of_capacity(self) -> None:
-        """Today (4,000 Poisson requests, TP1 PP8, sharegpt): TTFT p50 656 vs 676 ms, p90 1838 vs 1906 ms; TPOT
-        p50 358 vs 333 ms, p90 368 vs 374 ms (analytic vs simulated). Before the fluid model of the throttle the
-        analytic TTFT p90 was a third of the simulated one."""
+    @pytest.mark.parametrize(
+        ("load", "tolerance"),
+        [
+            # analytic / simulated TTFT p50, p90, TPOT p50, p90 (3,000 Poisson requests, TP1 PP8, sharegpt):
+            (0.3, 0.45),  # 1.40, 1.07, 1.03, 1.01
+            (0.6, 0.2),  # 1.15, 1.11, 1.09, 1.01
+            # 1.37, 1.35, 1.67, 1.41: a run this short is still filling its KV cache (at 20,000 requests the
+            # ratios are 1.01, 1.05, 1.01, 0.96)
+            (0.8, 0.7),
+        ],
+    )
+    def test_latency_percentiles(self, load: float, tolerance: float) -> None:
         ctx, candidate = make_context(), make_candidate()
-        rate = 0.6 * STRATEGY.capacity_req_s(ctx, candidate)
+        rate = load * STRATEGY.capacity_req_s(ctx, candidate)
         lat = STRATEGY.latencies(ctx, candidate, rate)
         assert lat is not None
         knobs = dict(candidate.knobs)
         pools, transfer = sim_pools(ctx, "throttled-pipeline", knobs, [PoolLayout(Role.serve, 1, 8, 1)])
-        sim = simulate_pools(pools, poisson(rate, 4000, ctx.workload), transfer, seed=0)
+        sim = simulate_pools(pools, poisson(rate, 3000, ctx.workload), transfer, seed=0)
         analytic = [np.percentile(lat.ttft_s, q) for q in (50, 90)] + [np.percentile(lat.tpot_s, q) for q in (50, 90)]
         simulated = [sim.ttft_s.p50, sim.ttft_s.p90, sim.tpot_s.p50, sim.tpot_s.p90]
         print("\nanalytic / simulated:", [f"{a / s:.2f}" for a, s in zip(analytic, simulated, strict=True)])
-        assert analytic == pytest.approx(simulated, rel=0.25)
+        assert analytic == pytest.approx(simulated, rel=tolerance)
 
 
 class TestCandidates:

@@ -1,11 +1,12 @@
-"""Small numerical routines the strategies need, in numpy: a bracketed root finder, the quantiles of the
-Poisson and binomial distributions and a Weibull fitted to two moments (importing scipy's would cost the CLI
-a second of start-up)."""
+"""Small numerical routines the strategies need, in numpy: a bracketed root finder and a search for its
+bracket, the quantiles of the normal, Poisson and binomial distributions and a Weibull fitted to two moments
+(importing scipy's would cost the CLI a second of start-up)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from statistics import NormalDist
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -75,6 +76,36 @@ def bracketed_root(f: Callable[[float], float], low: float, high: float, xtol: f
         if high - low <= xtol:
             return (low + high) / 2
     return (low + high) / 2
+
+
+def upward_bracket(
+    f: Callable[[float], float], low: float, start: float, growth: float, max_steps: int
+) -> tuple[float, float] | None:
+    """A bracket [a, b] of a sign change of f, f(a) > 0 > f(b), searched upwards from `low` (where f > 0): f is
+    tried at `start`, then at points `growth` times further each time it is positive; where f is not finite (a
+    point past where f is defined) the next try is halfway back to the last positive point. `a` is the last
+    point seen positive, so [a, b] holds a root of a continuous f, the first above `low` when f has one root
+    there (roots between tried points that f crosses back over are not seen). None when no negative value is
+    found within `max_steps` tries."""
+    positive, x = low, start
+    for _ in range(max_steps):
+        value = f(x)
+        if value < 0:
+            return positive, x
+        if math.isfinite(value):
+            positive, x = x, x * growth
+        else:
+            x = (positive + x) / 2
+    return None
+
+
+def normal_ppf(probabilities: ArrayLike) -> NDArray[np.float64]:
+    """Standard normal quantiles at `probabilities`, an array of their shape: statistics.NormalDist().inv_cdf
+    (Wichura's algorithm AS 241) value by value."""
+    inverse = NormalDist().inv_cdf
+    flat = np.ravel(np.asarray(probabilities, dtype=float))
+    scores = np.array([inverse(float(p)) for p in flat], dtype=float)
+    return scores.reshape(np.shape(probabilities))
 
 
 def _ppf(q: ArrayLike, log_pmf: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -34,18 +34,19 @@ I and O a request's prompt and output lengths, ctx the mean decode context, KV t
       token sojourn W / (R E[I])) independent levels within a round).
   Beyond the rate where no round satisfies it (KV filling, UT shrinking) the replica is past what it carries.
 - TTFT = T / (2 pp) (to the next micro-batch planned) + the admission wait (base.queue_waits_s at the M/G/1
-  utilisation and mean wait) + the prompt's rounds x its own round: p + (pp - 1) max(p, slowest), p the step
-  with its mean chunk, so a long prompt's chunks pace the rounds that carry them.
+  utilisation and mean wait) + the prompt's rounds (a mean over W's quantiles) x its own round: p + (pp - 1)
+  max(p, slowest), p the step with its mean chunk, so a long prompt's chunks pace the rounds that carry them.
 - TPOT: the round, moved for each request by the load it meets over its decode phase (the Poisson count of
   the decodes beside it; the round's fast and slow responses to the rate, see `latencies`).
-- TBT p99: a round paced by a micro-batch carrying the budget at the 99th percentile of W, pp x t(d, b(W_99)).
+- TBT p99: the own round of a micro-batch carrying the budget at the 99th percentile of W, p + (pp - 1)
+  max(p, slowest) at p = t(d, b(W_99)), and at least the p99 of TPOT.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -53,7 +54,7 @@ import numpy as np
 
 from planner.cost.iteration import stage_step_times_s
 from planner.cost.memory import memory_breakdown
-from planner.cost.ops import BatchShape
+from planner.cost.ops import FEATURES
 from planner.specs.deployment import Deployment
 from planner.strategies import token_throttle
 from planner.strategies.base import (
@@ -70,15 +71,15 @@ from planner.strategies.base import (
     queue_waits_s,
     register,
 )
-from planner.strategies.chunked import mean_cached_tokens, mean_cached_tokens_by_chunk, stage_step_s
-from planner.strategies.numerics import bracketed_root
+from planner.strategies.chunked import mean_cached_tokens_by_chunk
+from planner.strategies.numerics import bracketed_root, quantile, upward_bracket
 
 PAGE_SIZE_TOKENS = 16  # gLLM KV page (block) size, default [CODE gLLM @ecab5d8]
 MAX_DECODES_PER_MICRO_BATCH = 256  # gLLM `maxd` default [CODE]; read as the cap of one micro-batch [INFERRED]
-ROOT_TOLERANCE = 1e-3  # round found to a thousandth: of itself (residual) or of its bracket
+ROOT_TOLERANCE = 1e-7  # round found to this share of the top of its bracket
 BRACKET_STEP = 1.5  # growth of the trial round while looking for the fixed point
 MAX_BRACKET_STEPS = 24  # trial rounds before the rate counts as beyond what the throttle carries
-DERIVATIVE_STEP = 1e-2  # relative step of the finite differences of the round
+DERIVATIVE_STEP = 1e-2  # relative step of the central differences of the round (far above ROOT_TOLERANCE)
 REPRESENTATIVES = 64  # workload lengths the fixed points iterate over
 CHUNK_GRID_POINTS = 24  # chunk sizes (log-spaced) at which a prompt's own rounds are costed, then interpolated
 
@@ -204,10 +205,7 @@ class ThrottledPipeline(Strategy):
     ) -> float:
         """Stage step of a micro-batch with `decodes` decodes and `prompt` prompt tokens (a chunk after the mean
         cached context of chunks of that size)."""
-        batch = BatchShape.decode(max(decodes, 1e-3), mean_context)
-        if prompt > 0:
-            batch = batch + BatchShape.prefill(prompt, cached_len=mean_cached_tokens(inputs, prompt))
-        return stage_step_s(deployment, batch)
+        return float(micro_batch_steps_s(deployment, inputs, mean_context, decodes, np.array([prompt]))[0])
 
     def _offline(self, ctx: Context, candidate: Candidate) -> tuple[Deployment, float, float, float]:
         """(deployment, decodes d and prompt tokens P per micro-batch, stage step t) with prompts always waiting."""
@@ -245,7 +243,6 @@ class ThrottledPipeline(Strategy):
         prompts = representatives(inputs)
         mean_context, decodes_per_req = w.mean_decode_context, max(w.mean_output_len - 1, 0.0)
         kv_tokens = memory_breakdown(deployment).kv_capacity_tokens
-        last: list[float] = []  # the previous trial round and its W, where the next search for W starts
 
         @functools.cache
         def at(round_s: float, rate_req_s: float, decodes_scale: float = 1.0) -> _Point | None:
@@ -256,11 +253,9 @@ class ThrottledPipeline(Strategy):
             cap = utilisation_budget(free_ratio, maxp, kv_threshold)
             if cap <= 0:
                 return None
-            guess = last[1] * round_s / last[0] if last else None  # W grows about as the round (Little's law)
-            state = token_throttle.throttle_state(prompts, rate_req_s, round_s, pp, minp, iterp, cap, guess)
+            state = token_throttle.throttle_state(prompts, rate_req_s, round_s, pp, minp, iterp, cap)
             if state is None:
                 return None
-            last[:] = [round_s, state.mean_tokens]
             budgets = token_throttle.budget_quantiles(state, minp, iterp, cap)
             steps = micro_batch_steps_s(deployment, prompts, mean_context, decodes, np.concatenate([[0.0], budgets]))
             # Flow balance: R E[I] T / pp prompt tokens per micro-batch on average, carried as whole budgets.
@@ -276,15 +271,12 @@ class ThrottledPipeline(Strategy):
             return math.inf if point is None else point.round.mean_s - round_s
 
         idle_s = pp * float(micro_batch_steps_s(deployment, prompts, mean_context, 0.0, np.zeros(1))[0])
-        bracket = first_crossing(excess_s, idle_s, pp * t_cap)  # above the empty pipeline's round
+        # From the offline round up (F - T > 0 at the empty pipeline's round), halving back where the KV cache
+        # leaves no budget (F infinite).
+        bracket = upward_bracket(excess_s, idle_s, pp * t_cap, BRACKET_STEP, MAX_BRACKET_STEPS)
         if bracket is None:
             return None
-        # A round whose implied round is within ROOT_TOLERANCE of it is the fixed point (a zero ends the search).
-        t = bracketed_root(
-            lambda x: 0.0 if abs(excess_s(x)) <= x * ROOT_TOLERANCE else excess_s(x),
-            *bracket,
-            xtol=bracket[1] * ROOT_TOLERANCE,
-        )
+        t = bracketed_root(excess_s, *bracket, xtol=bracket[1] * ROOT_TOLERANCE)
         point = at(t, rate)
         if point is None:  # the root landed where the budgets no longer carry the prompts
             return None
@@ -294,7 +286,7 @@ class ThrottledPipeline(Strategy):
         # the last round ending as its micro-batch leaves the last stage. The rounds that carry a prompt's chunks
         # are paced by them when they are the slowest in flight (Round.own_s at its mean chunk, I / rounds): a
         # long prompt's chunks of several hundred tokens stretch its own rounds well beyond the mean.
-        rounds = token_throttle.prompt_rounds(inputs, state.mean_tokens, minp, iterp, point.cap_tokens)
+        rounds = token_throttle.mean_prompt_rounds(inputs, state, minp, iterp, point.cap_tokens)
         chunks = inputs / rounds
         grid = np.geomspace(1.0, float(chunks.max()), CHUNK_GRID_POINTS)
         grid_steps = micro_batch_steps_s(deployment, prompts, mean_context, point.decodes, grid)
@@ -306,7 +298,7 @@ class ThrottledPipeline(Strategy):
         # spread falls as 1 / sqrt(O - 1)), not the load it meets over its decode phase of L = (O - 1) T: the
         # Poisson arrivals it shares rounds with make the mean rate over it R + dR, dR / R = cv z
         # (token_throttle.lifetime_rate_cv; z normal scores in a seeded order). The round T = F(T, R, d)
-        # answers through two loops, whose slopes are finite differences at the fixed point:
+        # answers through two loops, whose slopes are central differences at the fixed point:
         # - fast, through the prompt tokens (more per round, larger chunks; W settles within a few rounds):
         #   F_T, F_R at fixed decodes, so at once dT0 = F_R dR / c, c = 1 - F_T;
         # - slow, through the decodes in flight d = R E[O - 1] T / pp, which follow only over a decode lifetime
@@ -316,10 +308,11 @@ class ThrottledPipeline(Strategy):
         # where the fixed point is flat (c = g, and beyond: then it grows with L, capped there at c = g).
         tpot = np.full(len(outputs), t)
         if rate > 0 and decodes_per_req > 0:
-            step, base = DERIVATIVE_STEP, excess_s(t)  # F - T at the root: within its tolerance of 0
-            fast_t = (excess_s(t * (1 + step), rate, 1 / (1 + step)) - base) / (t * step) + 1  # d held
-            fast_r = (excess_s(t, rate * (1 + step), 1 / (1 + step)) - base) / (rate * step)
-            by_decodes = (excess_s(t, rate, 1 + step) - base) / step  # dF / d ln d
+            up, down = 1 + DERIVATIVE_STEP, 1 - DERIVATIVE_STEP
+            # F - T at T (1 +- h), its decodes held by scaling them by 1 / (1 +- h); then at R (1 +- h), likewise.
+            fast_t = (excess_s(t * up, rate, 1 / up) - excess_s(t * down, rate, 1 / down)) / (t * (up - down)) + 1
+            fast_r = (excess_s(t, rate * up, 1 / up) - excess_s(t, rate * down, 1 / down)) / (rate * (up - down))
+            by_decodes = (excess_s(t, rate, up) - excess_s(t, rate, down)) / math.log(up / down)  # dF / d ln d
             lifetimes = np.maximum(outputs - 1, 0) * t
             others = representatives(lifetimes)
             rate_change = math.sqrt(rate) * token_throttle.lifetime_rate_cv(lifetimes, others)  # R cv, cv ~ 1/sqrt(R)
@@ -330,26 +323,13 @@ class ThrottledPipeline(Strategy):
                 lag = c * (max(c - g, 0.0) * lifetimes + c * float(others.mean()))
                 tpot = np.maximum(t + a / c + (c * b + a * g) * lifetimes / lag, idle_s)
 
-        # TBT p99: a round paced by a micro-batch carrying the budget at the 99th percentile of W.
+        # TBT p99: a round paced by a micro-batch carrying the budget at the 99th percentile of W, behind the
+        # slowest in flight (Round.own_s); and no shorter than the p99 of TPOT, since the requests slowed by the
+        # load they meet (the slowest hundredth) see gaps that average to at least it.
         budget_p99 = token_throttle.budget_quantiles(state, minp, iterp, point.cap_tokens, (0.99,))
-        tbt_p99 = pp * float(micro_batch_steps_s(deployment, prompts, mean_context, point.decodes, budget_p99)[0])
-        return Latencies(ttft_s=ttft, tpot_s=tpot, tbt_p99_s=max(tbt_p99, t))
-
-
-def first_crossing(f: Callable[[float], float], low: float, guess: float) -> tuple[float, float] | None:
-    """A bracket [a, b] of the first root of f above `low` (f(low) > 0): from `guess`, up by steps of
-    BRACKET_STEP until f < 0, halving back towards the last positive point where f is infinite (past the root,
-    where the KV cache leaves no budget); None when f stays positive or infinite."""
-    positive, x = low, guess
-    for _ in range(MAX_BRACKET_STEPS):
-        value = f(x)
-        if value < 0:
-            return positive, x
-        if math.isfinite(value):
-            positive, x = x, x * BRACKET_STEP
-        else:
-            x = (positive + x) / 2
-    return None
+        step_p99 = micro_batch_steps_s(deployment, prompts, mean_context, point.decodes, budget_p99)
+        tbt_p99 = max(float(point.round.own_s(step_p99)[0]), quantile(tpot, 0.99), t)
+        return Latencies(ttft_s=ttft, tpot_s=tpot, tbt_p99_s=tbt_p99)
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,17 +362,15 @@ def micro_batch_steps_s(
     prompt = np.asarray(prompt_tokens, dtype=float)
     carries = (prompt > 0).astype(float)
     cached = mean_cached_tokens_by_chunk(inputs, np.maximum(prompt, 1.0)) * carries
-    decodes = max(decodes, 1e-3)
-    shapes = np.stack(
-        [
-            np.ones_like(prompt),  # one
-            prompt,  # prefill_tokens
-            carries,  # prefill_seqs
-            prompt * cached + prompt * (prompt + 1) / 2,  # prefill_attn_pairs: s c + s (s + 1) / 2 per chunk
-            cached,  # prefill_context_tokens
-            np.full_like(prompt, decodes),  # decode_seqs
-            np.full_like(prompt, decodes * mean_context),  # decode_context_tokens
-        ],
-        axis=1,
-    )
+    decodes = max(decodes, 1e-3)  # BatchShape.decode of a vanishing batch: its fixed costs stay
+    columns = {
+        "one": np.ones_like(prompt),
+        "prefill_tokens": prompt,
+        "prefill_seqs": carries,
+        "prefill_attn_pairs": prompt * cached + prompt * (prompt + 1) / 2,  # s c + s (s + 1) / 2 (BatchShape.prefill)
+        "prefill_context_tokens": cached,
+        "decode_seqs": np.full_like(prompt, decodes),
+        "decode_context_tokens": np.full_like(prompt, decodes * mean_context),
+    }
+    shapes = np.stack([columns[name] for name in FEATURES], axis=1)
     return stage_step_times_s(deployment, shapes)

@@ -14,18 +14,16 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 
 from planner.strategies.base import mdl_wait_s, seeded_quantiles
-from planner.strategies.numerics import bracketed_root
+from planner.strategies.numerics import bracketed_root, normal_ppf
 
 BUDGET_POINTS = 16  # quantiles of W at which the micro-batch budget is evaluated, evenly spaced
 BUDGET_PROBABILITIES = tuple((i + 0.5) / BUDGET_POINTS for i in range(BUDGET_POINTS))
-SECANT_STEPS = 6  # secant steps from a guessed W before bracketing it
-GUESS_TOLERANCE = 1e-2  # W found from a guess to this share of it (residual)
-ROOT_TOLERANCE = 1e-3  # W found to a thousandth of the tokens that cap every budget
+ROOT_TOLERANCE = 1e-7  # W found to this share of the tokens that cap every budget (iterp U)
+STABILITY_MARGIN = 1e-3  # the search for W starts where admission's utilisation is 1 / (1 + this)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +139,6 @@ def throttle_state(
     min_prefill_tokens: float,
     iterp: float,
     cap_tokens: float,
-    guess_tokens: float | None = None,
 ) -> ThrottleState | None:
     """W at Poisson arrivals of `rate_req_s` with rounds of `round_s`, or None when the budgets cannot carry the
     prompts. W solves W = R T E[sum of left] + R E[I] Wq (Little's law on uncomputed tokens: the started
@@ -150,8 +147,8 @@ def throttle_state(
     Admission: the pp micro-batches of a round offer pp b(W) prompt tokens against R E[I] T arriving, an M/G/1
     server of utilisation rho = R E[I] T / (pp b) whose service of prompt i is I_i T / (pp b); the
     Pollaczek-Khinchine mean wait R E[S^2] / (2 (1 - rho)) (M/D/1 at one length, base.mdl_wait_s).
-    `guess_tokens`: a W near the solution (the previous trial round's), where secant steps start; bracketing
-    from scratch when they stall."""
+    W - rhs(W) rises with W, so W is its one root between where admission turns stable and iterp U (below),
+    found by bracketing to ROOT_TOLERANCE x iterp U tokens: a function of the arguments alone."""
     lens = np.asarray(input_lens, dtype=float)
     mean_in, mean_sq_in = float(lens.mean()), float(np.mean(lens**2))
     rate, t = rate_req_s, round_s
@@ -175,27 +172,23 @@ def throttle_state(
     # minp does). Beyond W = iterp U every budget is U and the right-hand side no longer depends on W.
     w_cap = iterp * cap_tokens
     per_micro_batch = rate * mean_in * t / pp_size
-    stable_from = iterp * per_micro_batch * (1 + ROOT_TOLERANCE) if per_micro_batch >= min_prefill_tokens else 0.0
+    stable_from = iterp * per_micro_batch * (1 + STABILITY_MARGIN) if per_micro_batch >= min_prefill_tokens else 0.0
     low, high = min(stable_from, w_cap), w_cap
-    tolerance = w_cap * ROOT_TOLERANCE
-    if guess_tokens is None:  # about two rounds of arriving prompt tokens, near where simulations settle
-        guess_tokens = min(max(2 * rate * mean_in * t, 2 * low), (low + high) / 2)
-    if low < guess_tokens < high:  # from a nearby solution: secant steps
-        x0, e0 = guess_tokens, excess(guess_tokens)
-        x1 = min(max(x0 - e0, low), high)  # first, one fixed-point step W <- rhs(W)
-        for _ in range(SECANT_STEPS):
-            e1 = excess(x1)
-            if abs(e1) <= x1 * GUESS_TOLERANCE:
-                return at(x1)
-            if e1 == e0:
-                break
-            x0, e0, x1 = x1, e1, min(max(x1 - e1 * (x1 - x0) / (e1 - e0), low), high)
     capped = at(w_cap)
     if not math.isfinite(capped.mean_tokens):
         return None
     if capped.mean_tokens >= w_cap:
         return capped
-    return at(bracketed_root(excess, low, high, xtol=tolerance))
+    return at(bracketed_root(excess, low, high, xtol=w_cap * ROOT_TOLERANCE))
+
+
+def token_quantiles(state: ThrottleState, probabilities: tuple[float, ...] = BUDGET_PROBABILITIES) -> np.ndarray:
+    """W (tokens) at `probabilities`, W taken as the log-normal of its mean and variance (W is a sum of prompts'
+    shots, skewed by the long ones): sigma^2 = ln(1 + scv), mu = ln(mean) - sigma^2 / 2."""
+    scv = state.var_tokens / state.mean_tokens**2 if state.mean_tokens > 0 else 0.0
+    sigma = math.sqrt(math.log1p(scv))
+    tokens: np.ndarray = state.mean_tokens * np.exp(sigma * normal_quantiles(probabilities) - sigma**2 / 2)
+    return tokens
 
 
 def budget_quantiles(
@@ -205,13 +198,21 @@ def budget_quantiles(
     cap_tokens: float,
     probabilities: tuple[float, ...] = BUDGET_PROBABILITIES,
 ) -> np.ndarray:
-    """The prefill budget b(W) at quantiles of W, W taken as the log-normal of its mean and variance (W is a sum
-    of prompts' shots, skewed by the long ones): sigma^2 = ln(1 + scv), mu = ln(mean) - sigma^2 / 2."""
-    scv = state.var_tokens / state.mean_tokens**2 if state.mean_tokens > 0 else 0.0
-    sigma = math.sqrt(math.log1p(scv))
-    tokens = state.mean_tokens * np.exp(sigma * normal_quantiles(probabilities) - sigma**2 / 2)
+    """The prefill budget b(W) at quantiles of W (`token_quantiles`)."""
+    tokens = token_quantiles(state, probabilities)
     budgets: np.ndarray = np.minimum(np.maximum(tokens / iterp, min_prefill_tokens), cap_tokens)
     return budgets
+
+
+def mean_prompt_rounds(
+    input_lens: np.ndarray, state: ThrottleState, min_prefill_tokens: float, iterp: float, cap_tokens: float
+) -> np.ndarray:
+    """`prompt_rounds` averaged over W's quantiles (`token_quantiles`) as the other prompts' tokens: W moves
+    while a prompt is in progress, so its rounds are a mean over W rather than the whole number at W's mean."""
+    levels = token_quantiles(state)
+    total = sum(prompt_rounds(input_lens, float(w), min_prefill_tokens, iterp, cap_tokens) for w in levels)
+    rounds: np.ndarray = np.asarray(total, dtype=float) / len(levels)
+    return rounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,9 +277,8 @@ def lifetime_rate_cv(lifetimes_s: np.ndarray, others_s: np.ndarray) -> np.ndarra
 
 @functools.lru_cache(maxsize=16)
 def normal_quantiles(probabilities: tuple[float, ...]) -> np.ndarray:
-    """Standard normal quantiles (statistics.NormalDist, computed once per set of probabilities)."""
-    inverse = NormalDist().inv_cdf
-    scores = np.array([inverse(q) for q in probabilities])
+    """Standard normal quantiles (numerics.normal_ppf, computed once per set of probabilities)."""
+    scores = normal_ppf(probabilities)
     scores.flags.writeable = False
     return scores
 
@@ -286,7 +286,6 @@ def normal_quantiles(probabilities: tuple[float, ...]) -> np.ndarray:
 @functools.lru_cache(maxsize=64)
 def normal_scores(n: int, seed: int) -> np.ndarray:
     """Standard normal quantiles at base.seeded_quantiles(n, seed): deterministic normal draws."""
-    inverse = NormalDist().inv_cdf
-    scores = np.array([inverse(float(q)) for q in seeded_quantiles(n, seed)])
+    scores = normal_ppf(seeded_quantiles(n, seed))
     scores.flags.writeable = False
     return scores
