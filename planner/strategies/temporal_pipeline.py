@@ -31,6 +31,9 @@ below capacity the batch is mostly under b*, so phases are short (a few prompts)
 the stages' drain loss (Pipeline.drain_loss_s). TTFT = wait for the next micro-batch boundary or the end of the
 drain window + prompts ahead (fluid backlog, plus the M/G/1 wait of Poisson bursts) + own pass through the
 stages; TPOT = round time + the pause (phase and drain loss) every `rounds` decode rounds (open_cycle).
+Near capacity the batch Little's law asks for outgrows the KV fill target: the batch is then held at the
+target, each phase admits what the finished requests freed, and the decode between phases stretches until
+they have (open_cycle); TTFT keeps rising with the longer window, TPOT falls as B_kv / (r mu).
 The strategy targets offline throughput, not latency.
 """
 
@@ -127,6 +130,14 @@ class Prompts:
         ranks = np.arange(len(values), dtype=float)
         largest: np.ndarray = np.interp(n / (n + 1) * (len(values) - 1), ranks, np.sort(values))
         return largest
+
+    @staticmethod
+    def mean_max(values: np.ndarray, n: float) -> float:
+        """Mean of the largest of n draws (at least one) from the empirical distribution F of `values`:
+        sum over the sorted values x_(i) of x_(i) (F_i^n - F_(i-1)^n), F_i = i / N (smooth in n, fractional
+        n included, where the quantile of expected_max steps across clusters of equal values)."""
+        ranks = np.arange(len(values) + 1, dtype=float) / len(values)
+        return float(np.sum(np.sort(values) * np.diff(ranks ** max(n, 1.0))))
 
 
 def prompt_profile(deployment: Deployment, input_lens: np.ndarray, prefill_tokens: float) -> Prompts:
@@ -288,7 +299,7 @@ class Pipeline:
                                        scheduled while it ran (one every t, at most pp - 1 of them)
         loss = (pp - 1) max(T, t) - min((pp - 1) t, T); the flow-shop switch loss (pp - 1)(T - t) when
         T >= (pp - 1) t."""
-        t_mb = float(Prompts.expected_max(self.prompts.micro_batch_s(admitted), admitted))
+        t_mb = Prompts.mean_max(self.prompts.micro_batch_s(admitted), admitted)
         t_decode = self.decode.stage_s(batch / self.pp)
         return (self.pp - 1) * max(t_mb, t_decode) - min((self.pp - 1) * t_decode, t_mb)
 
@@ -351,34 +362,62 @@ class OpenCycle:
         return self.loss_s + self.forced_rounds * self.round_s
 
 
+def kv_batch_cap(pipe: Pipeline, queued: float) -> float:
+    """Largest mean batch B whose peak B + n / 2 after a phase of n = `queued` prompts stays within the KV
+    fill target, the B - n / 2 survivors of the decode phase held at the running footprint (batch_at_fill):
+        (B - n / 2) running(m) + n fresh(m) <= kv_fill x KV at every horizon m
+        -> B <= n / 2 + (kv_fill x KV - n fresh(m)) / running(m)
+    and B + n / 2 within the engine's sequence cap."""
+    kv = pipe.kv_fill * pipe.kv_tokens
+    room = np.where(pipe.running > 0, (kv - queued * pipe.fresh) / np.maximum(pipe.running, 1e-9), np.inf)
+    return min(queued / 2 + float(np.min(room)), pipe.max_batch - queued / 2)
+
+
 def open_cycle(pipe: Pipeline, rate_req_s: float, rounds: float) -> OpenCycle | None:
     """Fixed point of the cycle when the engine switches to prompts at the first micro-batch boundary, after
-    `rounds` decode rounds, at which a prompt is queued (the running batch is at or below b*):
+    `rounds` decode rounds (k), at which a prompt is queued (the running batch is at or below b*):
         W = L(n, B) + k t_round(B)        window after a phase: drain loss, then the forced decode rounds
         q = exp(-r W)                     chance that no prompt arrived in the window (Poisson)
         I = q / r                         decode then continues until the next arrival (memoryless)
         C = (k t_round + I + L) / (1 - r p)   the phase serves every prompt of the cycle, p seconds each
         n = r C,  B = r mu t_round C / (k t_round + I)   (Little's law: a request advances one token a round)
-    None when the batch outgrows the KV fill target."""
-    batch, queued = 1.0, 1.0
+    When that B exceeds the KV cap B_kv(n) (kv_batch_cap), a phase admits only the prompts the finished
+    requests made room for, so the batch stays at B_kv and the decode lasts until the k' rounds have freed n
+    requests' KV (each round finishes B_kv / mu of them): k' t_round + I = r mu t_round C / B_kv, and
+        C = L / (1 - r p - r mu t_round / B_kv)
+    the same C and k as above where B reaches B_kv, so the two branches join. Prompts arriving meanwhile
+    queue for the next phase (the window W grows with k'). None when even an unbounded phase cannot keep up
+    (r (p + mu t_round / B_kv) >= 1)."""
+    batch, queued, forced = 1.0, 1.0, rounds
     loss_s = idle_s = cycle_s = round_s = 0.0
-    for _ in range(8):
+    for _ in range(16):
         share = pipe.prompts.share_s(queued)
         if rate_req_s * share >= 1:
             return None
         round_s = pipe.round_s(batch)
         loss_s = pipe.drain_loss_s(queued, batch)
         idle_s = math.exp(-rate_req_s * (loss_s + rounds * round_s)) / rate_req_s
-        decode_s = rounds * round_s + idle_s
-        cycle_s = (decode_s + loss_s) / (1 - rate_req_s * share)
-        queued = rate_req_s * cycle_s
-        # geometric mean of the old and new batch: damps the round time's feedback on the batch
-        batch = math.sqrt(batch * max(rate_req_s * pipe.mu * round_s * cycle_s / decode_s, 1.0))
-    if batch + queued / 2 > pipe.fill_batch(max(batch - queued / 2, 0.0), pipe.kv_fill):
-        return None
+        cycle_s = (rounds * round_s + idle_s + loss_s) / (1 - rate_req_s * share)
+        little = rate_req_s * pipe.mu * round_s * cycle_s / (rounds * round_s + idle_s)
+        cap = kv_batch_cap(pipe, rate_req_s * cycle_s)
+        if little <= cap:
+            forced, queued = rounds, rate_req_s * cycle_s
+            # geometric mean of the old and new batch: damps the round time's feedback on the batch
+            batch = math.sqrt(batch * max(little, 1.0))
+        else:
+            # KV-bound: the batch held at the cap, the decode stretched to free the next phase's KV
+            idle_s = math.exp(-rate_req_s * (loss_s + forced * round_s)) / rate_req_s
+            cap = kv_batch_cap(pipe, queued)  # at the phase size of the last pass (the same at the fixed point)
+            spare = 1 - rate_req_s * share - rate_req_s * pipe.mu * round_s / cap
+            if spare <= 0:
+                return None
+            cycle_s = loss_s / spare
+            forced = max(rounds, (rate_req_s * pipe.mu * round_s * cycle_s / cap - idle_s) / round_s)
+            queued = rate_req_s * cycle_s
+            batch = max(kv_batch_cap(pipe, queued), 1.0)
     return OpenCycle(
-        rounds=rounds + idle_s / round_s,
-        forced_rounds=rounds,
+        rounds=forced + idle_s / round_s,
+        forced_rounds=forced,
         batch=batch,
         round_s=round_s,
         cycle_s=cycle_s,
@@ -404,7 +443,7 @@ def settle(pipe: Pipeline, rate_req_s: float, max_rounds: float, switch_batch: f
     low, high = 1.0, max_rounds
     if (first := switches(low)) is not None:
         return first
-    while high - low > max(1.0, 0.05 * low):
+    while high - low > 0.002 * low:  # the switch point moves smoothly with the rate: so must the rounds
         mid = math.sqrt(low * high)
         low, high = (low, mid) if switches(mid) is not None else (mid, high)
     return open_cycle(pipe, rate_req_s, high)
@@ -501,22 +540,6 @@ class TemporalPipeline(Strategy):
         if rate >= full.request_rate_req_s:
             return None
         point = settle(pipe, rate, max(full.rounds, 1.0), full.switch_batch)
-        if point is not None:
-            return request_latencies(pipe, point, rate, ctx.workload)
-        # Near capacity the batch would outgrow the KV target: the engine runs the offline cycle and requests
-        # also queue for it (M/D/1 wait with the cycle as service, exponential tail).
-        batch = (full.full_batch + full.switch_batch) / 2
-        point = OpenCycle(
-            rounds=full.rounds,
-            forced_rounds=full.rounds,
-            batch=batch,
-            round_s=pipe.round_s(batch),
-            cycle_s=full.cycle_s,
-            queued=full.admitted,
-            loss_s=full.switch_loss_s,
-            idle_s=0.0,
-        )
-        lat = request_latencies(pipe, point, rate, ctx.workload)
-        rho = rate / full.request_rate_req_s
-        wait = queue_waits_s(len(lat.ttft_s), rho, rho * full.cycle_s / (2 * (1 - rho)))
-        return Latencies(ttft_s=lat.ttft_s + wait, tpot_s=lat.tpot_s, tbt_p99_s=lat.tbt_p99_s)
+        if point is None:
+            return None
+        return request_latencies(pipe, point, rate, ctx.workload)
