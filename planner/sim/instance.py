@@ -617,12 +617,12 @@ class Instance:
             _record_first_gaps(ledger, last_s if not ledger.warmup_left else last_s[ledger.counted[reqs]], end_s)
         self.last_token_s[slots] = end_s
         self.common_last_s = end_s if whole else None
-        self.remaining[slots] = remaining - 1
-        ctx = self.ctx[slots] + 1
-        self.ctx[slots] = ctx
+        self.remaining[slots] -= 1
+        self.ctx[slots] += 1
         ledger.generated[reqs] += 1
         config = self.config
         if not (reserved or config.reserves_full_sequence):  # reserved: held since it was planned
+            ctx = self.ctx[slots]
             blocks = (ctx + (config.block_size_tokens - 2)) // config.block_size_tokens  # ceil((ctx - 1) / block)
             self.kv.free -= int(_sum(blocks - self.blocks[slots]))
             self.blocks[slots] = blocks

@@ -37,6 +37,9 @@ class StageClock:
         first_s = time_s = max(ready_s, free[0]) + first_stage_s
         free[0] = time_s
         for stage in range(1, len(free)):
-            time_s = max(time_s, free[stage]) + later_stage_s
+            busy_until_s = free[stage]
+            if busy_until_s > time_s:  # max(time_s, busy_until_s), without the call (it runs per micro-batch)
+                time_s = busy_until_s
+            time_s += later_stage_s
             free[stage] = time_s
         return first_s, time_s
